@@ -1,0 +1,39 @@
+"""Canonical encoding and the hash chain.
+
+Each event's hash is sha256 over its predecessor's hash and every stored field, joined by
+the ASCII unit separator (0x1f). The payload enters as its stored canonical JSON text,
+in which a raw 0x1f cannot occur (JSON escapes control characters), and the other
+fields are checked to be free of control characters, so the encoding is unambiguous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+_SEP = "\x1f"
+
+
+def canonical_json(payload: Any) -> str:
+    """The one text form of a payload: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    campaign_id: str,
+    type_: str,
+    schema_version: int,
+    actor: str,
+    ts: str,
+    payload_text: str,
+) -> str:
+    material = _SEP.join((prev_hash, str(seq), campaign_id, type_, str(schema_version), actor, ts, payload_text))
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def has_control_chars(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

@@ -1,0 +1,137 @@
+"""CLI commands over the event log: init, note, replay, audit, events."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import sys
+from typing import Any
+
+from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from dpo_tui.events.audit import audit
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import open_store
+
+
+def operator_actor(name: str | None) -> str:
+    """`operator:<name>`, from --actor or the login name."""
+    if name is None:
+        try:
+            name = getpass.getuser()
+        except Exception:  # no login name in some containers
+            name = "unknown"
+        name = re.sub(r"[^A-Za-z0-9._@+-]", "_", name)[:64] or "unknown"
+    return name if name.startswith("operator:") else f"operator:{name}"
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    with Campaign.create(args.db, name=args.name, actor=operator_actor(args.actor), force=args.force) as c:
+        info = c.state.to_json()["campaign"]
+        print(f"created campaign {info['name']!r} ({info['id']}) in {c.store.path}")
+    return EXIT_OK
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        raise InputError("--text is empty")
+    with Campaign.open(args.db) as c:
+        ev = c.append("note.added", {"text": args.text, "stage": args.stage}, actor=operator_actor(args.actor))
+        print(f"note added as event {ev.seq} by {ev.actor}")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    with Campaign.open(args.db, readonly=True) as c:
+        state = c.state.to_json()
+    if args.json:
+        _print_json(state)
+        return EXIT_OK
+    camp = state["campaign"]
+    print(f"campaign   {camp['name']} ({camp['id']})")
+    print(f"created    {camp['created_at']} by {camp['created_by']}")
+    print(f"events     {state['events']}  head {state['head_hash'][:16]}")
+    spend = state["spend"]
+    stages = ", ".join(f"{k} ${v:.4f}" for k, v in spend["by_stage"].items()) or "nothing yet"
+    print(f"spend      ${spend['total_usd']:.4f} ({stages})")
+    print(f"notes      {state['notes']['count']}")
+    for note in state["notes"]["recent"][-5:]:
+        print(f"  #{note['seq']} {note['ts']} {note['actor']}: {note['text']}")
+    if state["unknown_types"]:
+        print(f"unknown    {state['unknown_types']} (kept, not folded: written by a newer dpo-tui?)")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with open_store(args.db, readonly=True) as store:
+        report = audit(store)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for w in report.warnings[:20]:
+            print(f"warning: seq {w.seq}: {w.rule}: {w.message}", file=sys.stderr)
+        if report.ok:
+            print(f"ok: {report.events} events, hash chain and invariants hold (head {report.head_hash[:16]})")
+        else:
+            first = next(p for p in report.problems if p.seq == report.first_bad_seq) \
+                if report.first_bad_seq is not None else report.problems[0]
+            where = f"seq {first.seq}" if first.seq is not None else "schema"
+            print(f"FAILED: first bad event {where}: {first.rule}: {first.message}")
+            for p in report.problems[1:20]:
+                print(f"  also seq {p.seq}: {p.rule}: {p.message}")
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    with open_store(args.db, readonly=True) as store:
+        types = args.type or None
+        out = sys.stdout
+        for seq, _cid, type_, version, actor, ts, text, prev, digest in store.rows(types=types):
+            if args.jsonl:
+                out.write(json.dumps({"seq": seq, "type": type_, "actor": actor, "ts": ts, "schema_version": version,
+                                      "payload": json.loads(text), "prev_hash": prev, "hash": digest},
+                                     ensure_ascii=False) + "\n")
+            else:
+                short = text if len(text) <= 100 else text[:97] + "..."
+                out.write(f"{seq:>7}  {ts}  {type_:<22} {actor:<20} {short}\n")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a campaign file", description="Create a new campaign database.")
+    p.add_argument("--db", required=True, help="path of the campaign file to create")
+    p.add_argument("--name", required=True, help="campaign name")
+    p.add_argument("--actor", help="operator name (default: your login name)")
+    p.add_argument("--force", action="store_true", help="replace an existing file at --db")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("note", help="append an operator note", description="Append an annotation for auditors.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--stage", choices=["budget", "split", "rollouts", "pairs", "train", "eval"],
+                   help="the stage the note is about")
+    p.add_argument("--actor", help="operator name (default: your login name)")
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("replay", help="rebuild the campaign state from its log",
+                       description="Fold the log from seq 1 (verifying the hash chain) and print the state.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("audit", help="verify the log: hash chain, order, invariants",
+                       description="Exit 0 when every check holds, 1 naming the first bad event.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true", help='print {"ok", "first_bad_seq", "problems"}')
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("events", help="dump events for other tools", description="Print events in seq order.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--type", action="append", help="only this event type (repeatable)")
+    p.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_events)
