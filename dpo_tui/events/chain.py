@@ -13,12 +13,15 @@ import json
 from typing import Any
 
 GENESIS_HASH = "0" * 64
-_SEP = "\x1f"
+_sha256 = hashlib.sha256
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def canonical_json(payload: Any) -> str:
     """The one text form of a payload: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(payload)
 
 
 def event_hash(
@@ -31,8 +34,8 @@ def event_hash(
     ts: str,
     payload_text: str,
 ) -> str:
-    material = _SEP.join((prev_hash, str(seq), campaign_id, type_, str(schema_version), actor, ts, payload_text))
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
+    material = f"{prev_hash}\x1f{seq}\x1f{campaign_id}\x1f{type_}\x1f{schema_version}\x1f{actor}\x1f{ts}\x1f{payload_text}"
+    return _sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def has_control_chars(text: str) -> bool:

@@ -6,6 +6,7 @@ handler that calls `add_spend(state, stage, usd)`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,7 @@ class Notes:
     """Notes are counted in full; the last few are kept for display (all stay in the log)."""
 
     count: int = 0
-    recent: list[dict[str, Any]] = field(default_factory=list)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_NOTES))
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "recent": list(self.recent)}
@@ -90,8 +91,6 @@ def _note_added(state: CampaignState, event: StoredEvent) -> None:
     notes.count += 1
     notes.recent.append({"seq": event.seq, "actor": event.actor, "ts": event.ts,
                          "stage": event.payload.get("stage"), "text": event.payload["text"]})
-    if len(notes.recent) > RECENT_NOTES:
-        del notes.recent[0]
 
 
 @invariant("single-campaign", "campaign.created")

@@ -95,9 +95,16 @@ class NewerSchemaError(Exception):
     """A stored payload version that this code cannot read."""
 
 
+_CURRENT: set[tuple[str, int]] = set()  # (type, version) pairs that need no upcasting
+
+
 def upcast(name: str, version: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Bring a stored payload up to the current version of its type (unknown types pass through)."""
+    if (name, version) in _CURRENT:
+        return version, payload
     spec = spec_for(name)
+    if spec is not None and version == spec.version:
+        _CURRENT.add((name, version))
     if spec is None:
         return version, payload
     if version > spec.version:
