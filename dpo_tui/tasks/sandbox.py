@@ -1,0 +1,279 @@
+"""Run a task's tests on a candidate program: one sandboxed subprocess per candidate.
+
+`run_tests(task, program)` starts the lean harness (harness.py, no pytest) under
+bubblewrap: its own network, PID, IPC and UTS namespaces (no network at all), a
+read-only view of /usr and the Python installation only, a fresh writable temporary
+directory as cwd, HOME and TMPDIR and nothing else writable, an empty environment
+apart from PATH/HOME/TMPDIR/LANG (no API keys), and `--die-with-parent`. Run as root,
+bwrap keeps CAP_SETUID/CAP_SETGID only so that the harness can switch to a fresh
+unprivileged uid before anything else, which makes the process-count limit (RLIMIT_NPROC)
+count this sandbox alone; as another user it unshares a user namespace instead.
+The harness applies RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_NOFILE and per-test
+CPU limits, caps each test's output, and kills each test's process group; the whole
+sandbox runs in its own session, killed at the end, with a wall-clock backstop.
+
+Without bwrap on PATH the runner refuses to run unless `allow_unsandboxed=True`; then
+the same harness runs directly, and the report says only resource limits applied.
+Safe to call from many threads or processes at once (no shared state, no preexec_fn).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from dpo_tui.errors import DpoTuiError
+from dpo_tui.tasks.model import Task
+
+HARNESS_PATH = Path(__file__).with_name("harness.py")
+VERDICTS = ("pass", "fail", "error", "timeout", "crash", "skip")
+UNSANDBOXED_NOTE = "NOT SANDBOXED (bubblewrap unavailable, run with explicit opt-in): only resource limits applied"
+_SANDBOX_HARNESS = "/opt/dpo-tui/harness.py"
+_SANDBOX_WORK = "/sandbox"
+
+
+class SandboxUnavailable(DpoTuiError):
+    """bwrap is missing and the caller did not opt in to unsandboxed runs."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    test_cpu_seconds: float = 2.0      # CPU time per test (ITIMER_PROF, RLIMIT_CPU behind it)
+    test_wall_seconds: float | None = None  # wall-clock backstop per test; default 4 x CPU + 1
+    memory_mb: int = 1024              # RLIMIT_AS of every process in the sandbox
+    processes: int = 32                # RLIMIT_NPROC (per sandbox when run as root)
+    file_mb: int = 16                  # RLIMIT_FSIZE
+    open_files: int = 64               # RLIMIT_NOFILE
+    output_bytes: int = 1_000_000      # a test printing more is killed (crash verdict)
+    feedback_chars: int = 4000         # TestReport.output, for the next prompt
+    per_test_cpu: tuple[tuple[str, float], ...] = ()  # calibrated CPU limits by test name
+
+    def wall(self, cpu: float | None = None) -> float:
+        if cpu is None and self.test_wall_seconds:
+            return self.test_wall_seconds
+        return 4 * (cpu if cpu is not None else self.test_cpu_seconds) + 1
+
+    def total_wall(self, names: list[str]) -> float:
+        per_test = dict(self.per_test_cpu)
+        return sum(self.wall(per_test[n]) if n in per_test else self.wall() for n in names)
+
+    def payload(self, nproc_base: int = 0) -> dict:
+        return {"test_cpu": self.test_cpu_seconds, "test_wall": self.wall(),
+                "memory_bytes": self.memory_mb << 20, "file_bytes": self.file_mb << 20,
+                "nproc": nproc_base + self.processes, "nofile": self.open_files,
+                "output_bytes": self.output_bytes,
+                "per_test": {name: [cpu, self.wall(cpu)] for name, cpu in self.per_test_cpu}}
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    __test__ = False
+
+    name: str
+    verdict: str
+    message: str = ""
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class TestReport:
+    __test__ = False
+
+    passed: bool
+    tests: int                 # tests that ran (skips excluded)
+    tests_passed: int
+    verdicts: list[TestVerdict]
+    output: str                # failing tests' messages and output, truncated, for the prompt
+    seconds: float
+    sandboxed: bool
+    note: str = ""
+    error: str = ""            # the harness itself failed (never the candidate's fault)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdicts": [asdict(v) for v in self.verdicts]}
+
+    @property
+    def score(self) -> float:
+        return self.tests_passed / self.tests if self.tests else 0.0
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How candidates are isolated. `bwrap=None` means look it up on PATH."""
+
+    bwrap: str | None = None
+    allow_unsandboxed: bool = False
+    python: str = field(default_factory=lambda: os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+
+    def resolve(self) -> str | None:
+        return self.bwrap or shutil.which("bwrap")
+
+
+def bwrap_available(sandbox: Sandbox | None = None) -> bool:
+    return (sandbox or Sandbox()).resolve() is not None
+
+
+def _python_prefix(python: str) -> Path:
+    exe = Path(python)
+    return exe.parent.parent if exe.parent.name == "bin" else exe.parent
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    return args + ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+
+
+def bwrap_command(bwrap: str, python: str, work: Path, *, as_root: bool) -> list[str]:
+    prefix = _python_prefix(python)
+    args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    args += ["--cap-add", "CAP_SETUID,CAP_SETGID"] if as_root else ["--unshare-user"]
+    args += _system_binds()
+    if not str(prefix).startswith("/usr/"):
+        for parent in reversed(prefix.parents[:-1]):  # parents of e.g. /root/.pyenv/...: 0755
+            args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    args += ["--ro-bind", str(HARNESS_PATH), _SANDBOX_HARNESS, "--proc", "/proc", "--dev", "/dev",
+             "--bind", str(work), _SANDBOX_WORK, "--chdir", _SANDBOX_WORK, "--clearenv"]
+    for key, value in _child_env(_SANDBOX_WORK).items():
+        args += ["--setenv", key, value]
+    return args + [python, "-s", "-S", "-B", _SANDBOX_HARNESS]
+
+
+def _child_env(home: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _own_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def run_tests(task: Task, program: str, *, limits: Limits | None = None,
+              sandbox: Sandbox | None = None) -> TestReport:
+    """Run all of `task`'s tests on `program` in one sandboxed harness process."""
+    limits, sandbox = limits or Limits(), sandbox or Sandbox()
+    bwrap = sandbox.resolve()
+    if bwrap is None and not sandbox.allow_unsandboxed:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed: refusing to run model-written code "
+                                 "(install the bubblewrap package, or opt in with --unsandboxed)")
+    as_root = os.geteuid() == 0
+    drop_uid = 200_000 + secrets.randbelow(800_000) if as_root else None
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dpo-tui-run-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        os.chmod(tmp, 0o711)  # the harness may run as another uid (unsandboxed, as root)
+        if drop_uid is not None:
+            os.chown(work, drop_uid, drop_uid)
+        if bwrap:
+            cmd = bwrap_command(bwrap, sandbox.python, work, as_root=as_root)
+        else:
+            cmd = [sandbox.python, "-s", "-S", "-B", str(HARNESS_PATH)]
+        nproc_base = 0 if as_root else _own_process_count()
+        payload = {"program": program, "tests": task.tests.payload(),
+                   "limits": limits.payload(nproc_base), "drop_uid": drop_uid}
+        backstop = limits.total_wall([c.name for c in task.tests.cases]) + 30
+        raw, error = _spawn(cmd, json.dumps(payload).encode(), work if not bwrap else None, backstop,
+                            env=_child_env(str(work)))
+    return _report(task, raw, error, limits, sandboxed=bwrap is not None,
+                   seconds=time.monotonic() - started)
+
+
+def _spawn(cmd: list[str], stdin: bytes, cwd: Path | None, backstop: float,
+           env: dict[str, str]) -> tuple[bytes, str]:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=cwd, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(stdin, timeout=backstop)
+        error = "" if proc.returncode == 0 else \
+            f"harness exited with status {proc.returncode}: {err.decode('utf-8', 'replace')[-500:].strip()}"
+    except subprocess.TimeoutExpired:
+        out, error = b"", f"harness exceeded its wall-clock backstop of {backstop:g} s"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate() if proc.returncode is None else None
+    return out, error
+
+
+def _report(task: Task, raw: bytes, error: str, limits: Limits, *, sandboxed: bool,
+            seconds: float) -> TestReport:
+    rows: list = []
+    if raw and not error:
+        try:
+            rows = json.loads(raw)["verdicts"]
+        except (ValueError, KeyError) as exc:
+            error = f"unreadable harness report: {exc}"
+    if error:  # never the candidate's pass: every test counts as a crash
+        rows = [[c.name, "crash", error, 0.0, 0.0, ""] for c in task.tests.cases]
+    verdicts = [TestVerdict(*row) for row in rows]
+    ran = [v for v in verdicts if v.verdict != "skip"]
+    ok = sum(v.verdict == "pass" for v in ran)
+    note = "" if sandboxed else UNSANDBOXED_NOTE
+    return TestReport(passed=bool(ran) and ok == len(ran), tests=len(ran), tests_passed=ok,
+                      verdicts=verdicts, output=feedback_text(verdicts, limits.feedback_chars, note),
+                      seconds=round(seconds, 4), sandboxed=sandboxed, note=note, error=error)
+
+
+def feedback_text(verdicts: list[TestVerdict], limit: int = 4000, note: str = "") -> str:
+    """The failing tests' verdicts, messages and output, truncated to `limit` characters."""
+    failing = [v for v in verdicts if v.verdict not in ("pass", "skip")]
+    ran = sum(v.verdict != "skip" for v in verdicts)
+    parts = [f"{ran - len(failing)} of {ran} tests passed."] + ([note] if note else [])
+    for v in failing:
+        block = f"{v.verdict.upper()} {v.name}" + (f"\n{v.message}" if v.message else "")
+        if v.output.strip():
+            block += f"\n--- output ---\n{v.output.strip()}"
+        parts.append(block)
+    text = "\n\n".join(parts)
+    if len(text) > limit:
+        shown = text[: limit - 80].rstrip()
+        text = f"{shown}\n... [feedback truncated: {len(failing)} failing tests in all]"
+    return text
+
+
+def calibrate_with_report(task: Task, *, base: Limits | None = None, sandbox: Sandbox | None = None,
+                          factor: float = 5.0, slack: float = 0.5,
+                          probe_cpu: float = 10.0) -> tuple[Limits, TestReport | None]:
+    """Per-test CPU limits from the reference (fixed) program's measured CPU time:
+    max(base limit, factor x reference + slack), with the reference run's report. Tests the
+    reference does not pass keep the base limit; without a fixed program, `base` is kept."""
+    base = base or Limits()
+    if task.fixed_program is None:
+        return base, None
+    probe = replace(base, test_cpu_seconds=probe_cpu, test_wall_seconds=None, per_test_cpu=())
+    report = run_tests(task, task.fixed_program, limits=probe, sandbox=sandbox)
+    per_test = tuple((v.name, round(factor * v.cpu_seconds + slack, 3)) for v in report.verdicts
+                     if v.verdict == "pass" and factor * v.cpu_seconds + slack > base.test_cpu_seconds)
+    return replace(base, per_test_cpu=per_test), report
+
+
+def calibrate(task: Task, **kwargs) -> Limits:
+    return calibrate_with_report(task, **kwargs)[0]
