@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dpo_tui.domain.costs import (
+    BudgetInputs, PilotRollout, Price, calibrated_estimate, estimate, expected_pairs_per_task, pair_yield,
+    summarize_pilot,
+)
+
+P72 = Price(1.20, 1.20, "fixtures/prices.toml 2026-11-24")
+
+
+def inputs(**over) -> BudgetInputs:
+    base = dict(tasks=3000, rollouts_per_task=4, max_iters=10, avg_iters=10, avg_reflections=3, reflections=True,
+                prompt_tokens_per_call=1500, completion_tokens_per_call=400, generator_price=P72,
+                target_pairs=5000, pair_tokens=2000, dpo_epochs=2, training_usd_per_mtok=1.2)
+    return BudgetInputs(**(base | over))
+
+
+def test_sanity_case_from_the_original_plan():
+    est = estimate(inputs())
+    r = est.by_stage["rollouts"]
+    assert r.calls == 156_000  # 12,000 rollouts x (10 iterations + 3 reflections)
+    assert r.usd == pytest.approx(156_000 * (1500 * 1.20 + 400 * 1.20) / 1e6)  # $355.68 from the logged prices
+    assert r.low_usd < r.usd <= r.high_usd
+    assert est.by_stage["training"].tokens == 5000 * 2000 * 2
+    assert est.by_stage["training"].usd == pytest.approx(20e6 * 1.2 / 1e6)
+    assert est.total_usd == pytest.approx(sum(s.usd for s in est.by_stage.values()))
+    assert est.to_json()["calls"] == 156_000
+
+
+def test_uncalibrated_range_spans_first_try_to_every_iteration():
+    est = estimate(inputs(tasks=10, rollouts_per_task=1, token_uncertainty=0.0))
+    per_call = P72.cost(1500, 400)
+    r = est.by_stage["rollouts"]
+    assert r.low_usd == pytest.approx(10 * 1 * per_call)
+    assert r.high_usd == pytest.approx(10 * 19 * per_call)  # 10 iterations + 9 reflections
+
+
+def test_eval_and_endpoint_stages():
+    est = estimate(inputs(eval_tasks=12, eval_runs=3, eval_avg_iters=2, eval_prompt_tokens_per_call=1000,
+                          eval_completion_tokens_per_call=300, eval_price=None, endpoint_minutes=30,
+                          endpoint_usd_per_hour=3.36, endpoints=2))
+    assert est.by_stage["eval"].calls == 12 * 3 * 2 * 2 and est.by_stage["eval"].usd == 0.0
+    assert est.by_stage["endpoint"].usd == pytest.approx(2 * 30 * 3.36 / 60)
+
+
+def test_pilot_calibration_uses_measured_figures_and_a_bootstrap_interval():
+    pilot = [PilotRollout(calls=c, iterations=c, reflections=0, prompt_tokens=c * 800, completion_tokens=c * 200,
+                          cost_usd=P72.cost(c * 800, c * 200), passed=c < 4) for c in (1, 2, 3, 5, 1, 2, 2, 5, 3, 1)]
+    s = summarize_pilot(pilot, seed=1)
+    assert s.avg_iters == 2.5 and s.prompt_tokens_per_call == 800 and s.pass_rate == 0.8
+    assert s.cost_per_rollout_low < s.cost_per_rollout < s.cost_per_rollout_high
+    assert summarize_pilot(pilot, seed=1) == s  # seeded: the same pilot gives the same interval
+    cal = calibrated_estimate(inputs(tasks=100, rollouts_per_task=2, reflections=False), s)
+    assert cal.calibrated and cal.by_stage["rollouts"].usd == pytest.approx(200 * s.cost_per_rollout)
+    assert cal.by_stage["rollouts"].calls == pytest.approx(200 * 2.5)
+
+
+def test_expected_pairs_matches_the_closed_form_without_cap():
+    for p in (0.1, 0.5, 0.9):
+        for r in (2, 4, 8):
+            closed = r * (1 - p) - r * (1 - p) ** r
+            assert expected_pairs_per_task(p, r) == pytest.approx(closed)
+    assert expected_pairs_per_task(0.5, 8, cap=1) == pytest.approx(1 - 0.5**8 - 0.5**8)
+
+
+def test_pair_yield_finds_rollouts_needed_and_warns_when_unreachable():
+    y = pair_yield(0.5, train_tasks=100, rollouts_per_task=2, target_pairs=200)
+    assert y.needed_rollouts_per_task is not None and y.needed_rollouts_per_task > 2 and "needed" in y.warning
+    assert 100 * expected_pairs_per_task(0.5, y.needed_rollouts_per_task) >= 200
+    assert 100 * expected_pairs_per_task(0.5, y.needed_rollouts_per_task - 1) < 200
+    bad = pair_yield(0.01, train_tasks=5, rollouts_per_task=4, target_pairs=10_000, per_task_cap=3)
+    assert bad.needed_rollouts_per_task is None and "cannot reach" in bad.warning
+    ok = pair_yield(0.5, train_tasks=100, rollouts_per_task=8, target_pairs=50)
+    assert ok.warning is None and not math.isnan(ok.expected_pairs)
