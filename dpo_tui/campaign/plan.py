@@ -1,0 +1,271 @@
+"""The plan file: one TOML document that says what a campaign does and decides.
+
+Validated once, with errors that name the field and the allowed values, before anything is
+appended to a log. The API key never belongs here (it comes from the environment or the
+config file); a plan that carries one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dpo_tui.errors import InputError
+from dpo_tui.paths import fixtures_dir
+
+SUITE_KINDS = ("fixtures", "quixbugs", "humanevalfix", "jsonl")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CampaignSection(_Section):
+    name: str = Field(min_length=1, description="campaign name, shown everywhere")
+
+
+class BackendSection(_Section):
+    kind: Literal["simulator", "together"] = Field(
+        "simulator", description="simulator: the embedded Together simulator (offline); together: the real API")
+    base_url: str | None = Field(None, description="override the API base URL (no /v1 suffix)")
+    sim_seed: int = Field(0, description="seed of the embedded simulator")
+    sim_faults: str = Field("", description="faults the embedded simulator injects, e.g. '429=0.05'")
+
+
+class ModelsSection(_Section):
+    generator: str = Field(description="the model whose rollouts make the preference pairs")
+    policy_base: str = Field(description="the model to fine-tune with DPO")
+    eval_base: str | None = Field(None, description="base model for eval (default: policy_base)")
+    eval_serving: Literal["dedicated"] = Field(
+        "dedicated", description="base and tuned are both served on dedicated endpoints (same serving path)")
+
+
+class SuitesSection(_Section):
+    train_test: list[str] = Field(min_length=1, description="suites split into train and test (SPEC list)")
+    heldout: list[str] = Field(default_factory=list, description="second held-out suites, never trained on")
+    heldout_limit: int | None = Field(None, ge=1, description="use only the first N held-out tasks")
+
+
+class SplitSection(_Section):
+    seed: int = 0
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    stratify_by_suite: bool = True
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)
+
+
+class RolloutsSection(_Section):
+    rollouts_per_task: int = Field(4, ge=1, le=1000)
+    max_iters: int = Field(4, ge=1, le=50)
+    reflections: bool = True
+    temperature: float = Field(0.7, ge=0, le=2)
+    seed: int = Field(1000, description="first seed; each rollout gets seed + its index")
+    max_tokens: int = Field(1024, ge=16, le=32768)
+    concurrency: int = Field(8, ge=1, le=512)
+    pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget")
+
+
+class PriceOverride(_Section):
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+
+
+class BudgetSection(_Section):
+    cap_usd: float = Field(gt=0, description="hard cap: every stage stops before crossing it")
+    avg_iters: float = Field(3.0, gt=0, description="guess before the pilot")
+    avg_reflections: float = Field(1.0, ge=0, description="guess before the pilot")
+    prompt_tokens_per_call: float = Field(900, gt=0)
+    completion_tokens_per_call: float = Field(250, gt=0)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict, description="per-model price overrides")
+
+
+class PairsSection(_Section):
+    target_pairs: int = Field(40, ge=1)
+    min_margin: float = Field(0.2, ge=0, le=1)
+    per_task_cap: int = Field(4, ge=1)
+    near_duplicate_threshold: float = Field(0.9, gt=0, le=1)
+
+
+class TrainingSection(_Section):
+    lora: bool = True
+    dpo_beta: float = Field(gt=0, le=10)
+    n_epochs: int = Field(ge=1, le=20)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, lt=1)
+    lora_r: int = Field(ge=1, le=256)
+    lora_alpha: int = Field(ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    max_seq_length: int = Field(ge=256, le=131072)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+
+
+class EvalSection(_Section):
+    seeds: list[int] = Field(min_length=1, description="one fixed seed per run, the same for base and tuned")
+    suites: list[Literal["test", "heldout"]] = Field(default_factory=lambda: ["test", "heldout"])
+    k: int = Field(1, ge=1, description="pass@k reported besides pass@1 (k <= number of seeds)")
+    endpoint_minutes: float = Field(30, ge=0, description="estimate of endpoint minutes per model")
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> EvalSection:
+        if self.k > len(self.seeds):
+            raise ValueError(f"k={self.k} needs at least {self.k} seeds (got {len(self.seeds)})")
+        return self
+
+
+class RollbackSection(_Section):
+    primary_suite: Literal["test", "heldout"] = "test"
+    min_improvement: float = Field(0.0, ge=-1, le=1, description="ship needs the primary CI lower bound above this")
+    max_drop: float = Field(0.05, ge=0, le=1, description="no suite may drop more pass@1 than this")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+
+
+class DecisionsSection(_Section):
+    approve_split: bool = Field(False, description="with --yes, approve (freeze) the split")
+    approve_rollouts: bool = Field(False, description="with --yes, start the paid rollouts after the pilot")
+    export_pairs: bool = Field(False, description="with --yes, export the filtered pairs")
+    launch_training: bool = Field(False, description="with --yes, launch the DPO job")
+    run_eval: bool = Field(False, description="with --yes, start endpoints and run the eval")
+
+
+class Plan(_Section):
+    campaign: CampaignSection
+    backend: BackendSection = BackendSection()
+    models: ModelsSection
+    suites: SuitesSection
+    split: SplitSection = SplitSection()
+    rollouts: RolloutsSection = RolloutsSection()
+    budget: BudgetSection
+    pairs: PairsSection = PairsSection()
+    training: TrainingSection
+    eval: EvalSection
+    rollback: RollbackSection = RollbackSection()
+    decisions: DecisionsSection = DecisionsSection()
+
+    @field_validator("suites")
+    @classmethod
+    def _suite_specs(cls, v: SuitesSection) -> SuitesSection:
+        for spec in [*v.train_test, *v.heldout]:
+            kind = spec.split(":", 1)[0]
+            if kind not in SUITE_KINDS or (kind != "fixtures" and ":" not in spec):
+                raise ValueError(f"suite {spec!r} must be fixtures or KIND:PATH with KIND one of {', '.join(SUITE_KINDS[1:])}")
+        return v
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SECRET_KEYS = {"api_key", "apikey", "together_api_key", "token", "secret"}
+
+
+def _find_secret(obj: Any, where: str = "") -> str | None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{where}.{k}" if where else k
+            if k.lower() in _SECRET_KEYS:
+                return path
+            if found := _find_secret(v, path):
+                return found
+    return None
+
+
+def _error_line(path: Path, exc: ValidationError, model: type[BaseModel] = Plan) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "plan"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_fields(model, err["loc"][:-1])
+        return f"{path}: {loc}: unknown field (allowed: {', '.join(allowed)})"
+    if err["type"] == "missing":
+        return f"{path}: {loc}: required field is missing"
+    got = err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    return f"{path}: {loc}: {err['msg']}{shown}"
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        model = ann
+    return sorted(model.model_fields)
+
+
+def resolve_suite(spec: str, base_dir: Path) -> str:
+    """Make a suite's path absolute (relative to the plan file) and check that it exists."""
+    if spec == "fixtures":
+        return spec
+    kind, raw = spec.split(":", 1)
+    path = Path(os.path.expanduser(raw))
+    path = path if path.is_absolute() else (base_dir / path).resolve()
+    if not path.exists():
+        raise InputError(f"suite {spec}: {path} does not exist")
+    return f"{kind}:{path}"
+
+
+def known_models(prices: Any) -> set[str]:
+    return set(prices.serverless) | set(prices.dedicated) | set(prices.training)
+
+
+def load_plan(path: str | os.PathLike[str], *, prices: Any | None = None) -> Plan:
+    """Read and validate a plan; raise InputError with one line naming the field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the plan ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    if secret := _find_secret(raw):
+        raise InputError(f"{path}: {secret}: API keys never go in a plan file; set TOGETHER_API_KEY or the config file")
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_error_line(path, exc)) from None
+    base_dir = path.resolve().parent
+    resolved: dict[str, list[str]] = {}
+    for field in ("train_test", "heldout"):
+        resolved[field] = []
+        for i, spec in enumerate(getattr(plan.suites, field)):
+            try:
+                resolved[field].append(resolve_suite(spec, base_dir))
+            except InputError as exc:
+                raise InputError(f"{path}: suites.{field}[{i}]: {exc.message}") from None
+    suites = plan.suites.model_copy(update=resolved)
+    plan = plan.model_copy(update={"suites": suites})
+    if prices is None:
+        from dpo_tui.provider.prices import load_prices
+
+        prices = load_prices()
+    _check_models(path, plan, prices)
+    return plan
+
+
+def _check_models(path: Path, plan: Plan, prices: Any) -> None:
+    known = known_models(prices) | set(plan.budget.prices)
+    for field, model in (("models.generator", plan.models.generator), ("models.policy_base", plan.models.policy_base),
+                         ("models.eval_base", plan.models.eval_base)):
+        if model is not None and model not in known:
+            raise InputError(f"{path}: {field}: unknown model {model!r} (known: {', '.join(sorted(known))}; "
+                             f"or give its price under [budget.prices])")
+    if plan.models.generator not in prices.serverless and plan.models.generator not in plan.budget.prices:
+        raise InputError(f"{path}: models.generator: {plan.models.generator!r} has no serverless price; "
+                         f"rollouts need a serverless model or a price under [budget.prices]")
+    if plan.models.policy_base not in prices.training:
+        raise InputError(f"{path}: models.policy_base: no DPO training price for {plan.models.policy_base!r} "
+                         f"(fine-tunable here: {', '.join(sorted(prices.training)) or 'none'})")
+
+
+def demo_plan_path() -> Path:
+    return fixtures_dir() / "plans" / "demo.toml"

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dpo_tui.campaign.plan import demo_plan_path, load_plan
+from dpo_tui.errors import InputError
+
+DEMO = demo_plan_path().read_text()
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "plan.toml"
+    p.write_text(text)
+    return p
+
+
+def test_the_demo_plan_is_valid_and_hash_is_stable():
+    a, b = load_plan(demo_plan_path()), load_plan(demo_plan_path())
+    assert a.hash() == b.hash() and a.training.dpo_beta == 0.1 and a.budget.cap_usd > 0
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (("max_iters = 4", "max_iter = 4"), "rollouts.max_iter: unknown field (allowed: concurrency, max_iters"),
+    (("max_iters = 4", 'max_iters = "four"'), "rollouts.max_iters: Input should be a valid integer"),
+    (("max_iters = 4", "max_iters = 0"), "rollouts.max_iters: Input should be greater than or equal to 1 (got 0)"),
+    (("cap_usd = 5.00", "cap_usd = 0"), "budget.cap_usd: Input should be greater than 0 (got 0)"),
+    (('generator = "Qwen/Qwen2.5-72B-Instruct-Turbo"', 'generator = "Qwen/Qwen9-1T"'),
+     "models.generator: unknown model 'Qwen/Qwen9-1T' (known: "),
+    (('train_test = ["fixtures"]', 'train_test = ["quixbugs:/no/such/dir"]'),
+     "suites.train_test[0]: suite quixbugs:/no/such/dir: /no/such/dir does not exist"),
+    (('train_test = ["fixtures"]', 'train_test = ["zip:/x"]'), "must be fixtures or KIND:PATH"),
+    (('kind = "simulator"', 'kind = "openai"'), "backend.kind: Input should be 'simulator' or 'together'"),
+    (("dpo_beta = 0.1\n", ""), "training.dpo_beta: required field is missing"),
+    (("[campaign]", "[campaign]\napi_key = 'tgp_v1_secret'"), "campaign.api_key: API keys never go in a plan file"),
+    (("k = 3", "k = 5"), "eval: Value error, k=5 needs at least 5 seeds"),
+])
+def test_bad_plans_name_the_field(tmp_path, edit, needle):
+    old, new = edit
+    assert old in DEMO
+    with pytest.raises(InputError) as exc:
+        load_plan(write(tmp_path, DEMO.replace(old, new, 1)))
+    line = exc.value.message
+    assert "\n" not in line and str(tmp_path / "plan.toml") in line
+    assert needle in line, line
+    assert "secret" not in line.split(":", 2)[-1] or "api_key" in line
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    with pytest.raises(InputError, match=re.escape("not valid TOML")):
+        load_plan(write(tmp_path, "[campaign\nname="))
+    with pytest.raises(InputError, match="no such plan file"):
+        load_plan(tmp_path / "nope.toml")
+
+
+def test_relative_suite_paths_resolve_against_the_plan(tmp_path):
+    (tmp_path / "mine.jsonl").write_text("")
+    plan = load_plan(write(tmp_path, DEMO.replace('train_test = ["fixtures"]', 'train_test = ["jsonl:mine.jsonl"]')))
+    assert plan.suites.train_test == [f"jsonl:{tmp_path / 'mine.jsonl'}"]
