@@ -57,3 +57,9 @@ class IntegrityError(DpoTuiError):
         super().__init__(message)
         self.seq = seq
         self.rule = rule
+
+
+class BudgetCapReached(DpoTuiError):
+    """A call would cross the campaign's budget cap; nothing was spent on it."""
+
+    exit_code = EXIT_BUDGET_CAP

@@ -27,6 +27,7 @@ from dpo_tui.errors import InputError
 # their module here; the store and the core fold stay untouched.
 PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.events.core",
+    "dpo_tui.provider.events",
 )
 
 

@@ -1,0 +1,154 @@
+"""The retry policy (tenacity owns it; the SDK's own retries are off) and the adaptive limiter.
+
+Retried: HTTP 408, 409, 429 and 5xx, timeouts, connection errors, and a success status
+with an unreadable body. Not retried: 400, 401, 403, 404, 422 and any other 4xx. The
+delay is the server's `retry-after-ms` / `retry-after` when given (0 < value <= cap),
+otherwise exponential backoff with jitter (tenacity's `wait_exponential_jitter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import together
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from dpo_tui.config import Settings
+
+RETRY_STATUSES = frozenset({408, 409, 429})
+
+
+def status_of(exc: BaseException) -> int | None:
+    return exc.status_code if isinstance(exc, together.APIStatusError) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, together.APIStatusError):
+        headers = exc.response.headers if exc.response is not None else {}
+        forced = headers.get("x-should-retry")
+        if forced in ("true", "false"):
+            return forced == "true"
+        return exc.status_code in RETRY_STATUSES or exc.status_code >= 500
+    if isinstance(exc, together.APIConnectionError):  # includes APITimeoutError
+        return True
+    # A 2xx whose body is not the JSON promised: the server misbehaved; try again.
+    return isinstance(exc, (json.JSONDecodeError, together.APIResponseValidationError, pydantic.ValidationError))
+
+
+def retry_after(exc: BaseException | None, cap_s: float) -> tuple[float, str] | None:
+    """The server's requested delay in seconds and which header said so, if usable."""
+    if not isinstance(exc, together.APIStatusError) or exc.response is None:
+        return None
+    headers = exc.response.headers
+    candidates: list[tuple[float | None, str]] = []
+    if "retry-after-ms" in headers:
+        candidates.append((_float(headers["retry-after-ms"], 1000.0), "retry-after-ms"))
+    if "retry-after" in headers:
+        candidates.append((_float(headers["retry-after"], 1.0) or _http_date(headers["retry-after"]), "retry-after"))
+    for value, source in candidates:
+        if value is not None and 0 < value <= cap_s:
+            return value, source
+    return None
+
+
+def _float(text: str, per_second: float) -> float | None:
+    try:
+        return float(text) / per_second
+    except ValueError:
+        return None
+
+
+def _http_date(text: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time() if when else None
+
+
+class RetryWait:
+    """tenacity wait: the server's retry-after if usable, else exponential backoff + jitter."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.cap_s = settings.retry_after_max_s
+        self.backoff = wait_exponential_jitter(multiplier=settings.retry_initial_s, max=settings.retry_max_s,
+                                               jitter=settings.retry_jitter_s)
+
+    def delay(self, retry_state: RetryCallState) -> tuple[float, str]:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        hinted = retry_after(exc, self.cap_s)
+        if hinted is not None:
+            return hinted
+        return float(self.backoff(retry_state)), "backoff"
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.delay(retry_state)[0]
+
+
+@dataclass
+class LimiterStats:
+    ceiling: int
+    limit: float
+    in_use: int
+    decreases: int
+    peak_in_use: int
+
+
+class AdaptiveLimiter:
+    """An AIMD concurrency window for asyncio: halve on 429 (at most once per cooldown),
+    grow by 1/limit per success (about +1 per window of successes), never above the ceiling.
+
+    One attempt holds one slot; sleeping between retries holds none."""
+
+    def __init__(self, ceiling: int, *, floor: int = 1, cooldown_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ceiling, self.floor = ceiling, max(1, min(floor, ceiling))
+        self.limit = float(ceiling)
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._in_use = 0
+        self._peak = 0
+        self._decreases = 0
+        self._last_decrease = -float("inf")
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def acquire(self) -> None:
+        cond = self._condition()
+        async with cond:
+            await cond.wait_for(lambda: self._in_use < int(self.limit))
+            self._in_use += 1
+            self._peak = max(self._peak, self._in_use)
+
+    async def release(self, *, rate_limited: bool = False, ok: bool = False) -> None:
+        cond = self._condition()
+        async with cond:
+            self._in_use -= 1
+            if rate_limited:
+                now = self._clock()
+                if now - self._last_decrease >= self.cooldown_s:
+                    self.limit = max(float(self.floor), self.limit / 2)
+                    self._last_decrease = now
+                    self._decreases += 1
+            elif ok and self.limit < self.ceiling:
+                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            cond.notify_all()
+
+    def stats(self) -> LimiterStats:
+        return LimiterStats(self.ceiling, self.limit, self._in_use, self._decreases, self._peak)
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """Status and class of a failed attempt (the message is redacted by the caller)."""
+    return {"status": status_of(exc), "error": type(exc).__name__, "message": str(exc)[:500]}

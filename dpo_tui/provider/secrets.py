@@ -1,0 +1,50 @@
+"""Redaction of secrets from anything that may reach the log, the screen or an export.
+
+Three nets, applied to every string: the exact values of the configured secrets (the
+API key), `Bearer <token>` headers, and key-like strings (`tgp_v1_...`, `sk-...`,
+`key=...`/`"api_key": "..."` assignments). Redaction is applied to request messages,
+response text and error messages before they become event payloads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "[REDACTED]"
+_PATTERNS = (
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\btgp_v\d+_[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
+)
+_ASSIGNMENT = re.compile(
+    r"(?i)\b(api[_-]?key|together[_-]api[_-]key|authorization|access[_-]?token|secret)"
+    r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',}]{8,})")
+
+
+class Redactor:
+    """`redact(text)` and `redact_obj(json_like)`; `secrets` are exact values to mask."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern in _PATTERNS:
+            text = pattern.sub(MASK, text)
+        return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+    def redact_obj(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            return {k: self.redact_obj(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.redact_obj(v) for v in obj]
+        return obj
