@@ -1,0 +1,116 @@
+"""DPO on the simulated policy: learn the edit-feature weights from preference pairs.
+
+For each pair, the prompt's programs and failure output are parsed as a chat request
+would be; the chosen and the rejected answer are each diffed against the prompt's
+programs to recover which catalogued edit produced them (or an `other` edit on the
+changed line). Under the linear-softmax policy the log-ratio of chosen to rejected is
+s * w . (f_c - f_r), where s is the sharpness, so the DPO loss against the frozen
+reference w_ref is
+
+    L = -log sigmoid(beta * s * (w - w_ref) . (f_c - f_r))
+
+Minibatch gradient steps use the job's epochs, batch size and learning rate (scaled by
+LR_SCALE, since a real job's 1e-5 is for billions of weights, not a few dozen).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from dpo_tui.sim.mutations import Edit, candidates, normalize
+from dpo_tui.sim.policy import FENCE_RE, Context, content_text, features, parse_context
+
+LR_SCALE = 2.0e5
+
+
+@dataclass
+class TrainReport:
+    pairs: int
+    used: int
+    steps: int
+    losses: list[float]
+    weight_change: float
+
+
+def _answer_program(msg_list: Any) -> str | None:
+    if not isinstance(msg_list, list) or not msg_list:
+        return None
+    blocks = FENCE_RE.findall(content_text(msg_list[0].get("content")))
+    return (blocks[-1] if blocks[-1].endswith("\n") else blocks[-1] + "\n") if blocks else None
+
+
+def _edit_features(ctx: Context, program: str) -> dict[str, float] | None:
+    key = normalize(program)
+    bases = [(ctx.latest, False)] + ([(ctx.original, True)] if ctx.original != ctx.latest else [])
+    for base, restart in bases:
+        if base is None:
+            continue
+        for e in candidates(base):
+            if normalize(e.program) == key:
+                return features(e, ctx.failure, restart, base)
+    if ctx.latest is None:
+        return None
+    # not one catalogued edit: an `other` edit on the first changed line
+    a, b = ctx.latest.splitlines(), program.splitlines()
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+        if tag != "equal":
+            old = a[i1] if i1 < len(a) else ""
+            new = b[j1] if j1 < len(b) else ""
+            return features(Edit("other", i1 + 1, old, new, program), ctx.failure, False, ctx.latest)
+    return None
+
+
+def pair_delta(pair: Mapping[str, Any]) -> dict[str, float] | None:
+    """f(chosen) - f(rejected) for one preference line, or None when it cannot be read."""
+    ctx = parse_context(pair["input"]["messages"])
+    if not ctx.is_repair:
+        return None
+    chosen, rejected = _answer_program(pair["preferred_output"]), _answer_program(pair["non_preferred_output"])
+    if chosen is None or rejected is None:
+        return None
+    fc, fr = _edit_features(ctx, chosen), _edit_features(ctx, rejected)
+    if fc is None or fr is None:
+        return None
+    keys = set(fc) | set(fr)
+    delta = {k: fc.get(k, 0.0) - fr.get(k, 0.0) for k in keys}
+    return {k: v for k, v in delta.items() if v}
+
+
+def train_dpo(params: Mapping[str, Any], pairs: list[Mapping[str, Any]], *, beta: float, epochs: int,
+              learning_rate: float, batch_size: int, seed: int = 0,
+              on_epoch: Callable[[int, float], None] | None = None) -> tuple[dict[str, Any], TrainReport]:
+    ref = dict(params["weights"])
+    w = dict(ref)
+    s = float(params.get("sharpness", 1.0)) / 0.7
+    deltas = [d for d in (pair_delta(p) for p in pairs) if d is not None]
+    rng = random.Random(seed)
+    lr = learning_rate * LR_SCALE
+    losses, steps = [], 0
+    beta = beta if beta > 0 else 0.1
+    for epoch in range(max(1, epochs)):
+        order = list(range(len(deltas)))
+        rng.shuffle(order)
+        total = 0.0
+        for start in range(0, len(order), max(1, batch_size)):
+            batch = [deltas[i] for i in order[start:start + batch_size]]
+            grad: dict[str, float] = {}
+            for d in batch:
+                margin = beta * s * sum((w.get(k, 0.0) - ref.get(k, 0.0)) * v for k, v in d.items())
+                total += math.log1p(math.exp(-margin)) if margin > -30 else -margin
+                coef = beta * s / (1.0 + math.exp(margin)) if margin > -30 else beta * s
+                for k, v in d.items():
+                    grad[k] = grad.get(k, 0.0) + coef * v / len(batch)
+            for k, g in grad.items():
+                w[k] = w.get(k, 0.0) + lr * g
+            steps += 1
+        losses.append(total / max(1, len(deltas)))
+        if on_epoch:
+            on_epoch(epoch + 1, losses[-1])
+    change = math.sqrt(sum((w.get(k, 0.0) - ref.get(k, 0.0)) ** 2 for k in set(w) | set(ref)))
+    out = dict(params)
+    out["weights"] = w
+    return out, TrainReport(len(pairs), len(deltas), steps, losses, change)

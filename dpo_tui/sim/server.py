@@ -1,0 +1,220 @@
+"""The simulator's aiohttp application, and an in-process server on a background thread.
+
+    with SimServer(seed=7, faults="429=0.5", state_dir=tmp) as sim:
+        client = Together(api_key="sim-key", base_url=sim.base_url)
+        sim.set_faults("")          # change faults between calls
+
+Every response carries `X-Simulated: true`; every error has Together's JSON error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+from dpo_tui.errors import InputError
+from dpo_tui.sim.state import SimState
+
+STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+SIM_HEADER = "X-Simulated"
+_NO_FAULT_PREFIXES = ("/_storage/", "/_sim/")
+
+
+class ApiError(Exception):
+    """An error answered with Together's body `{"error": {message, type, param, code}}`."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def response(self) -> web.Response:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        body.update(self.extra)
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def json_body(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(obj, separators=(",", ":")).encode(), status=status,
+                        content_type="application/json", headers=headers)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "Request body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ApiError(400, "Request body must be a JSON object")
+    return obj
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status)
+        msg = f"{request.method} {request.path}: {exc.reason}"
+        return ApiError(exc.status, msg, code=code).response()
+
+
+@web.middleware
+async def _faults(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith(_NO_FAULT_PREFIXES):
+        return await handler(request)
+    injector = request.app[STATE].faults
+    kind, delay = injector.draw()
+    if delay:
+        await asyncio.sleep(delay)
+    if kind is None:
+        return await handler(request)
+    if kind == "429":
+        ms = injector.spec.retry_after_ms
+        raise ApiError(429, "Rate limit exceeded (simulated fault)", type_="rate_limit_exceeded",
+                       code="rate_limit_exceeded",
+                       headers={"retry-after-ms": f"{ms:g}", "retry-after": f"{max(ms / 1000, 0.001):g}"})
+    if kind in ("503", "500"):
+        raise ApiError(int(kind), "The server is overloaded or not ready yet (simulated fault)"
+                       if kind == "503" else "Internal server error (simulated fault)", type_="server_error")
+    if kind == "timeout":
+        await asyncio.sleep(injector.spec.timeout_s)
+        raise ApiError(504, "Gateway timeout (simulated fault)", type_="server_error")
+    if kind == "reset":
+        if request.transport is not None:
+            request.transport.abort()
+        raise ApiError(502, "connection reset (simulated fault)")
+    # malformed: a truncated JSON body with a success status
+    return web.Response(body=b'{"id":"sim-malformed","object":', status=200, content_type="application/json")
+
+
+async def _label(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[SIM_HEADER] = "true"
+
+
+def build_app(state: SimState) -> web.Application:
+    from dpo_tui.sim import routes_catalog, routes_chat, routes_endpoints, routes_files, routes_finetune
+
+    app = web.Application(middlewares=[_errors, _faults], client_max_size=512 * 1024 * 1024)
+    app[STATE] = state
+    app.on_response_prepare.append(_label)
+    for module in (routes_chat, routes_files, routes_finetune, routes_catalog, routes_endpoints):
+        app.router.add_routes(module.routes)
+    return app
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    if allow_remote:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InputError(f"refusing to bind the simulator to non-loopback host {host!r} (use --allow-remote)")
+
+
+class SimServer:
+    """The simulator on a free loopback port, served from a background thread."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 0, faults: Any = None,
+                 state_dir: Any = None, allow_remote: bool = False, **options: Any) -> None:
+        check_host(host, allow_remote)
+        self.host, self.port = host, port
+        self.state = SimState(seed=seed, faults=faults, state_dir=state_dir, **options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def set_faults(self, spec: Any) -> None:
+        self.state.faults.set(spec)
+
+    def start(self) -> "SimServer":
+        self._thread = threading.Thread(target=self._run, name="dpo-tui-sim", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("simulator did not start within 15 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_site())
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+        loop.close()
+
+    async def _start_site(self) -> None:
+        self._runner = web.AppRunner(build_app(self.state), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._thread = None
+
+    def __enter__(self) -> "SimServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve_forever(host: str, port: int, state: SimState, ready: Any = None) -> None:
+    """Run in the foreground until interrupted (the `dpo-tui sim serve` command)."""
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        runner = web.AppRunner(build_app(state), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        if ready:
+            ready(f"http://{host}:{bound}")
+        try:
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        time.sleep(0)

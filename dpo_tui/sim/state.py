@@ -1,0 +1,49 @@
+"""Everything the simulator knows, shared by the route modules (one instance per server)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from dpo_tui.provider.prices import PriceTable, load_prices
+from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
+from dpo_tui.sim.faults import FaultInjector
+from dpo_tui.sim.store import Store
+
+
+class SimState:
+    """Options (seconds are wall-clock; tests make them small):
+
+    job_stage_seconds: time a fine-tune job spends in each status before the next one.
+    provision_seconds: time a deployment spends PROVISIONING (and STOPPING) before READY (STOPPED).
+    """
+
+    def __init__(self, *, seed: int = 0, faults: Any = None, state_dir: Any = None,
+                 job_stage_seconds: float = 1.0, provision_seconds: float = 1.0,
+                 prices: PriceTable | None = None, tokenizer: QwenTokenizer | None = None,
+                 clock: Any = time.time) -> None:
+        self.seed = seed
+        self.faults = FaultInjector(faults, seed)
+        self.store = Store(state_dir)
+        self.prices = prices or load_prices()
+        self.tokenizer = tokenizer or get_tokenizer()
+        self.job_stage_seconds = float(job_stage_seconds)
+        self.provision_seconds = float(provision_seconds)
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._rng = random.Random(f"ids:{seed}")
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    def new_id(self, prefix: str, n: int = 12) -> str:
+        with self.lock:
+            return prefix + uuid.UUID(int=self._rng.getrandbits(128), version=4).hex[:n]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
