@@ -131,3 +131,12 @@ def load_humanevalfix(path: Path) -> list[Task]:
     if not tasks:
         raise InputError(f"{path}: no tasks")
     return tasks
+
+
+def task_from_code(task_id: str, program: str, test_code: str, *, description: str = "",
+                   fixed_program: str | None = None, suite: str = "adhoc") -> Task:
+    """A task built in code, with JSONL semantics for `test_code` (tests, demos, the simulator)."""
+    tests = _jsonl_tests(test_code, f"task {task_id}: test_code")
+    name = _first_function(program) or task_id.rsplit("/", 1)[-1]
+    return Task(id=task_id, suite=suite, name=name, description=description, buggy_program=program,
+                tests=tests, fixed_program=fixed_program)
