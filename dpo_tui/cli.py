@@ -21,6 +21,7 @@ from dpo_tui.errors import EXIT_USAGE, DpoTuiError
 # adds must set a `func(args) -> int` default.
 COMMAND_MODULES: tuple[str, ...] = (
     "dpo_tui.events.commands",
+    "dpo_tui.campaign.cli",
     "dpo_tui.tasks.cli",
     "dpo_tui.provider.cli",
     "dpo_tui.sim.cli",

@@ -58,3 +58,17 @@ def test_relative_suite_paths_resolve_against_the_plan(tmp_path):
     (tmp_path / "mine.jsonl").write_text("")
     plan = load_plan(write(tmp_path, DEMO.replace('train_test = ["fixtures"]', 'train_test = ["jsonl:mine.jsonl"]')))
     assert plan.suites.train_test == [f"jsonl:{tmp_path / 'mine.jsonl'}"]
+
+
+def test_estimate_json_contract_and_bad_plan_exit_2(cli, tmp_path):
+    import json
+
+    code, out, _ = cli("estimate", "--plan", demo_plan_path(), "--json")
+    est = json.loads(out)
+    assert code == 0 and set(est) >= {"total_usd", "low_usd", "high_usd", "calls", "by_stage"}
+    assert set(est["by_stage"]) == {"rollouts", "training", "eval", "endpoint"}
+    assert all(set(s) >= {"calls", "tokens", "usd"} for s in est["by_stage"].values())
+    assert est["low_usd"] <= est["total_usd"] <= est["high_usd"] and est["backend"] == "simulated"
+    bad = write(tmp_path, DEMO.replace("cap_usd = 5.00", "cap_usd = 0"))
+    code, out, err = cli("estimate", "--plan", bad)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "budget.cap_usd" in err

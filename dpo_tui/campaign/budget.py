@@ -1,0 +1,65 @@
+"""The budget stage: the plan's estimate, logged with its inputs; the pilot calibration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from dpo_tui.campaign.plan import Plan
+from dpo_tui.domain.costs import BudgetInputs, Estimate, Price, estimate
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.provider.prices import PriceTable
+
+
+def model_price(plan: Plan, prices: PriceTable, model: str) -> Price:
+    if model in plan.budget.prices:
+        o = plan.budget.prices[model]
+        return Price(o.input_usd_per_mtok, o.output_usd_per_mtok, "plan [budget.prices]")
+    p = prices.serverless[model]
+    return Price(p.input_per_1m, p.output_per_1m, f"price table {prices.date}")
+
+
+def split_sizes(plan: Plan, n_pool: int, n_heldout: int) -> tuple[int, int]:
+    """(train tasks, eval tasks) the plan implies before the split exists."""
+    n_test = round(n_pool * plan.split.test_fraction)
+    n_eval = (n_test if "test" in plan.eval.suites else 0) + (n_heldout if "heldout" in plan.eval.suites else 0)
+    return n_pool - n_test, n_eval
+
+
+def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_tasks: int) -> BudgetInputs:
+    b, r = plan.budget, plan.rollouts
+    instance = prices.dedicated.get(plan.models.eval_base or plan.models.policy_base)
+    per_hour = prices.instances[instance].price_cents_per_hour / 100 if instance in prices.instances else 0.0
+    return BudgetInputs(
+        tasks=train_tasks, rollouts_per_task=r.rollouts_per_task, max_iters=r.max_iters,
+        avg_iters=b.avg_iters, avg_reflections=b.avg_reflections if r.reflections else 0.0,
+        reflections=r.reflections, prompt_tokens_per_call=b.prompt_tokens_per_call,
+        completion_tokens_per_call=b.completion_tokens_per_call,
+        generator_price=model_price(plan, prices, plan.models.generator),
+        target_pairs=plan.pairs.target_pairs,
+        pair_tokens=b.prompt_tokens_per_call + 2 * b.completion_tokens_per_call,
+        dpo_epochs=plan.training.n_epochs,
+        training_usd_per_mtok=prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora),
+        training_minimum_usd=prices.training[plan.models.policy_base].minimum_charge,
+        eval_tasks=eval_tasks, eval_runs=len(plan.eval.seeds), eval_models=2,
+        eval_avg_iters=b.avg_iters, eval_avg_reflections=b.avg_reflections if r.reflections else 0.0,
+        eval_prompt_tokens_per_call=b.prompt_tokens_per_call,
+        eval_completion_tokens_per_call=b.completion_tokens_per_call,
+        eval_price=None,  # base and tuned both on dedicated endpoints: billed by the minute
+        endpoint_minutes=plan.eval.endpoint_minutes, endpoint_usd_per_hour=per_hour, endpoints=2)
+
+
+def inputs_json(inp: BudgetInputs) -> dict:
+    return asdict(inp)
+
+
+def record_estimate(campaign: Campaign, inp: BudgetInputs, est: Estimate, *, prices: PriceTable,
+                    train_tasks: int, eval_tasks: int, actor: str) -> None:
+    campaign.append("budget.estimated", {
+        "inputs": inputs_json(inp), "estimate": est.to_json(), "prices_source": f"{prices.source} ({prices.date})",
+        "train_tasks": train_tasks, "eval_tasks": eval_tasks}, actor=actor)
+
+
+def plan_estimate(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int) -> tuple[BudgetInputs, Estimate]:
+    train, ev = split_sizes(plan, n_pool, n_heldout)
+    inp = budget_inputs(plan, prices, train_tasks=train, eval_tasks=ev)
+    return inp, estimate(inp)
