@@ -151,4 +151,7 @@ def view(job: dict) -> dict:
     """The job as Together's FinetuneResponse (private keys dropped)."""
     out = {k: v for k, v in job.items() if not k.startswith("_") and k not in ("t0",)}
     out["progress"] = {"estimate_available": False, "seconds_remaining": 0}
+    # Events are served by /events only: the sync SDK parses create's reply with a type whose
+    # event enum is upper-case, while /events uses lower-case types, so none are embedded.
+    out["events"] = []
     return out

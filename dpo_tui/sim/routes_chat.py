@@ -73,10 +73,11 @@ async def _stream(request: web.Request, out: dict[str, Any]) -> web.StreamRespon
         text = c["message"]["content"]
         pieces = [text[i:i + 64] for i in range(0, len(text), 64)] or [""]
         for j, piece in enumerate(pieces):
-            delta = {"role": "assistant", "content": piece} if j == 0 else {"content": piece}
+            delta = {"role": "assistant", "content": piece}
             chunk = {**base, "choices": [{"index": c["index"], "delta": delta, "finish_reason": None}], "usage": None}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        last = {**base, "choices": [{"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]}],
+        last = {**base, "choices": [{"index": c["index"], "delta": {"role": "assistant", "content": ""},
+                                 "finish_reason": c["finish_reason"]}],
                 "usage": out["usage"]}
         await resp.write(f"data: {json.dumps(last)}\n\n".encode())
     await resp.write(b"data: [DONE]\n\n")
