@@ -90,6 +90,23 @@ def build_price_book(prices_path: Path | None, catalogue: list[Any] | None = Non
     return book
 
 
+def price_book_for(settings: Any, catalogue: list[Any] | None) -> PriceBook:
+    """The price book for these settings, naming the catalogue by its URL (a simulator's shows as such)."""
+    return build_price_book(settings.prices_path, catalogue,
+                            catalogue_origin=f"catalogue {settings.base_url}/v2/supported-models")
+
+
+def dedicated_note(model: str) -> str | None:
+    """The shipped table's per-minute price of a dedicated endpoint for `model`, if known."""
+    table = load_prices()
+    instance = table.dedicated.get(model)
+    it = table.instances.get(instance) if instance else None
+    if it is None:
+        return None
+    flag = ", an assumption to verify" if it.assumption else ""
+    return f"dedicated endpoint {instance}: ${it.price_cents_per_hour / 100:.2f}/h per replica, billed per minute{flag}"
+
+
 # -- availability ---------------------------------------------------------------------------
 
 

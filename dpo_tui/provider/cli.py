@@ -17,8 +17,8 @@ import together
 
 from dpo_tui.config import SIM_DUMMY_KEY, Settings, load_settings
 from dpo_tui.errors import InputError
-from dpo_tui.provider.catalog import (NEEDS, Availability, PriceBook, availability, build_price_book, check_needs,
-                                      fetch_catalogue)
+from dpo_tui.provider.catalog import (NEEDS, Availability, PriceBook, availability, check_needs, dedicated_note,
+                                      fetch_catalogue, price_book_for)
 from dpo_tui.provider.client import sync_client
 from dpo_tui.provider.secrets import Redactor
 from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
@@ -95,7 +95,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     with settings_from(args) as (settings, simulated):
         settings.key_value()
         catalogue, error = _load_catalogue(settings)
-    book = build_price_book(settings.prices_path, catalogue)
+    book = price_book_for(settings, catalogue)
     names = args.models or sorted(set(book.prices) | {m.name for m in catalogue or []})
     rows = [availability(n, catalogue, book, needs) if catalogue is not None else None for n in names]
     if args.json:
@@ -132,7 +132,8 @@ def _print_models(names: list[str], rows: list[Availability | None], book: Price
         for problem in (row.problems if row else []):
             print(f"    ! {problem}")
         if row is not None and row.dedicated and not row.serverless:
-            print(f"    a LoRA on {name} needs a dedicated endpoint (billed per minute)")
+            note = dedicated_note(name)
+            print(f"    a LoRA on {name} needs a dedicated endpoint" + (f" ({note})" if note else ""))
 
 
 # -- tokens ---------------------------------------------------------------------------------
@@ -201,6 +202,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"simulated": simulated, "ok": all(c["ok"] for c in checks), "checks": checks}, indent=2))
     else:
+        if simulated:
+            print("(simulated: checks ran against the loopback simulator, not Together)")
         for c in checks:
             print(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
     return 0 if all(c["ok"] for c in checks) else 1
@@ -217,7 +220,7 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
                    "detail": f"{settings.base_url}: " + (f"catalogue reachable, {len(catalogue)} models"
                                                          if catalogue is not None else f"unreachable ({error})")})
     try:
-        book = build_price_book(settings.prices_path, catalogue)
+        book = price_book_for(settings, catalogue)
         checks.append({"name": "prices", "ok": bool(book.prices),
                        "detail": f"{len(book.prices)} chat prices from {book.source}"
                                  + (f", dated {book.date}" if book.date else "")})
@@ -243,7 +246,7 @@ def _live_call(settings: Settings, model: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dpo-tui-doctor-") as tmp:
         campaign = Campaign.create(Path(tmp) / "doctor.db", name="doctor", actor="system")
         try:
-            provider = Provider(settings, campaign, build_price_book(settings.prices_path, _load_catalogue(settings)[0]),
+            provider = Provider(settings, campaign, price_book_for(settings, _load_catalogue(settings)[0]),
                                 _tokenizer(settings))
             price = provider.prices.price(model)
             est = provider.tokenizer.count_chat(messages)

@@ -256,7 +256,11 @@ class Provider:
                 self._append_orphaned(req)
                 raise
             return self._give_up(req, attempts, exc)
-        return self._complete(req, response, simulated, latency, attempts)
+        try:
+            return self._complete(req, response, simulated, latency, attempts)
+        except BaseException:
+            self._append_orphaned(req)  # answered (and billed) but not recorded: keep its reservation
+            raise
 
     def _wait_for(self, state: RetryCallState) -> float:
         delay, source = self._wait.delay(state)
@@ -270,7 +274,7 @@ class Provider:
         try:
             raw = await self.client.chat.completions.with_raw_response.create(
                 model=req.model, messages=req.messages, **{k: v for k, v in req.params.items() if v is not None})
-            response = raw.parse()
+            response = await raw.parse()
             ok = True
             return response, raw.headers.get("x-simulated") == "true", time.monotonic() - start
         except together.APIStatusError as exc:
