@@ -7,6 +7,7 @@ import httpx
 import together
 
 from dpo_tui.config import DEFAULT_BASE_URL, Settings
+from dpo_tui.provider.secrets import install_log_redaction
 
 
 def _timeout(settings: Settings) -> httpx.Timeout:
@@ -21,6 +22,7 @@ def _base_url(settings: Settings) -> str | None:
 def async_client(settings: Settings, *, pool: int | None = None) -> together.AsyncTogether:
     """An AsyncTogether whose connection pool keeps `pool` (default: the concurrency
     ceiling) connections alive, so a full window of calls never reconnects."""
+    install_log_redaction([settings.key_value()])
     size = max(pool or settings.concurrency, 1)
     http = together.DefaultAsyncHttpxClient(
         timeout=_timeout(settings),
@@ -30,5 +32,6 @@ def async_client(settings: Settings, *, pool: int | None = None) -> together.Asy
 
 
 def sync_client(settings: Settings) -> together.Together:
+    install_log_redaction([settings.key_value()])
     return together.Together(api_key=settings.key_value(), base_url=_base_url(settings), max_retries=0,
                              timeout=_timeout(settings), project_id=settings.project_id)

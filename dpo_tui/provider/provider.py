@@ -31,7 +31,7 @@ from dpo_tui.provider import events as ev
 from dpo_tui.provider.catalog import PriceBook
 from dpo_tui.provider.client import async_client
 from dpo_tui.provider.retry import AdaptiveLimiter, RetryWait, is_retryable, status_of
-from dpo_tui.provider.secrets import Redactor
+from dpo_tui.provider.secrets import Redactor, install_log_redaction
 from dpo_tui.provider.tokenizer import QwenTokenizer, TokenCount
 
 # An approximate prompt estimate is padded before reserving, so the reservation stays a worst case.
@@ -95,6 +95,7 @@ class Provider:
         self.client = client if client is not None else async_client(settings)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.redactor = Redactor([key])
+        install_log_redaction([key])
         self.limiter = AdaptiveLimiter(settings.concurrency, floor=settings.min_concurrency,
                                        cooldown_s=settings.limiter_cooldown_s)
         self._wait = RetryWait(settings)

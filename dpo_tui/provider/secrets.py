@@ -8,6 +8,7 @@ response text and error messages before they become event payloads.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -48,3 +49,41 @@ class Redactor:
         if isinstance(obj, (list, tuple)):
             return [self.redact_obj(v) for v in obj]
         return obj
+
+
+# The loggers the SDK stack emits from. Their DEBUG records include request options (the
+# messages, which may quote a secret); a filter on each emitting logger redacts the record
+# before any handler sees it. Records are only built when a level is enabled: no cost otherwise.
+SDK_LOGGERS = ("together", "together._base_client", "httpx", "httpcore.http11", "httpcore.connection",
+               "httpcore.proxy")
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactor = Redactor()
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        self.redactor = Redactor([*self.redactor.secrets, *secrets])
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        record.msg, record.args = self.redactor.redact(message), None
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        return True
+
+
+_LOG_FILTER = RedactingFilter()
+
+
+def install_log_redaction(secrets: Iterable[str | None]) -> None:
+    """Redact `secrets` (and key-like strings) from every record the SDK stack logs."""
+    _LOG_FILTER.add(secrets)
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
