@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import together
+from pydantic import SecretStr
 
 from dpo_tui.config import SIM_DUMMY_KEY, Settings, load_settings
 from dpo_tui.errors import InputError
@@ -70,7 +71,7 @@ def settings_from(args: argparse.Namespace) -> Iterator[tuple[Settings, bool]]:
         return
     settings = load_settings(args.config, base_url=getattr(args, "base_url", None))
     if settings.api_key is None and settings.is_loopback:
-        settings = settings.model_copy(update={"api_key": SIM_DUMMY_KEY, "api_key_source": "loopback dummy key"})
+        settings = settings.model_copy(update={"api_key": SecretStr(SIM_DUMMY_KEY), "api_key_source": "loopback dummy key"})
         sys.stderr.write(f"dpo-tui: note: no API key set; using a dummy key for the loopback server {settings.base_url}\n")
     yield settings, False
 
@@ -194,16 +195,16 @@ def _tokenizer(settings: Settings) -> QwenTokenizer:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     with settings_from(args) as (settings, simulated):
+        if simulated and not args.json:
+            print("(simulated: checks ran against the loopback simulator, not Together)", flush=True)
         checks = _doctor_checks(settings)
         if args.live and all(c["ok"] for c in checks if c["name"] in ("api key", "base url", "prices")):
-            checks.append(_live_call(settings, args.model))
+            checks.append(_live_call(settings, args.model, args.json))
         elif args.live:
             checks.append({"name": "live call", "ok": False, "detail": "skipped: fix the checks above first"})
     if args.json:
         print(json.dumps({"simulated": simulated, "ok": all(c["ok"] for c in checks), "checks": checks}, indent=2))
     else:
-        if simulated:
-            print("(simulated: checks ran against the loopback simulator, not Together)")
         for c in checks:
             print(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
     return 0 if all(c["ok"] for c in checks) else 1
@@ -238,7 +239,7 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
     return checks
 
 
-def _live_call(settings: Settings, model: str) -> dict[str, Any]:
+def _live_call(settings: Settings, model: str, json_out: bool) -> dict[str, Any]:
     from dpo_tui.events.campaign import Campaign
     from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
 
@@ -252,7 +253,8 @@ def _live_call(settings: Settings, model: str) -> dict[str, Any]:
             est = provider.tokenizer.count_chat(messages)
             worst = provider._reservation(est, 4, price)
             print(f"live call: {model}, {est.n} prompt tokens + at most 4 completion tokens "
-                  f"costs at most ${worst:.8f} ({price.source}); making it now", flush=True)
+                  f"costs at most ${worst:.8f} ({price.source}); making it now", flush=True,
+                  file=sys.stderr if json_out else sys.stdout)
             result = asyncio.run(provider.chat(CallKey("doctor"), stage="doctor", model=model, messages=messages,
                                                temperature=0.0, seed=0, max_tokens=4))
         except (CallGaveUp, InputError) as exc:
