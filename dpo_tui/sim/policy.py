@@ -96,9 +96,18 @@ def parse_context(messages: Iterable[Mapping[str, Any]]) -> Context:
                    {normalize(p) for p in programs}, last_user)
 
 
+_LOC_RE = re.compile(r'File "([^"]+)", line (\d+)|([\w./-]+\.py):(\d+)')
+
+
+def _is_test_file(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
+
+
 @lru_cache(maxsize=256)
 def _failure_facts(failure: str) -> tuple[frozenset[int], frozenset[str], tuple[str, ...]]:
-    lines = {int(n) for n in re.findall(r"(?:line |\.py:|<string>:)(\d+)", failure)}
+    lines = {int(m.group(2) or m.group(4)) for m in _LOC_RE.finditer(failure)
+             if not _is_test_file(m.group(1) or m.group(3))}
     words = frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", failure))
     errs = tuple(k for k, pats in ERRORS.items() if any(p in failure for p in pats))
     return frozenset(lines), words, errs
