@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from dpo_tui.tasks.model import Task
-from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, calibrate_with_report, run_tests
+from dpo_tui.tasks.calibrate import calibrate_with_report, run_tests_calibrated
+from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, run_tests
 from dpo_tui.tasks.suites import load_suite
 
 
@@ -33,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chk.add_argument("--json", action="store_true", help="print JSON on stdout")
     chk.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                      help="tasks checked in parallel (default: the number of cores)")
-    chk.add_argument("--cpu-limit", type=float, default=0.5, metavar="S",
-                     help="CPU seconds per test; raised per test from the fixed program's time (default 0.5)")
+    chk.add_argument("--cpu-limit", type=float, default=0.25, metavar="S",
+                     help="CPU seconds per test; raised per test from the fixed program's time (default 0.25)")
     chk.add_argument("--unsandboxed", action="store_true",
                      help="run without bubblewrap (only resource limits apply)")
     chk.set_defaults(func=cmd_check)
@@ -56,16 +57,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def check_task(task: Task, variant: str, base: Limits, sandbox: Sandbox) -> TestReport:
-    """Run one task's variant; limits are calibrated on the fixed program where there is one
-    (and for the fixed variant that calibration run is the result)."""
-    if task.fixed_program is None:
-        if variant == "fixed":
-            raise InputError(f"task {task.id} has no fixed program")
-        return run_tests(task, task.buggy_program, limits=base, sandbox=sandbox)
-    limits, reference = calibrate_with_report(task, base=base, sandbox=sandbox)
+    """Run one task's variant. The fixed variant is the calibration run (generous limits);
+    the buggy one runs with the base limit, timeouts re-checked against the calibration."""
     if variant == "fixed":
-        return reference
-    return run_tests(task, task.buggy_program, limits=limits, sandbox=sandbox)
+        if task.fixed_program is None:
+            raise InputError(f"task {task.id} has no fixed program")
+        return calibrate_with_report(task, base=base, sandbox=sandbox)[1]
+    return run_tests_calibrated(task, task.buggy_program, base=base, sandbox=sandbox)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

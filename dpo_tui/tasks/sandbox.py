@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dpo_tui.errors import DpoTuiError
@@ -233,7 +233,12 @@ def _report(task: Task, raw: bytes, error: str, limits: Limits, *, sandboxed: bo
             error = f"unreadable harness report: {exc}"
     if error:  # never the candidate's pass: every test counts as a crash
         rows = [[c.name, "crash", error, 0.0, 0.0, ""] for c in task.tests.cases]
-    verdicts = [TestVerdict(*row) for row in rows]
+    return build_report([TestVerdict(*row) for row in rows], limits, sandboxed=sandboxed,
+                        seconds=seconds, error=error)
+
+
+def build_report(verdicts: list[TestVerdict], limits: Limits, *, sandboxed: bool, seconds: float,
+                 error: str = "") -> TestReport:
     ran = [v for v in verdicts if v.verdict != "skip"]
     ok = sum(v.verdict == "pass" for v in ran)
     note = "" if sandboxed else UNSANDBOXED_NOTE
@@ -257,23 +262,3 @@ def feedback_text(verdicts: list[TestVerdict], limit: int = 4000, note: str = ""
         shown = text[: limit - 80].rstrip()
         text = f"{shown}\n... [feedback truncated: {len(failing)} failing tests in all]"
     return text
-
-
-def calibrate_with_report(task: Task, *, base: Limits | None = None, sandbox: Sandbox | None = None,
-                          factor: float = 5.0, slack: float = 0.5,
-                          probe_cpu: float = 10.0) -> tuple[Limits, TestReport | None]:
-    """Per-test CPU limits from the reference (fixed) program's measured CPU time:
-    max(base limit, factor x reference + slack), with the reference run's report. Tests the
-    reference does not pass keep the base limit; without a fixed program, `base` is kept."""
-    base = base or Limits()
-    if task.fixed_program is None:
-        return base, None
-    probe = replace(base, test_cpu_seconds=probe_cpu, test_wall_seconds=None, per_test_cpu=())
-    report = run_tests(task, task.fixed_program, limits=probe, sandbox=sandbox)
-    per_test = tuple((v.name, round(factor * v.cpu_seconds + slack, 3)) for v in report.verdicts
-                     if v.verdict == "pass" and factor * v.cpu_seconds + slack > base.test_cpu_seconds)
-    return replace(base, per_test_cpu=per_test), report
-
-
-def calibrate(task: Task, **kwargs) -> Limits:
-    return calibrate_with_report(task, **kwargs)[0]
