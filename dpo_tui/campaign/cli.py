@@ -1,4 +1,4 @@
-"""Campaign commands: estimate (more join as the stages land: run, demo)."""
+"""Campaign commands: estimate, run, demo."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import argparse
 import json
 import sys
 
+from pathlib import Path
+
 from dpo_tui.campaign.budget import plan_estimate
-from dpo_tui.campaign.plan import load_plan
+from dpo_tui.campaign.plan import demo_plan_path, load_plan
+from dpo_tui.campaign.runner import STAGES, run_campaign
 from dpo_tui.campaign.suites import load_plan_tasks
 from dpo_tui.errors import EXIT_OK
 from dpo_tui.provider.prices import load_prices
@@ -39,6 +42,42 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    result = run_campaign(Path(args.plan), Path(args.db), until=args.until, yes=args.yes)
+    sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
+    if result.exit_code:
+        sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
+    return result.exit_code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    db = Path(args.db).expanduser().resolve()
+    if args.fresh:
+        for leftover in db.parent.glob(f"{db.name}*"):
+            if leftover.is_file():
+                leftover.unlink()
+            elif leftover.is_dir() and leftover.name == f"{db.name}.sim":
+                import shutil
+
+                shutil.rmtree(leftover)
+    elif db.exists():
+        print(f"dpo-tui: resuming the demo campaign in {db} (--fresh starts over)", file=sys.stderr)
+    result = run_campaign(demo_plan_path(), db, yes=True)
+    s = result.summary
+    if not args.quiet:
+        print(json.dumps(s, indent=2))
+    print(f"""
+Demo {result.status} on the embedded Together simulator (all figures are simulated).
+  campaign log: {db}
+  spend: ${s['spend']['total_usd']:.4f} of a ${s['budget_cap_usd']:.2f} cap (simulated prices from the dated table)
+Try next:
+  dpo-tui replay --db {db}          rebuild the state from the log
+  dpo-tui audit --db {db}           verify the hash chain and the invariants
+  dpo-tui events --db {db} --type decision.recorded
+  dpo-tui tui --db {db} --readonly  browse it in the console""", file=sys.stderr)
+    return result.exit_code
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="estimate calls, tokens and dollars per stage for a plan",
                        description="The budget before any spend: per stage, with a low/high range.")
@@ -46,3 +85,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prices", help="price table (default: the shipped, dated table)")
     p.add_argument("--json", action="store_true", help='print {"total_usd", "low_usd", "high_usd", "calls", "by_stage"}')
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("run", help="run a campaign from a plan, headless",
+                       description="Run the stages in order; running it again resumes. Progress on stderr, a JSON "
+                       "summary on stdout. Exit: 0 done, 2 bad input, 3 budget cap, 4 waiting for a decision, "
+                       "5 a stage failed.")
+    p.add_argument("--plan", required=True, help="plan file (TOML)")
+    p.add_argument("--db", required=True, help="campaign file (created if missing, resumed if present)")
+    p.add_argument("--headless", action="store_true", help="no TUI (the only mode of `run`; accepted for scripts)")
+    p.add_argument("--until", choices=STAGES, help="stop after this stage")
+    p.add_argument("--yes", action="store_true", help="take the decisions the plan's [decisions] allow (actor: plan)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the offline demo campaign on the embedded simulator",
+                       description="Run the demo plan (fixtures suite, simulated Together API) end to end.")
+    p.add_argument("--db", default="demo-campaign.db", help="campaign file (default: ./demo-campaign.db)")
+    p.add_argument("--fresh", action="store_true", help="delete an earlier demo campaign at --db first")
+    p.add_argument("--quiet", action="store_true", help="no JSON summary on stdout")
+    p.set_defaults(func=cmd_demo)

@@ -68,6 +68,8 @@ class RolloutsSection(_Section):
     max_tokens: int = Field(1024, ge=16, le=32768)
     concurrency: int = Field(8, ge=1, le=512)
     pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget")
+    test_cpu_seconds: float = Field(
+        1.0, gt=0, le=60, description="CPU seconds per test; raised per test where the reference program needs more")
 
 
 class PriceOverride(_Section):

@@ -183,6 +183,14 @@ class EventStore:
             raise StoreError(f"{self.path}: event {seq}: {exc}") from None
         return StoredEvent(seq, cid, type_, version, actor, ts, payload, row_prev, row_hash)
 
+    def event_at(self, seq: int) -> StoredEvent:
+        """One event by seq (not chain-verified on its own: the fold that found it was)."""
+        with db_errors(self.path, "reading an event"):
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM event WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no event {seq}")
+        return self._decode(*row)
+
     def _hash_at(self, seq: int) -> tuple[int, str]:
         with db_errors(self.path, "reading events"):
             row = self._conn.execute("SELECT hash FROM event WHERE seq = ?", (seq,)).fetchone()

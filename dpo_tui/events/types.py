@@ -28,8 +28,11 @@ from dpo_tui.errors import InputError
 PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.events.core",
     "dpo_tui.provider.events",
+    "dpo_tui.campaign.state_plan",
     "dpo_tui.campaign.state_budget",
     "dpo_tui.campaign.state_split",
+    "dpo_tui.campaign.state_rollouts",
+    "dpo_tui.campaign.state_pairs",
 )
 
 

@@ -1,0 +1,164 @@
+"""The pairs stage: build pairs from finished rollouts, run the filter funnel, take the
+operator's accept/reject decisions, and export Together's and TRL's JSONL with a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dpo_tui.campaign.plan import Plan
+from dpo_tui.campaign.state_pairs import PAIRS, PairsState
+from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.suites import PlanTasks
+from dpo_tui.domain.export import check_together_jsonl, jsonl_bytes, program_reply, sha256, together_line, trl_line
+from dpo_tui.domain.pairs import Pair, PairFilters, RolloutOutcome, build_pairs, filter_pairs
+from dpo_tui.errors import InputError
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import NewEvent
+from dpo_tui.tasks import agent
+
+TOKEN_RULE = ("prompt + chosen + rejected tokens (Qwen chat template) <= training.max_seq_length: Together "
+              "trains DPO with preferred and non-preferred sharing the context length (DESIGN.md stage 4)")
+
+
+def _frozen_split(campaign: Campaign):
+    s = campaign.state.part(SPLIT)
+    if not s.frozen or s.split is None:
+        raise InputError("the split is not approved (frozen) yet: pairs need a frozen split")
+    return s
+
+
+def rollout_outcomes(campaign: Campaign, train: set[str]) -> list[RolloutOutcome]:
+    out = []
+    for rec in campaign.state.part(ROLLOUTS).by_id.values():
+        if rec.stage != "rollouts" or rec.finished is None or rec.task_id not in train:
+            continue
+        f = campaign.store.event_at(rec.finished["seq"]).payload
+        out.append(RolloutOutcome(rec.rollout_id, rec.task_id, f["final_program"], f["tests_passed"], f["tests"],
+                                  f["passed"], f["iterations"]))
+    return out
+
+
+def first_prompt(campaign: Campaign, task, templates: agent.PromptTemplates | None = None) -> list[dict]:
+    from dpo_tui.campaign.engine import report_from_dict
+
+    seq = campaign.state.part(ROLLOUTS).baselines.get(task.id)
+    if seq is None:
+        raise InputError(f"task {task.id} has no baseline test report in the log")
+    report = report_from_dict(campaign.store.event_at(seq).payload["report"])
+    return agent.initial_messages(task, report, templates)
+
+
+def _filters(plan: Plan) -> PairFilters:
+    return PairFilters(min_margin=plan.pairs.min_margin, max_seq_length=plan.training.max_seq_length,
+                       per_task_cap=plan.pairs.per_task_cap,
+                       near_duplicate_threshold=plan.pairs.near_duplicate_threshold)
+
+
+def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
+                  filters: PairFilters | None = None, extra_decisions: dict[str, str] | None = None):
+    split = _frozen_split(campaign)
+    train = set(split.split.train)
+    pairs = build_pairs(rollout_outcomes(campaign, train))
+    prompts = {tid: first_prompt(campaign, tasks.pool[tid]) for tid in {p.task_id for p in pairs}}
+
+    def pair_tokens(p: Pair) -> int:
+        prompt = int(tokenizer.count_chat(prompts[p.task_id], add_generation_prompt=True))
+        return prompt + int(tokenizer.count_completion(program_reply(p.chosen.program))) + \
+            int(tokenizer.count_completion(program_reply(p.rejected.program)))
+
+    test_programs = [tasks.pool[t].buggy_program for t in split.split.test if t in tasks.pool]
+    state: PairsState = campaign.state.part(PAIRS)
+    result = filter_pairs(pairs, filters or _filters(plan), pair_tokens=pair_tokens, test_tasks=set(split.split.test),
+                          test_programs=test_programs, decisions={**state.decisions, **(extra_decisions or {})})
+    infos = [{"pair_id": p.pair_id, "task_id": p.task_id, "chosen": p.chosen.rollout_id,
+              "rejected": p.rejected.rollout_id, "chosen_score": p.chosen.score, "rejected_score": p.rejected.score,
+              "tokens": pair_tokens(p), "dropped_by": result.dropped.get(p.pair_id)} for p in pairs]
+    return pairs, result, infos, prompts
+
+
+def build_event(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, actor: str,
+                extra_decisions: dict[str, str] | None = None) -> NewEvent:
+    split = _frozen_split(campaign)
+    _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, extra_decisions=extra_decisions)
+    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": _filters(plan).__dict__,
+                                    "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
+
+
+def build(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor: str) -> dict[str, Any]:
+    campaign.append_batch([build_event(campaign, plan, tasks, tokenizer, actor)])
+    return campaign.state.part(PAIRS).built
+
+
+def decide(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, pair_id: str, decision: str, *,
+           reason: str, actor: str) -> None:
+    built = campaign.state.part(PAIRS).built
+    if built is None or pair_id not in {p["pair_id"] for p in built["pairs"]}:
+        raise InputError(f"unknown pair {pair_id!r}")
+    if decision not in ("accept", "reject"):
+        raise InputError("a pair is accepted or rejected")
+    decided = NewEvent("pairs.decided", {"pair_id": pair_id, "decision": decision, "reason": reason}, actor)
+    # the decision and the funnel it changes land together, in one transaction
+    rebuilt = build_event(campaign, plan, tasks, tokenizer, actor, extra_decisions={pair_id: decision})
+    campaign.append_batch([decided, rebuilt])
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def dataset_report(kept: list[Pair], infos: list[dict]) -> dict[str, Any]:
+    tokens = [i["tokens"] for i in infos if i["dropped_by"] is None]
+    margins = [p.margin for p in kept]
+    per_task = Counter(p.task_id for p in kept)
+
+    def dist(xs):
+        return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)} if xs else None
+
+    return {"pairs": len(kept), "tasks": len(per_task), "pairs_per_task": dict(sorted(per_task.items())),
+            "tokens": dist(tokens), "margin": dist(margins)}
+
+
+def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor: str,
+           out_dir: Path | None = None) -> dict[str, Any]:
+    split = _frozen_split(campaign)
+    _, result, infos, prompts = compute_pairs(campaign, plan, tasks, tokenizer)
+    if not result.kept:
+        raise InputError(f"no pairs survive the filters (funnel {result.funnel}); nothing to export")
+    together = [together_line(prompts[p.task_id], program_reply(p.chosen.program), program_reply(p.rejected.program))
+                for p in result.kept]
+    trl = [trl_line(prompts[p.task_id], program_reply(p.chosen.program), program_reply(p.rejected.program))
+           for p in result.kept]
+    manifest = [{"line": i + 1, "pair_id": p.pair_id, "task_id": p.task_id, "chosen_rollout": p.chosen.rollout_id,
+                 "rejected_rollout": p.rejected.rollout_id, "chosen_score": p.chosen.score,
+                 "rejected_score": p.rejected.score} for i, p in enumerate(result.kept)]
+    data = jsonl_bytes(together)
+    check = check_together_jsonl(data)
+    if not check.ok:
+        line, rule = check.problems[0]
+        raise InputError(f"the export breaks Together's preference format at line {line}: {rule}")
+    out_dir = out_dir or campaign.store.path.parent
+    stem = f"{campaign.store.path.stem}.pairs-{sha256(data)[:12]}"
+    paths = {"together": out_dir / f"{stem}.together.jsonl", "trl": out_dir / f"{stem}.trl.jsonl",
+             "manifest": out_dir / f"{stem}.manifest.jsonl"}
+    blobs = {"together": data, "trl": jsonl_bytes(trl), "manifest": jsonl_bytes(manifest)}
+    for key, path in paths.items():
+        _write_atomic(path, blobs[key])
+    payload = {"split_hash": split.frozen_hash, "pairs": len(result.kept),
+               "together_path": str(paths["together"].resolve()), "together_sha256": sha256(blobs["together"]),
+               "trl_path": str(paths["trl"].resolve()), "trl_sha256": sha256(blobs["trl"]),
+               "manifest_path": str(paths["manifest"].resolve()), "manifest_sha256": sha256(blobs["manifest"]),
+               "funnel": result.funnel, "report": dataset_report(result.kept, infos)}
+    campaign.append("pairs.exported", payload, actor=actor)
+    return payload
+
+
+def read_manifest(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,305 @@
+"""The plan runner: the stages in order, headless, resumable.
+
+`run_campaign()` opens (or creates) the campaign, starts the backend (the embedded
+simulator or the real API), and runs budget, split, rollouts (pilot first), pairs, ...
+up to `until`. Decisions an operator must take are taken from the plan only with
+`yes=True` (logged with actor `plan`); otherwise the run stops, waiting (exit 4).
+Running it again resumes: every stage reads the log and does only what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpo_tui.campaign import pairs as pairs_stage
+from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
+from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
+from dpo_tui.campaign.plan import Plan, load_plan
+from dpo_tui.campaign.progress import Progress
+from dpo_tui.campaign.split import approve_split, propose_split
+from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state_pairs import PAIRS
+from dpo_tui.campaign.state_plan import PLAN
+from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
+from dpo_tui.config import Settings, load_settings
+from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
+from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BudgetCapReached,
+                            DpoTuiError, InputError, StoreError)
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.provider.catalog import build_price_book
+from dpo_tui.provider.prices import PriceTable, load_prices
+from dpo_tui.provider.provider import Provider
+from dpo_tui.provider.tokenizer import get_tokenizer
+from dpo_tui.tasks.sandbox import Limits
+
+STAGES = ("budget", "split", "rollouts", "pairs", "train", "eval")
+BUILT_STAGES = ("budget", "split", "rollouts", "pairs")
+
+
+class Waiting(DpoTuiError):
+    exit_code = EXIT_WAITING
+
+
+class StageFailed(DpoTuiError):
+    exit_code = EXIT_STAGE_FAILED
+
+
+@dataclass
+class Ctx:
+    plan: Plan
+    plan_path: Path
+    campaign: Campaign
+    tasks: PlanTasks
+    prices: PriceTable
+    provider: Provider
+    yes: bool
+    progress: Progress
+    backend: str
+    stages: dict[str, str] = field(default_factory=dict)
+
+    def decide(self, decision: str, stage: str, allowed: bool, what: str, estimate_usd: float | None = None) -> None:
+        """Take a decision from the plan under --yes, or stop waiting for the operator."""
+        state = self.campaign.state.part(PLAN)
+        if state.has(decision):
+            return
+        if not (self.yes and allowed):
+            raise Waiting(f"waiting for an operator decision: {what} (in the TUI, or run with --yes and "
+                          f"decisions.{decision} = true in the plan)")
+        self.campaign.append("decision.recorded", {"decision": decision, "stage": stage, "estimate_usd": estimate_usd,
+                                                   "reason": f"plan {self.plan_path.name}: decisions.{decision} = true"},
+                             actor="plan")
+
+
+@contextlib.contextmanager
+def campaign_lock(db: Path) -> Iterator[None]:
+    """One writer per campaign: a second run on the same file is refused, not interleaved."""
+    lock_path = db.with_name(f"{db.name}.lock")
+    fh = open(lock_path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise StoreError(f"{db}: another dpo-tui run is writing this campaign (lock {lock_path}); "
+                         f"wait for it, or open it with `dpo-tui tui --db {db} --readonly`") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@contextlib.contextmanager
+def backend_settings(plan: Plan, db: Path) -> Iterator[tuple[Settings, str]]:
+    if plan.backend.kind == "simulator":
+        from dpo_tui.sim.server import SimServer
+
+        state_dir = db.with_name(f"{db.name}.sim")
+        with SimServer(seed=plan.backend.sim_seed, faults=plan.backend.sim_faults or None, state_dir=state_dir) as sim:
+            # The simulator needs no key; a placeholder keeps a real TOGETHER_API_KEY out of its way.
+            yield load_settings(None, api_key="simulated-no-key", base_url=sim.base_url,
+                                retry_initial_s=0.2, retry_max_s=2.0, retry_jitter_s=0.1), "simulated"
+    else:
+        yield load_settings(None, base_url=plan.backend.base_url), "together"
+
+
+def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campaign:
+    campaign = Campaign.open(db) if db.exists() else Campaign.create(db, name=plan.campaign.name, actor="plan")
+    state = campaign.state.part(PLAN)
+    if state.hash != plan.hash():
+        campaign.append("plan.recorded", {"hash": plan.hash(), "path": str(plan_path.resolve()),
+                                          "plan": plan.canonical(), "previous_hash": state.hash,
+                                          "backend": plan.backend.kind}, actor="plan")
+    return campaign
+
+
+# -- stages -------------------------------------------------------------------------------
+
+async def stage_budget(ctx: Ctx) -> None:
+    b = ctx.campaign.state.part(BUDGET)
+    if b.first is None:
+        inp, est = plan_estimate(ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool), n_heldout=len(ctx.tasks.heldout))
+        record_estimate(ctx.campaign, inp, est, prices=ctx.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
+                        actor="plan")
+    if b.cap_usd != ctx.plan.budget.cap_usd:
+        ctx.provider.set_cap(ctx.plan.budget.cap_usd, reason="plan budget.cap_usd", actor="plan")
+    est = ctx.campaign.state.part(BUDGET).latest
+    ctx.progress.say(f"budget: estimate ${est['total_usd']:.2f} (${est['low_usd']:.2f}-${est['high_usd']:.2f}), "
+                     f"cap ${ctx.plan.budget.cap_usd:.2f}")
+
+
+async def stage_split(ctx: Ctx) -> None:
+    split = propose_split(ctx.campaign, ctx.plan, ctx.tasks, actor="plan")
+    s = ctx.campaign.state.part(SPLIT)
+    if not s.frozen:
+        ctx.decide("approve_split", "split", ctx.plan.decisions.approve_split,
+                   f"approve the split ({len(split.train)} train, {len(split.test)} test, {len(s.findings)} leakage findings)")
+        approve_split(ctx.campaign, actor="plan")
+    s = ctx.campaign.state.part(SPLIT)
+    ctx.progress.say(f"split: frozen {s.frozen_hash[:12]} ({len(s.split.train)} train, {len(s.split.test)} test, "
+                     f"{len(s.split.excluded)} excluded, {len(s.findings)} leakage findings)")
+
+
+def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
+    """Every paid rollout, round-robin over the train tasks in a seeded order, so any prefix
+    (the pilot) covers as many tasks as it can. Seeds are distinct and fixed by the plan."""
+    r = ctx.plan.rollouts
+    train = sorted(ctx.campaign.state.part(SPLIT).split.train)
+    random.Random(f"{r.seed}:order").shuffle(train)
+    specs = []
+    for k in range(r.rollouts_per_task):
+        for task_id in train:
+            specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
+                                     r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
+    return specs
+
+
+async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str) -> None:
+    engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
+                           limits=Limits(test_cpu_seconds=ctx.plan.rollouts.test_cpu_seconds),
+                           on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign))
+    try:
+        await engine.run(specs)
+    finally:
+        engine.close()
+        ctx.progress.done()
+
+
+def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
+    if ctx.campaign.state.part(BUDGET).calibrated is not None or not pilot_specs:
+        return
+    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
+    pilot = []
+    for spec in pilot_specs:
+        f = by_id[spec.rollout_id].finished
+        pilot.append(PilotRollout(calls=f["calls"], iterations=f["iterations"],
+                                  reflections=max(0, f["calls"] - f["iterations"]), prompt_tokens=f["prompt_tokens"],
+                                  completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"]))
+    summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
+    split = ctx.campaign.state.part(SPLIT).split
+    inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
+    est = calibrated_estimate(inp, summary)
+    yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
+                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap)
+    ctx.campaign.append("budget.pilot_calibrated", {
+        "pilot": summary.__dict__ | {"notes": list(summary.notes)}, "rollout_ids": [s.rollout_id for s in pilot_specs],
+        "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
+    first = ctx.campaign.state.part(BUDGET).first
+    ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "
+                     f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
+                     f"${est.by_stage['rollouts'].usd:.3f} calibrated "
+                     f"(${est.by_stage['rollouts'].low_usd:.3f}-${est.by_stage['rollouts'].high_usd:.3f})")
+    if yld.warning:
+        ctx.progress.say(f"pair yield: {yld.warning}")
+
+
+def _eval_tasks(ctx: Ctx) -> int:
+    split = ctx.campaign.state.part(SPLIT).split
+    n = len(split.test) if "test" in ctx.plan.eval.suites else 0
+    return n + (len(ctx.tasks.heldout) if "heldout" in ctx.plan.eval.suites else 0)
+
+
+async def stage_rollouts(ctx: Ctx) -> None:
+    specs = rollout_specs(ctx)
+    n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
+    await _run_specs(ctx, specs[:n_pilot], "pilot")
+    _calibrate(ctx, specs[:n_pilot])
+    if n_pilot < len(specs):
+        cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
+        cost = cal["by_stage"]["rollouts"]["usd"]
+        ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
+                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage)", cost)
+        await _run_specs(ctx, specs, "rollouts")
+    r = ctx.campaign.state.part(ROLLOUTS).to_json()
+    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
+
+
+async def stage_pairs(ctx: Ctx) -> None:
+    tok = ctx.provider.tokenizer
+    p = ctx.campaign.state.part(PAIRS)
+    if p.export is None:
+        pairs_stage.build(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="system")
+        ctx.decide("export_pairs", "pairs", ctx.plan.decisions.export_pairs,
+                   f"export the filtered pairs (funnel {ctx.campaign.state.part(PAIRS).built['funnel']})")
+        pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="plan" if ctx.yes else "system")
+    x = ctx.campaign.state.part(PAIRS).export
+    ctx.progress.say(f"pairs: funnel {x['funnel']}; exported {x['pairs']} pairs to {x['together_path']}")
+
+
+STAGE_FUNCS = {"budget": stage_budget, "split": stage_split, "rollouts": stage_rollouts, "pairs": stage_pairs}
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    status: str
+    message: str
+    summary: dict[str, Any]
+
+
+async def _run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
+    for stage in STAGES:
+        func = STAGE_FUNCS.get(stage)
+        if func is None:
+            ctx.stages[stage] = "not built yet"
+            continue
+        try:
+            await func(ctx)
+        except Waiting as exc:
+            ctx.stages[stage] = "waiting"
+            return EXIT_WAITING, "waiting", exc.message
+        except BudgetCapReached as exc:
+            ctx.stages[stage] = "budget_cap"
+            return EXIT_BUDGET_CAP, "budget_cap", exc.message
+        except InputError as exc:
+            ctx.stages[stage] = "failed"
+            return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
+        ctx.stages[stage] = "done"
+        if stage == until:
+            return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"
+    return EXIT_OK, "done", "the campaign completed the stages built so far"
+
+
+def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
+                 progress: Progress | None = None) -> RunResult:
+    if until is not None and until not in STAGES:
+        raise InputError(f"--until must be one of {', '.join(STAGES)}")
+    prices = load_prices()
+    plan = load_plan(plan_path, prices=prices)
+    tasks = load_plan_tasks(plan)
+    db = db.expanduser().resolve()
+    progress = progress or Progress()
+    with campaign_lock(db), backend_settings(plan, db) as (settings, backend):
+        campaign = open_or_create(db, plan, plan_path, plan.backend.kind)
+        try:
+            provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(),
+                                actor="system")
+            ctx = Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress,
+                      backend)
+            if backend == "simulated":
+                progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
+            code, status, message = asyncio.run(_run_stages(ctx, until))
+            summary = summarize(ctx, code, status, message)
+        finally:
+            campaign.close()
+    return RunResult(code, status, message, summary)
+
+
+def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
+    state = ctx.campaign.state.to_json()
+    return {"campaign": state["campaign"]["name"], "db": str(ctx.campaign.store.path), "backend": ctx.backend,
+            "status": status, "exit_code": code, "message": message, "stages": ctx.stages,
+            "spend": state["spend"], "budget_cap_usd": ctx.plan.budget.cap_usd,
+            "split": {k: state["split"][k] for k in ("frozen", "frozen_hash")} | {
+                "train": len(state["split"]["train"]), "test": len(state["split"]["test"])},
+            "rollouts": state["rollouts"], "pairs": {k: state["pairs"][k] for k in ("built", "exported", "funnel",
+                                                                                      "export_path")},
+            "events": state["events"]}

@@ -1,0 +1,64 @@
+"""The plan a campaign runs under, and operator/plan decisions that are not a stage's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from dpo_tui.events.fold import CampaignState, on, state_part
+from dpo_tui.events.store import StoredEvent
+from dpo_tui.events.types import Payload, event_type
+
+
+@event_type("plan.recorded", version=1)
+class PlanRecorded(Payload):
+    """The whole validated plan and its hash; a changed plan is recorded again, never edited."""
+
+    hash: str = Field(min_length=64, max_length=64)
+    path: str
+    plan: dict[str, Any]
+    previous_hash: str | None = None
+    backend: str
+
+
+@event_type("decision.recorded", version=1)
+class DecisionRecorded(Payload):
+    """A go/no-go an operator (or the plan, under --yes) took, with its reason and what it cost."""
+
+    decision: str  # e.g. approve_rollouts
+    stage: str
+    reason: str = ""
+    estimate_usd: float | None = None
+
+
+@dataclass
+class PlanState:
+    hash: str | None = None
+    plan: dict[str, Any] | None = None
+    backend: str | None = None
+    versions: int = 0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def has(self, decision: str) -> bool:
+        return any(d["decision"] == decision for d in self.decisions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hash": self.hash, "backend": "simulated" if self.backend == "simulator" else self.backend,
+                "versions": self.versions, "decisions": list(self.decisions)}
+
+
+PLAN = state_part("plan", factory=PlanState, to_json=PlanState.to_json)
+
+
+@on("plan.recorded")
+def _recorded(state: CampaignState, event: StoredEvent) -> None:
+    p: PlanState = state.part(PLAN)
+    p.hash, p.plan, p.backend = event.payload["hash"], event.payload["plan"], event.payload["backend"]
+    p.versions += 1
+
+
+@on("decision.recorded")
+def _decided(state: CampaignState, event: StoredEvent) -> None:
+    state.part(PLAN).decisions.append({**event.payload, "actor": event.actor, "seq": event.seq, "ts": event.ts})

@@ -1,0 +1,173 @@
+"""Rollout events and their part of the campaign state.
+
+A rollout is one attempt of the repair agent on one task with one seed. It is used by the
+pilot, the paid rollouts and the eval runs (its `stage` says which). Each iteration's
+candidate program and test verdicts are logged; the model's replies themselves are in
+the `call.completed` events of the iteration's call keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dpo_tui.events.fold import CampaignState, invariant, on, state_part
+from dpo_tui.events.store import StoredEvent
+from dpo_tui.events.types import Payload, event_type
+
+RolloutStage = Literal["pilot", "rollouts", "eval"]
+
+
+@event_type("rollout.started", version=1)
+class RolloutStarted(Payload):
+    rollout_id: str = Field(min_length=1)
+    task_id: str
+    stage: RolloutStage
+    model: str
+    seed: int
+    max_iters: int = Field(ge=1)
+    reflections: bool
+    temperature: float
+    max_tokens: int
+    arm: str | None = None  # eval: "base" or "tuned"
+    suite: str | None = None  # eval: "test" or "heldout"
+    run_id: str | None = None  # eval: which training run's eval
+
+
+@event_type("task.baseline", version=1)
+class TaskBaseline(Payload):
+    """The buggy program's test report, run once per task: the failing output every first
+    prompt shows. Logged so a resumed rollout sends exactly the prompt it sent before."""
+
+    task_id: str
+    content_hash: str
+    report: dict[str, Any]  # TestReport.to_dict()
+
+
+@event_type("rollout.iteration", version=1)
+class RolloutIteration(Payload):
+    rollout_id: str
+    iteration: int = Field(ge=1)
+    call_key: str
+    program: str | None  # the candidate tested; None when the reply had no usable program
+    extract_problem: str = ""
+    report: dict[str, Any] | None = None  # TestReport.to_dict(); None when nothing was tested
+
+
+@event_type("rollout.finished", version=1)
+class RolloutFinished(Payload):
+    rollout_id: str
+    outcome: Literal["passed", "max_iters", "call_failed", "cancelled"]
+    passed: bool
+    tests: int
+    tests_passed: int
+    iterations: int
+    final_program: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass
+class RolloutRecord:
+    rollout_id: str
+    task_id: str
+    stage: str
+    model: str
+    seed: int
+    arm: str | None = None
+    suite: str | None = None
+    run_id: str | None = None
+    iterations: list[dict[str, Any]] = field(default_factory=list)  # summaries, no program text
+    finished: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return "running" if self.finished is None else self.finished["outcome"]
+
+
+@dataclass
+class RolloutsState:
+    by_id: dict[str, RolloutRecord] = field(default_factory=dict)
+    baselines: dict[str, int] = field(default_factory=dict)  # task id -> seq of its task.baseline
+    started: dict[str, int] = field(default_factory=dict)  # stage -> count
+    finished: dict[str, int] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)
+
+    def for_stage(self, stage: str) -> list[RolloutRecord]:
+        return [r for r in self.by_id.values() if r.stage == stage]
+
+    def to_json(self) -> dict[str, Any]:
+        stages = sorted(set(self.started))
+        return {"total": self.started.get("rollouts", 0), "finished": self.finished.get("rollouts", 0),
+                "passed": self.passed.get("rollouts", 0),
+                "by_stage": {s: {"total": self.started.get(s, 0), "finished": self.finished.get(s, 0),
+                                 "passed": self.passed.get(s, 0)} for s in stages}}
+
+
+ROLLOUTS = state_part("rollouts", factory=RolloutsState, to_json=RolloutsState.to_json)
+
+
+@on("task.baseline")
+def _baseline(state: CampaignState, event: StoredEvent) -> None:
+    state.part(ROLLOUTS).baselines.setdefault(event.payload["task_id"], event.seq)
+
+
+@on("rollout.started")
+def _started(state: CampaignState, event: StoredEvent) -> None:
+    r: RolloutsState = state.part(ROLLOUTS)
+    p = event.payload
+    if p["rollout_id"] in r.by_id:
+        return  # the invariant reports it
+    r.by_id[p["rollout_id"]] = RolloutRecord(p["rollout_id"], p["task_id"], p["stage"], p["model"], p["seed"],
+                                             p.get("arm"), p.get("suite"), p.get("run_id"))
+    r.started[p["stage"]] = r.started.get(p["stage"], 0) + 1
+
+
+@on("rollout.iteration")
+def _iteration(state: CampaignState, event: StoredEvent) -> None:
+    rec = state.part(ROLLOUTS).by_id.get(event.payload["rollout_id"])
+    if rec is not None:
+        p = event.payload
+        report = p["report"] or {}
+        rec.iterations.append({"iteration": p["iteration"], "passed": bool(report.get("passed")),
+                               "tests": report.get("tests", 0), "tests_passed": report.get("tests_passed", 0),
+                               "seq": event.seq, "has_program": p["program"] is not None})
+
+
+@on("rollout.finished")
+def _finished(state: CampaignState, event: StoredEvent) -> None:
+    r: RolloutsState = state.part(ROLLOUTS)
+    rec = r.by_id.get(event.payload["rollout_id"])
+    if rec is None or rec.finished is not None:
+        return
+    rec.finished = {k: v for k, v in event.payload.items() if k != "final_program"} | {"seq": event.seq}
+    r.finished[rec.stage] = r.finished.get(rec.stage, 0) + 1
+    if event.payload["passed"]:
+        r.passed[rec.stage] = r.passed.get(rec.stage, 0) + 1
+
+
+@invariant("rollout-once", "rollout.started")
+def _started_once(state: CampaignState, event: StoredEvent) -> str | None:
+    rec = state.part(ROLLOUTS).by_id[event.payload["rollout_id"]]
+    if rec.task_id != event.payload["task_id"] or rec.seed != event.payload["seed"]:
+        return f"rollout {event.payload['rollout_id']} started twice with different tasks or seeds"
+    return None
+
+
+@invariant("rollout-order", "rollout.iteration", "rollout.finished")
+def _known_rollout(state: CampaignState, event: StoredEvent) -> str | None:
+    rec = state.part(ROLLOUTS).by_id.get(event.payload["rollout_id"])
+    if rec is None:
+        return f"{event.type} for rollout {event.payload['rollout_id']} that never started"
+    if event.type == "rollout.finished" and rec.finished and rec.finished["seq"] != event.seq:
+        return f"rollout {rec.rollout_id} finished twice"
+    if event.type == "rollout.iteration" and rec.finished is not None:
+        return f"rollout {rec.rollout_id} has an iteration after it finished"
+    iters = [i["iteration"] for i in rec.iterations]
+    if event.type == "rollout.iteration" and iters != list(range(1, len(iters) + 1)):
+        return f"rollout {rec.rollout_id} iterations out of order: {iters}"
+    return None
