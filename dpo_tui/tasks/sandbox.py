@@ -98,7 +98,7 @@ class TestReport:
     seconds: float
     sandboxed: bool
     note: str = ""
-    error: str = ""            # the harness itself failed (never the candidate's fault)
+    error: str = ""            # the harness did not report (crashed, or a candidate killed it): all crash
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdicts": [asdict(v) for v in self.verdicts]}

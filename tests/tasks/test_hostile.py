@@ -28,11 +28,12 @@ def _runner_still_healthy():
     assert report.passed and report.sandboxed
 
 
-def run(test_code: str, program: str = "import os, sys, time\n", limits: Limits = LIMITS):
+def run(test_code: str, program: str = "import os, sys, time\n", limits: Limits = LIMITS,
+        harness_dies: bool = False):
     task = task_from_code("hostile", program, test_code)
     started = time.monotonic()
     report = run_tests(task, program, limits=limits)
-    assert report.sandboxed and not report.error
+    assert report.sandboxed and bool(report.error) == harness_dies
     return report, time.monotonic() - started
 
 
@@ -53,6 +54,26 @@ def test_infinite_loop_times_out_on_cpu():
     [v] = report.verdicts
     assert v.verdict == "timeout" and "CPU time limit" in v.message
     assert elapsed < 5
+
+
+def test_loop_that_ignores_the_cpu_signals_still_times_out():
+    code = (
+        "import signal\n"
+        "def test_stubborn():\n"
+        "    for sig in (signal.SIGPROF, signal.SIGXCPU, signal.SIGTERM, signal.SIGALRM):\n"
+        "        signal.signal(sig, signal.SIG_IGN)\n"
+        "    while True:\n"
+        "        pass\n")
+    report, elapsed = run(code)
+    [v] = report.verdicts
+    assert v.verdict == "timeout" and elapsed < 10
+
+
+def test_killing_the_harness_fails_every_test_and_the_runner_survives():
+    code = "import signal\ndef test_a():\n    os.kill(os.getppid(), signal.SIGKILL)\n\ndef test_b():\n    pass\n"
+    report, _ = run(code, harness_dies=True)
+    assert [v.verdict for v in report.verdicts] == ["crash", "crash"] and not report.passed
+    assert "harness exited" in report.verdicts[0].message
 
 
 def test_sleeping_forever_hits_the_wall_clock_backstop():
