@@ -25,7 +25,7 @@ from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.state_budget import BUDGET
-from dpo_tui.campaign.state_pairs import PAIRS
+from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
 from dpo_tui.campaign.state_plan import PLAN
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.state_split import SPLIT
@@ -228,10 +228,10 @@ async def stage_pairs(ctx: Ctx) -> None:
     if p.export is None:
         pairs_stage.build(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="system")
         ctx.decide("export_pairs", "pairs", ctx.plan.decisions.export_pairs,
-                   f"export the filtered pairs (funnel {ctx.campaign.state.part(PAIRS).built['funnel']})")
+                   f"export the filtered pairs (funnel {ordered_funnel(ctx.campaign.state.part(PAIRS).built['funnel'])})")
         pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="plan" if ctx.yes else "system")
     x = ctx.campaign.state.part(PAIRS).export
-    ctx.progress.say(f"pairs: funnel {x['funnel']}; exported {x['pairs']} pairs to {x['together_path']}")
+    ctx.progress.say(f"pairs: funnel {ordered_funnel(x['funnel'])}; exported {x['pairs']} pairs to {x['together_path']}")
 
 
 STAGE_FUNCS = {"budget": stage_budget, "split": stage_split, "rollouts": stage_rollouts, "pairs": stage_pairs}

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.domain.pairs import FILTERS
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
@@ -68,10 +69,15 @@ class PairsState:
         b, x = self.built, self.export
         kept = sum(1 for p in b["pairs"] if p["dropped_by"] is None) if b else 0
         return {"built": len(b["pairs"]) if b else 0, "kept": kept,
-                "exported": x["pairs"] if x else 0, "funnel": dict(b["funnel"]) if b else {},
+                "exported": x["pairs"] if x else 0, "funnel": ordered_funnel(b["funnel"]) if b else {},
                 "decisions": len(self.decisions), "export_path": x["together_path"] if x else None,
                 "export_trl_path": x["trl_path"] if x else None, "manifest_path": x["manifest_path"] if x else None,
                 "export_sha256": x["together_sha256"] if x else None, "exports": len(self.exports)}
+
+
+def ordered_funnel(funnel: dict[str, int]) -> dict[str, int]:
+    """The funnel in filter order (payloads are stored with sorted keys)."""
+    return {k: funnel[k] for k in ("built", *FILTERS) if k in funnel}
 
 
 PAIRS = state_part("pairs", factory=PairsState, to_json=PairsState.to_json)

@@ -1,0 +1,119 @@
+"""The headless runner on the embedded simulator: exit codes, resume, the lock, and
+SIGKILL at random moments during rollouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.campaign.plan import demo_plan_path
+from dpo_tui.events.audit import audit
+from dpo_tui.events.store import open_store
+from tests.conftest import run_dpo_tui
+
+SMALL = (demo_plan_path().read_text()
+         .replace("rollouts_per_task = 4", "rollouts_per_task = 2")
+         .replace("max_iters = 4", "max_iters = 3")
+         .replace("pilot_rollouts = 8", "pilot_rollouts = 4"))
+
+
+@pytest.fixture
+def plan(tmp_path) -> Path:
+    p = tmp_path / "plan.toml"
+    p.write_text(SMALL)
+    return p
+
+
+def finished_rollouts(db: Path) -> dict[str, tuple]:
+    with open_store(db, readonly=True) as store:
+        return {e.payload["rollout_id"]: (e.payload["passed"], e.payload["final_program"], e.payload["iterations"])
+                for e in store.read() if e.type == "rollout.finished"}
+
+
+def completed_keys(db: Path) -> Counter:
+    with open_store(db, readonly=True) as store:
+        return Counter(e.payload["idempotency_key"] for e in store.read() if e.type == "call.completed")
+
+
+def test_waiting_for_a_decision_exits_4_then_yes_runs_and_a_rerun_resumes_without_new_calls(plan, tmp_path):
+    db = tmp_path / "c.db"
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts")
+    assert res.returncode == 4, res.stderr
+    assert "waiting for an operator decision: approve the split" in res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["status"] == "waiting" and summary["stages"]["split"] == "waiting"
+
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["rollouts"]["finished"] == summary["rollouts"]["total"] == 26
+    assert summary["backend"] == "simulated" and "simulator" in res.stderr
+    calls_before = sum(completed_keys(db).values())
+
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
+    assert res.returncode == 0 and sum(completed_keys(db).values()) == calls_before
+    with open_store(db, readonly=True) as store:
+        assert audit(store).ok
+
+
+def test_a_second_run_on_the_same_campaign_is_refused(plan, tmp_path):
+    db = tmp_path / "c.db"
+    first = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(plan), "--db", str(db),
+                              "--until", "rollouts", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):
+            if db.exists():
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes")
+        assert second.returncode == 2 and "another dpo-tui run is writing this campaign" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(plan, tmp_path):
+    reference = tmp_path / "reference.db"
+    res = run_dpo_tui("run", "--plan", plan, "--db", reference, "--until", "rollouts", "--yes", timeout=300)
+    assert res.returncode == 0, res.stderr
+    expected = finished_rollouts(reference)
+
+    db = tmp_path / "killed.db"
+    rng = random.Random(int(os.environ.get("DPO_TUI_KILL_SEED", "5")))
+    kills = 0
+    for attempt in range(12):
+        proc = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(plan), "--db", str(db),
+                                 "--until", "rollouts", "--yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        delay = rng.uniform(1.0, 4.0)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0
+        break
+    else:
+        pytest.fail("the killed campaign never finished")
+    print(f"\nSIGKILL resume: {kills} kills at random moments, then a clean finish")
+    assert kills >= 2
+    assert finished_rollouts(db) == expected
+    assert max(completed_keys(db).values()) == 1  # no idempotency key completed twice
+    with open_store(db, readonly=True) as store:
+        report = audit(store)
+        orphans = sum(1 for e in store.read() if e.type == "call.orphaned")
+    assert report.ok, report.problems
+    print(f"orphaned calls recorded (possibly billed, kept in spend): {orphans}")
