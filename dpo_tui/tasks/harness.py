@@ -16,6 +16,7 @@ RecursionError and MemoryError), timeout (CPU or wall-clock limit), crash (the p
 died without reporting: a signal, os._exit, too much output), skip (pytest.skip).
 """
 
+import ast
 import builtins
 import json
 import linecache
@@ -133,9 +134,10 @@ def _load(program, tests):
 
 
 def _run_case(tests, namespace, func, index):
-    code = compile(tests["source"], tests["filename"], "exec")
+    code = _compile_tests(tests["source"], tests["filename"])
     if namespace is None:
         namespace = {"__name__": tests["filename"][:-3], "__builtins__": builtins}
+    namespace["_h_explain"] = _h_explain
     exec(code, namespace)
     if func is None:
         return
@@ -156,34 +158,45 @@ def _short(value, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _explain_assert(tb):
-    """pytest-like detail for a failed `assert a == b`: both sides and the test's locals."""
-    frame, lineno = None, None
-    for f, ln in traceback.walk_tb(tb):
+class _AssertSides(ast.NodeTransformer):
+    """Rewrite `assert a OP b` (one comparison, no message) so that a failure reports both
+    sides as they were computed, like pytest does, without evaluating anything twice."""
+
+    def visit_Assert(self, node):
+        test = node.test
+        if node.msg is not None or not isinstance(test, ast.Compare) or len(test.ops) != 1:
+            return node
+        left, right = ast.Name("_h_left", ast.Store()), ast.Name("_h_right", ast.Store())
+        load = [ast.Name("_h_left", ast.Load()), ast.Name("_h_right", ast.Load())]
+        message = ast.Call(ast.Name("_h_explain", ast.Load()), load[:], [])
+        stmts = [ast.Assign([left], test.left), ast.Assign([right], test.comparators[0]),
+                 ast.Assert(ast.Compare(load[0], test.ops, [load[1]]), message)]
+        return [ast.fix_missing_locations(ast.copy_location(s, node)) for s in stmts]
+
+
+def _h_explain(left, right):
+    return f"left side: {_short(left)}\nright side: {_short(right)}"
+
+
+def _compile_tests(source, filename):
+    try:
+        tree = _AssertSides().visit(ast.parse(source, filename))
+        return compile(ast.fix_missing_locations(tree), filename, "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return compile(source, filename, "exec")
+
+
+def _where(tb):
+    """The failing test frame's local values, for the model (functions and modules left out)."""
+    frame = None
+    for f, _ in traceback.walk_tb(tb):
         if f.f_code.co_filename != HARNESS:
-            frame, lineno = f, ln
+            frame = f
     if frame is None:
         return ""
-    lines = []
-    names = {k: v for k, v in frame.f_locals.items() if not k.startswith("__")
+    names = {k: v for k, v in frame.f_locals.items() if not k.startswith(("__", "_h_"))
              and not isinstance(v, (types.FunctionType, types.ModuleType, type))}
-    if names:
-        lines.append("where " + ", ".join(f"{k} = {_short(v)}" for k, v in names.items()))
-    import ast  # noqa: PLC0415 - only on the failure path
-    try:
-        stmt = ast.parse(linecache.getline(frame.f_code.co_filename, lineno).strip()).body[0]
-    except (SyntaxError, IndexError, ValueError):
-        return "\n".join(lines)
-    test = getattr(stmt, "test", None)
-    if isinstance(stmt, ast.Assert) and isinstance(test, ast.Compare) and len(test.ops) == 1:
-        try:
-            env = dict(frame.f_globals, **frame.f_locals)
-            left = eval(compile(ast.Expression(test.left), "<assert>", "eval"), env)
-            right = eval(compile(ast.Expression(test.comparators[0]), "<assert>", "eval"), env)
-            lines.insert(0, f"left side: {_short(left)}\nright side: {_short(right)}")
-        except BaseException:  # noqa: BLE001 - an explanation is best effort
-            pass
-    return "\n".join(lines)
+    return "where " + ", ".join(f"{k} = {_short(v)}" for k, v in names.items()) if names else ""
 
 
 def _format_error(exc):
@@ -191,7 +204,7 @@ def _format_error(exc):
     text = "".join(traceback.StackSummary.from_list(frames).format())
     text += "".join(traceback.format_exception_only(type(exc), exc))
     if isinstance(exc, AssertionError):
-        extra = _explain_assert(exc.__traceback__)
+        extra = _where(exc.__traceback__)
         if extra:
             text += extra + "\n"
     return text.strip()
@@ -201,6 +214,7 @@ def _child(program, tests, case, cpu, out_w, res_w):
     os.setpgid(0, 0)
     os.dup2(out_w, 1)
     os.dup2(out_w, 2)
+    sys.stdout.reconfigure(line_buffering=True)  # what a hanging test printed is kept
     hard = math.ceil(cpu) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (hard, hard + 1))
     signal.setitimer(signal.ITIMER_PROF, cpu)

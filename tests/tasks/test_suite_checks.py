@@ -92,7 +92,7 @@ def test_quixbugs_hang_verdicts_carry_a_cpu_timeout_message(quixbugs_buggy):
     code, doc = quixbugs_buggy
     bitcount = next(t for t in doc["tasks"] if t["id"] == "quixbugs/bitcount")
     assert {v["verdict"] for v in bitcount["verdicts"]} == {"timeout"}
-    assert all("CPU time limit" in v["message"] and v["cpu_seconds"] >= 0.2 for v in bitcount["verdicts"])
+    assert all("CPU time limit" in v["message"] and v["cpu_seconds"] > 0.1 for v in bitcount["verdicts"])
     gcd = next(t for t in doc["tasks"] if t["id"] == "quixbugs/gcd")
     assert sum("RecursionError" in v["message"] for v in gcd["verdicts"]) == 5
 
