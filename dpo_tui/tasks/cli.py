@@ -83,6 +83,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         doc = {"suite": args.suite, "variant": args.variant, "seconds": round(elapsed, 3),
                "sandboxed": all(r.sandboxed for r in reports),
+               **({"note": reports[0].note} if reports[0].note else {}),
                "tasks": [_task_json(t, r) for t, r in zip(tasks, reports)]}
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -107,3 +107,17 @@ def test_tasks_list_json(cli):
     assert {"id", "name", "tests", "content_hash"} <= set(doc["tasks"][0])
     code, out, _ = cli("tasks", "list", "--suite", f"quixbugs:{QUIXBUGS}")
     assert code == 0 and out.strip().endswith("40 tasks")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--cpu-limit", "-1"], "--cpu-limit must be positive"),
+])
+def test_check_rejects_bad_numbers(cli, args, message):
+    code, out, err = cli("tasks", "check", "--suite", "fixtures", "--variant", "buggy", *args)
+    assert code == 2 and message in err and out == ""
+
+
+def test_check_rejects_unknown_variant(dpo_tui_proc):
+    proc = dpo_tui_proc("tasks", "check", "--suite", "fixtures", "--variant", "other")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
