@@ -202,3 +202,30 @@ def check_needs(needs: list[str]) -> tuple[str, ...]:
     if bad:
         raise InputError(f"unknown serving need {bad[0]!r} (known: {', '.join(NEEDS)})")
     return tuple(needs)
+
+
+def load_price_book(settings: Any, *, live: bool = True) -> PriceBook:
+    """The campaign's price book: the live catalogue where reachable (else the shipped table,
+    with a note saying so), under the config's own table if one is set."""
+    if not live:
+        return build_price_book(settings.prices_path)
+    from dpo_tui.provider.client import sync_client
+
+    try:
+        catalogue = fetch_catalogue(sync_client(settings))
+    except (together.APIError, OSError) as exc:
+        book = build_price_book(settings.prices_path)
+        book.notes.append(f"live catalogue unreachable ({type(exc).__name__}); using {book.source}")
+        return book
+    return price_book_for(settings, catalogue)
+
+
+def ensure_available(catalogue: list[Any], requirements: dict[str, tuple[str, ...]],
+                     book: PriceBook | None = None) -> list[Availability]:
+    """Before a stage: every model must exist and be served as the stage needs.
+    Raises InputError listing every problem, each saying what to do."""
+    rows = [availability(model, catalogue, book, check_needs(list(needs))) for model, needs in requirements.items()]
+    problems = [p for r in rows for p in r.problems]
+    if problems:
+        raise InputError("; ".join(problems))
+    return rows

@@ -84,6 +84,7 @@ class _Request:
     params: dict[str, Any]
     price: ev.Price
     est: TokenCount
+    holds_slot: bool = True    # the first attempt runs in the slot taken before the reservation
 
 
 class Provider:
@@ -103,6 +104,10 @@ class Provider:
         self.record_prices()
         if recover:
             self.recover_orphans()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (the campaign stays open; its owner closes it)."""
+        await self.client.close()
 
     # -- state views -----------------------------------------------------------------------
 
@@ -175,10 +180,18 @@ class Provider:
         running = self._running.get(ikey)
         if running is not None:
             return await asyncio.shield(running)
-        req = self._prepare(ikey, key, stage, model, messages, temperature, seed, max_tokens)
+        self.prices.price(model)  # an unknown price fails before anything is queued
         fut: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         self._running[ikey] = fut
         try:
+            # The first attempt's slot is taken before the reservation, so calls queued behind the
+            # limiter reserve nothing and the guard sees only what is really in flight.
+            await self.limiter.acquire()
+            try:
+                req = self._prepare(ikey, key, stage, model, messages, temperature, seed, max_tokens)
+            except BaseException:
+                self.limiter.release()
+                raise
             result = await self._run(req)
         except BaseException as exc:
             fut.set_exception(exc)
@@ -257,6 +270,10 @@ class Provider:
                 self._append_orphaned(req)
                 raise
             return self._give_up(req, attempts, exc)
+        finally:
+            if req.holds_slot:  # interrupted before the first attempt used its slot
+                req.holds_slot = False
+                self.limiter.release()
         try:
             return self._complete(req, response, simulated, latency, attempts)
         except BaseException:
@@ -269,7 +286,10 @@ class Provider:
         return delay
 
     async def _attempt(self, req: _Request) -> tuple[Any, bool, float]:
-        await self.limiter.acquire()
+        if req.holds_slot:
+            req.holds_slot = False
+        else:
+            await self.limiter.acquire()
         ok = rate_limited = False
         start = time.monotonic()
         try:
@@ -282,7 +302,7 @@ class Provider:
             rate_limited = exc.status_code == 429
             raise
         finally:
-            await self.limiter.release(rate_limited=rate_limited, ok=ok)
+            self.limiter.release(rate_limited=rate_limited, ok=ok)
 
     # -- outcomes ----------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ otherwise exponential backoff with jitter (tenacity's `wait_exponential_jitter`)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +107,8 @@ class AdaptiveLimiter:
     """An AIMD concurrency window for asyncio: halve on 429 (at most once per cooldown),
     grow by 1/limit per success (about +1 per window of successes), never above the ceiling.
 
-    One attempt holds one slot; sleeping between retries holds none."""
+    Waiters are served first come, first served, and a release wakes only as many as there
+    are free slots (no thundering herd when thousands of calls queue). One loop only."""
 
     def __init__(self, ceiling: int, *, floor: int = 1, cooldown_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -117,33 +120,48 @@ class AdaptiveLimiter:
         self._peak = 0
         self._decreases = 0
         self._last_decrease = -float("inf")
-        self._cond: asyncio.Condition | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _take(self) -> None:
+        self._in_use += 1
+        if self._in_use > self._peak:
+            self._peak = self._in_use
 
     async def acquire(self) -> None:
-        cond = self._condition()
-        async with cond:
-            await cond.wait_for(lambda: self._in_use < int(self.limit))
-            self._in_use += 1
-            self._peak = max(self._peak, self._in_use)
+        if not self._waiters and self._in_use < int(self.limit):
+            self._take()
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot as we were cancelled: pass it on
+                self._in_use -= 1
+                self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            raise
 
-    async def release(self, *, rate_limited: bool = False, ok: bool = False) -> None:
-        cond = self._condition()
-        async with cond:
-            self._in_use -= 1
-            if rate_limited:
-                now = self._clock()
-                if now - self._last_decrease >= self.cooldown_s:
-                    self.limit = max(float(self.floor), self.limit / 2)
-                    self._last_decrease = now
-                    self._decreases += 1
-            elif ok and self.limit < self.ceiling:
-                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
-            cond.notify_all()
+    def release(self, *, rate_limited: bool = False, ok: bool = False) -> None:
+        self._in_use -= 1
+        if rate_limited:
+            now = self._clock()
+            if now - self._last_decrease >= self.cooldown_s:
+                self.limit = max(float(self.floor), self.limit / 2)
+                self._last_decrease = now
+                self._decreases += 1
+        elif ok and self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_use < int(self.limit):
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._take()
+                fut.set_result(None)
 
     def stats(self) -> LimiterStats:
         return LimiterStats(self.ceiling, self.limit, self._in_use, self._decreases, self._peak)

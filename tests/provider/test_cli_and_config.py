@@ -120,15 +120,15 @@ def test_limiter_halves_on_429_and_creeps_back():
     async def scenario():
         for _ in range(3):  # a burst of 429s inside one cooldown window halves once
             await lim.acquire()
-            await lim.release(rate_limited=True)
+            lim.release(rate_limited=True)
         assert lim.limit == 16
         clock[0] = 2.0
         await lim.acquire()
-        await lim.release(rate_limited=True)
+        lim.release(rate_limited=True)
         assert lim.limit == 8
         for _ in range(200):
             await lim.acquire()
-            await lim.release(ok=True)
+            lim.release(ok=True)
         assert 8 < lim.limit <= 32
         # the window is enforced: only int(limit) attempts hold slots at once
         lim.limit = 2.0
@@ -137,8 +137,30 @@ def test_limiter_halves_on_429_and_creeps_back():
         third = asyncio.create_task(lim.acquire())
         await asyncio.sleep(0.01)
         assert not third.done()
-        await lim.release(ok=True)
+        lim.release(ok=True)
         await asyncio.wait_for(third, 1)
 
     asyncio.run(scenario())
     assert lim.stats().decreases == 2
+
+
+def test_stage_availability_check_names_every_problem(sim):
+    from dpo_tui.provider.catalog import ensure_available, fetch_catalogue, load_price_book
+    from dpo_tui.provider.client import sync_client
+
+    from .conftest import fast_settings
+
+    settings = fast_settings(sim.base_url)
+    book = load_price_book(settings)
+    assert book.source.startswith(f"catalogue {sim.base_url}/v2/supported-models")
+    assert book.prices[MODEL].source == f"catalogue {sim.base_url}/v2/supported-models"
+    catalogue = fetch_catalogue(sync_client(settings))
+    ok = ensure_available(catalogue, {MODEL: ("serverless",), "Qwen/Qwen2.5-7B-Instruct": ("fine_tuning", "lora")},
+                          book)
+    assert [r.ok for r in ok] == [True, True]
+    with pytest.raises(InputError) as info:
+        ensure_available(catalogue, {"Qwen/Qwen2.5-7B-Instruct": ("serverless",), MODEL: ("fine_tuning",)}, book)
+    assert "is not served serverless: start a dedicated endpoint" in info.value.message
+    assert f"{MODEL} is not a fine-tunable base" in info.value.message
+    offline = load_price_book(fast_settings("http://127.0.0.1:9", connect_timeout_s=0.2))
+    assert offline.source == "shipped table" and "live catalogue unreachable" in offline.notes[0]
