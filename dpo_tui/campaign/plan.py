@@ -104,6 +104,13 @@ class TrainingSection(_Section):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     max_seq_length: int = Field(ge=256, le=131072)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler_type: Literal["linear", "cosine"] = "linear"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    lora_trainable_modules: str = "all-linear"
+    random_seed: int = 0
+    suffix: str = Field("dpo-tui", pattern=r"^[A-Za-z0-9-]{1,40}$")
 
 
 class EvalSection(_Section):

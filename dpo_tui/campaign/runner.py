@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import together
+
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
@@ -42,7 +44,7 @@ from dpo_tui.provider.tokenizer import get_tokenizer
 from dpo_tui.tasks.sandbox import Limits
 
 STAGES = ("budget", "split", "rollouts", "pairs", "train", "eval")
-BUILT_STAGES = ("budget", "split", "rollouts", "pairs")
+RUN_ID = "run-1"  # the plan's training run; more runs from the same export get their own ids
 
 
 class Waiting(DpoTuiError):
@@ -64,7 +66,18 @@ class Ctx:
     yes: bool
     progress: Progress
     backend: str
+    settings: Settings | None = None
+    run_id: str = RUN_ID
     stages: dict[str, str] = field(default_factory=dict)
+    _client: Any = None
+
+    def client(self):
+        """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
+        if self._client is None:
+            from dpo_tui.campaign.train import mgmt_client
+
+            self._client = mgmt_client(self.settings)
+        return self._client
 
     def decide(self, decision: str, stage: str, allowed: bool, what: str, estimate_usd: float | None = None) -> None:
         """Take a decision from the plan under --yes, or stop waiting for the operator."""
@@ -234,7 +247,84 @@ async def stage_pairs(ctx: Ctx) -> None:
     ctx.progress.say(f"pairs: funnel {ordered_funnel(x['funnel'])}; exported {x['pairs']} pairs to {x['together_path']}")
 
 
-STAGE_FUNCS = {"budget": stage_budget, "split": stage_split, "rollouts": stage_rollouts, "pairs": stage_pairs}
+async def stage_train(ctx: Ctx) -> None:
+    from dpo_tui.campaign import train
+    from dpo_tui.campaign.state_train import TRAINING
+
+    run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
+    if run is None or run.status not in ("completed",):
+        client = await asyncio.to_thread(ctx.client)
+        actor = "plan" if ctx.yes else "system"
+        file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor)
+        run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
+        if run is None or run.job_id is None and run.status != "requested":
+            est = await asyncio.to_thread(train.estimate, ctx.campaign, client, ctx.plan, ctx.run_id, file_id, actor=actor)
+            train.check_budget(est["estimated_usd"], train.remaining_budget(ctx.campaign))
+            ctx.progress.say(f"train: Together's estimate ${est['estimated_usd']:.4f} for {est['estimated_tokens']:,} "
+                             f"tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
+            ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,
+                       f"launch DPO training (estimated ${est['estimated_usd']:.2f})", est["estimated_usd"])
+        job_id = await asyncio.to_thread(train.launch, ctx.campaign, client, ctx.plan, ctx.run_id, file_id, actor=actor)
+        ctx.progress.say(f"train: job {job_id} running")
+        run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
+                                      on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"))
+        if run.status != "completed":
+            raise StageFailed(f"training job {run.job_id} ended {run.status}")
+    ctx.progress.say(f"train: {run.job_id} completed -> {run.output_model} (${run.price_usd:.4f})")
+
+
+async def stage_eval(ctx: Ctx) -> None:
+    from dpo_tui.campaign import evaluation, serving
+    from dpo_tui.campaign.state_eval import EVAL
+    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.provider.events import Price
+
+    done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
+    client = await asyncio.to_thread(ctx.client)
+    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run")
+    if left:
+        ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running")
+    if done is not None and done.gate_decision is not None:
+        ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
+        return
+    run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
+    base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
+    instance = ctx.prices.dedicated.get(base_model)
+    cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
+    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval,
+               f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together) and run the eval",
+               2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes)
+    split = ctx.campaign.state.part(SPLIT).split
+    try:
+        base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
+        project = (await asyncio.to_thread(client.whoami)).project.id
+        base = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role="base",
+                                       model_ref=base_ref, config=config, price_cents_per_hour=cents,
+                                       instance=instance or "?", actor="plan" if ctx.yes else "system", poll_s=0.1)
+        tuned = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role="tuned",
+                                        model_ref=f"projects/{project}/models/{run.model_object_id}", config=config,
+                                        price_cents_per_hour=cents, instance=instance or "?",
+                                        actor="plan" if ctx.yes else "system", poll_s=0.1)
+        models = {"base": base["chat_model"], "tuned": tuned["chat_model"]}
+        for arm, model in models.items():
+            ctx.provider.prices.prices[model] = Price(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0,
+                                                      source=f"dedicated endpoint ({arm}): billed per minute")
+        ctx.provider.record_prices()
+        ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path")
+        specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
+        await _run_specs(ctx, specs, "eval")
+    finally:
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval ended")
+    results = evaluation.record_results(ctx.campaign, ctx.plan, ctx.tasks, ctx.run_id, list(split.test), models)
+    decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
+    for suite, r in results.items():
+        ctx.progress.say(f"eval {suite}: pass@1 base {r.base_pass1:.1%} tuned {r.tuned_pass1:.1%} "
+                         f"delta {r.delta:+.1%} CI [{r.ci_low:+.1%}, {r.ci_high:+.1%}] p={r.sign_p:.3f} MDE {r.mde:.1%}")
+    ctx.progress.say(f"gate: {decision['decision']} ({decision['reason']})")
+
+
+STAGE_FUNCS = {"budget": stage_budget, "split": stage_split, "rollouts": stage_rollouts, "pairs": stage_pairs,
+               "train": stage_train, "eval": stage_eval}
 
 
 @dataclass
@@ -259,13 +349,16 @@ async def _run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
         except BudgetCapReached as exc:
             ctx.stages[stage] = "budget_cap"
             return EXIT_BUDGET_CAP, "budget_cap", exc.message
-        except InputError as exc:
+        except (InputError, StageFailed) as exc:
             ctx.stages[stage] = "failed"
             return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
+        except together.APIError as exc:
+            ctx.stages[stage] = "failed"
+            return EXIT_STAGE_FAILED, "failed", f"{stage}: the API failed: {type(exc).__name__}: {exc}"
         ctx.stages[stage] = "done"
         if stage == until:
             return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"
-    return EXIT_OK, "done", "the campaign completed the stages built so far"
+    return EXIT_OK, "done", "the campaign completed every stage"
 
 
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
@@ -283,7 +376,7 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
             provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(),
                                 actor="system")
             ctx = Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress,
-                      backend)
+                      backend, settings=settings)
             if backend == "simulated":
                 progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
             code, status, message = asyncio.run(_run_stages(ctx, until))
@@ -302,4 +395,7 @@ def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
                 "train": len(state["split"]["train"]), "test": len(state["split"]["test"])},
             "rollouts": state["rollouts"], "pairs": {k: state["pairs"][k] for k in ("built", "exported", "funnel",
                                                                                       "export_path")},
+            "training": {k: state["training"][k] for k in ("job_id", "status", "model", "price_usd")},
+            "endpoint": {k: state["endpoint"][k] for k in ("minutes", "running")},
+            "eval": {k: state["eval"][k] for k in ("suites", "decision", "decided_by")},
             "events": state["events"]}

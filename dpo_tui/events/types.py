@@ -33,6 +33,8 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_split",
     "dpo_tui.campaign.state_rollouts",
     "dpo_tui.campaign.state_pairs",
+    "dpo_tui.campaign.state_train",
+    "dpo_tui.campaign.state_eval",
 )
 
 

@@ -1,0 +1,115 @@
+"""Dedicated endpoints for eval: the fine-tune's base and the tuned LoRA served the same way.
+
+A LoRA of Qwen2.5-7B-Instruct is served only on a dedicated endpoint, so the base is
+served on one too (never the serverless FP8 -Turbo model against a LoRA, which would
+confound the gate). Endpoints are billed per started minute of a running replica at the
+instance's hourly price; every start is logged before it can bill, and every endpoint is
+stopped when eval ends, fails or is cancelled, and on the next start after a crash."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import together
+
+from dpo_tui.campaign.state_train import ENDPOINTS
+from dpo_tui.errors import InputError
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import format_ts
+
+READY, STOPPED = "DEPLOYMENT_STATE_READY", "DEPLOYMENT_STATE_STOPPED"
+FAILED = ("DEPLOYMENT_STATE_FAILED",)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def billed_minutes(started_at: str, stopped_at: str) -> int:
+    seconds = max(0.0, (_parse(stopped_at) - _parse(started_at)).total_seconds())
+    return math.ceil(seconds / 60) if seconds > 0 else 0
+
+
+def minute_cost(minutes: int, price_cents_per_hour: int) -> float:
+    return minutes * price_cents_per_hour / 100 / 60
+
+
+def base_profile(client: together.Together, model: str) -> tuple[str, str | None]:
+    """(model ref, config) of the catalogue's deployment profile for a base model."""
+    for m in client.models.list_supported():
+        if m.name == model:
+            profiles = getattr(m, "deployment_profiles", None) or []
+            if profiles:
+                return profiles[0].model, profiles[0].config
+    raise InputError(f"{model} has no dedicated-endpoint deployment profile in the catalogue")
+
+
+def start(campaign: Campaign, client: together.Together, *, run_id: str, role: str, model_ref: str,
+          config: str | None, price_cents_per_hour: int, instance: str, actor: str,
+          ready_timeout_s: float = 1800, poll_s: float = 0.5) -> dict[str, Any]:
+    """Create an endpoint with one deployment of `model_ref`, wait until it is ready."""
+    slug = client.whoami().project.slug
+    name = f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
+    ep = client.endpoints.create(name=name)
+    kw: dict[str, Any] = {"name": "d1", "autoscaling": {"minReplicas": 1, "maxReplicas": 1}, "model": model_ref}
+    if config:
+        kw["config"] = config
+    dep = client.endpoints.deployments.create(ep.id, **kw)
+    chat_model = f"{slug}/{name}/d1"  # pinned to the deployment: base and tuned on the same path
+    campaign.append("endpoint.started", {
+        "run_id": run_id, "role": role, "endpoint_id": ep.id, "deployment_id": dep.id, "name": name,
+        "model": model_ref, "chat_model": chat_model, "instance": instance,
+        "price_cents_per_hour": price_cents_per_hour, "started_at": format_ts(_now())}, actor=actor)
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        state = client.endpoints.deployments.retrieve(dep.id, endpoint_id=ep.id).status.state
+        if state == READY:
+            break
+        if state in FAILED or time.monotonic() > deadline:
+            stop(campaign, client, ep.id, reason=f"deployment {state} before ready")
+            raise InputError(f"endpoint {name} did not become ready ({state})")
+        time.sleep(poll_s)
+    client.endpoints.update(ep.id, traffic_split=[{"deploymentId": dep.id, "weight": 1}], update_mask="trafficSplit")
+    campaign.append("endpoint.ready", {"endpoint_id": ep.id, "ready_at": format_ts(_now())}, actor="system")
+    return campaign.state.part(ENDPOINTS).by_id[ep.id]
+
+
+def stop(campaign: Campaign, client: together.Together, endpoint_id: str, *, reason: str,
+         stop_timeout_s: float = 600, poll_s: float = 0.5) -> None:
+    """Scale to zero, wait until stopped, delete, and log the billed minutes."""
+    ep = campaign.state.part(ENDPOINTS).by_id[endpoint_id]
+    if ep["state"] == "stopped":
+        return
+    dep_id = ep["deployment_id"]
+    try:
+        client.endpoints.deployments.update(dep_id, endpoint_id=endpoint_id, update_mask="autoscaling",
+                                            autoscaling={"minReplicas": 0, "maxReplicas": 0})
+        deadline = time.monotonic() + stop_timeout_s
+        while client.endpoints.deployments.retrieve(dep_id, endpoint_id=endpoint_id).status.state != STOPPED:
+            if time.monotonic() > deadline:
+                raise InputError(f"endpoint {endpoint_id} did not stop within {stop_timeout_s:.0f} s: stop it by hand")
+            time.sleep(poll_s)
+        client.endpoints.deployments.delete(dep_id, endpoint_id=endpoint_id)
+        client.endpoints.delete(endpoint_id)
+    except together.NotFoundError:
+        pass  # already gone (deleted by hand, or by a previous attempt)
+    stopped_at = format_ts(_now())
+    minutes = billed_minutes(ep["started_at"], stopped_at)
+    campaign.append("endpoint.stopped", {"endpoint_id": endpoint_id, "stopped_at": stopped_at, "minutes": minutes,
+                                         "cost_usd": minute_cost(minutes, ep["price_cents_per_hour"]),
+                                         "reason": reason}, actor="system")
+
+
+def stop_all(campaign: Campaign, client: together.Together, *, reason: str) -> list[str]:
+    """Stop every endpoint the log shows running (e.g. left by a crash)."""
+    ids = [e["endpoint_id"] for e in campaign.state.part(ENDPOINTS).running()]
+    for endpoint_id in ids:
+        stop(campaign, client, endpoint_id, reason=reason)
+    return ids

@@ -1,0 +1,120 @@
+"""Eval results, the gate's decision and overrides, as events and a part of the state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dpo_tui.campaign.state_train import TRAINING
+from dpo_tui.events.fold import CampaignState, invariant, on, state_part
+from dpo_tui.events.store import StoredEvent
+from dpo_tui.events.types import Payload, event_type
+
+Decision = Literal["ship", "rollback", "inconclusive"]
+
+
+@event_type("eval.results", version=1)
+class EvalResults(Payload):
+    run_id: str
+    suite: str
+    comparison: dict[str, Any]  # domain.stats.PairedComparison
+    per_task: dict[str, dict[str, list[bool]]]  # task -> {"base": [...], "tuned": [...]} by seed
+    metrics: dict[str, dict[str, Any]]  # arm -> iterations/tokens per solved task, cost
+    serving: dict[str, str]  # arm -> the chat model name it was served as
+
+
+@event_type("decision.gate", version=1)
+class GateDecided(Payload):
+    run_id: str
+    decision: Decision
+    criterion: str
+    reason: str
+    criteria: dict[str, Any]
+    plan_hash: str
+
+
+@event_type("decision.gate_overridden", version=1)
+class GateOverridden(Payload):
+    run_id: str
+    decision: Decision
+    previous: Decision
+    reason: str = Field(min_length=10, description="a written reason, at least a sentence")
+
+
+@dataclass
+class EvalRun:
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decision: str | None = None
+    decided_by: str | None = None
+    criterion: str | None = None
+    reason: str | None = None
+    gate_decision: str | None = None
+    overridden: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        suites = {}
+        for suite, r in self.suites.items():
+            c = r["comparison"]
+            suites[suite] = {"base": {"pass@1": c["base_pass1"], f"pass@{c['k']}": c["base_passk"]},
+                             "tuned": {"pass@1": c["tuned_pass1"], f"pass@{c['k']}": c["tuned_passk"]},
+                             "delta": c["delta"], "ci": [c["ci_low"], c["ci_high"]], "ci_level": c["level"],
+                             "p_value": c["sign_p"], "mcnemar_p": c["mcnemar_p"], "mde": c["mde"],
+                             "tasks": c["tasks"], "runs": c["runs"], "serving": r["serving"]}
+        return {"suites": suites, "decision": self.decision, "decided_by": self.decided_by,
+                "criterion": self.criterion, "reason": self.reason, "gate_decision": self.gate_decision,
+                "overridden": self.overridden}
+
+
+@dataclass
+class EvalState:
+    runs: dict[str, EvalRun] = field(default_factory=dict)
+    latest: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        latest = self.runs[self.latest].to_json() if self.latest in self.runs else {
+            "suites": {}, "decision": None, "decided_by": None}
+        return {**latest, "run_id": self.latest, "runs": {k: r.to_json() for k, r in self.runs.items()}}
+
+
+EVAL = state_part("eval", factory=EvalState, to_json=EvalState.to_json)
+
+
+@on("eval.results")
+def _results(state: CampaignState, event: StoredEvent) -> None:
+    e: EvalState = state.part(EVAL)
+    e.runs.setdefault(event.payload["run_id"], EvalRun()).suites[event.payload["suite"]] = dict(event.payload)
+    e.latest = event.payload["run_id"]
+
+
+@on("decision.gate")
+def _gate(state: CampaignState, event: StoredEvent) -> None:
+    run = state.part(EVAL).runs.setdefault(event.payload["run_id"], EvalRun())
+    run.decision = run.gate_decision = event.payload["decision"]
+    run.decided_by, run.criterion, run.reason = event.actor, event.payload["criterion"], event.payload["reason"]
+
+
+@on("decision.gate_overridden")
+def _override(state: CampaignState, event: StoredEvent) -> None:
+    run = state.part(EVAL).runs.setdefault(event.payload["run_id"], EvalRun())
+    run.decision, run.decided_by, run.reason = event.payload["decision"], event.actor, event.payload["reason"]
+    run.criterion, run.overridden = "operator override", True
+
+
+@invariant("gate-criteria-fixed-before-training", "decision.gate")
+def _criteria_fixed(state: CampaignState, event: StoredEvent) -> str | None:
+    run = state.part(TRAINING).runs.get(event.payload["run_id"])
+    if run is None or run.plan_hash is None:
+        return f"gate decision for run {event.payload['run_id']} without a logged training request"
+    if run.plan_hash != event.payload["plan_hash"]:
+        return (f"gate used plan {event.payload['plan_hash'][:12]}, but training was requested under plan "
+                f"{run.plan_hash[:12]}: the rollback criteria changed after training started")
+    return None
+
+
+@invariant("override-by-operator", "decision.gate_overridden")
+def _override_actor(state: CampaignState, event: StoredEvent) -> str | None:
+    if not event.actor.startswith("operator:"):
+        return f"gate overridden by {event.actor}; only an operator may override, with a written reason"
+    return None

@@ -1,0 +1,180 @@
+"""The train stage: upload the frozen export, check limits and price against the budget,
+launch the DPO job with every hyperparameter from the plan, monitor it to a terminal
+status, cancel on request. Restart-safe: the job request is logged before the create
+call, and a restart reattaches to the job instead of launching a second one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import together
+
+from dpo_tui.campaign.plan import Plan
+from dpo_tui.campaign.state_pairs import PAIRS
+from dpo_tui.campaign.state_plan import PLAN
+from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
+from dpo_tui.config import Settings
+from dpo_tui.domain.export import check_together_jsonl, sha256
+from dpo_tui.errors import BudgetCapReached, InputError
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.core import SPEND
+
+
+class TrainingFailed(InputError):
+    """The provider refused the data or the job ended in error."""
+
+
+def mgmt_client(settings: Settings) -> together.Together:
+    """The SDK for management calls (files, fine-tunes, endpoints): its own bounded retries."""
+    kw: dict[str, Any] = {"api_key": settings.key_value(), "max_retries": 3, "timeout": settings.timeout_s}
+    if settings.base_url:
+        kw["base_url"] = settings.base_url
+    client = together.Together(**kw)
+    project = settings.project_id or client.whoami().project.id
+    return client.with_options(project_id=project)
+
+
+def hyperparameters(plan: Plan) -> dict[str, Any]:
+    """Every argument of fine_tuning.create that shapes training, from the plan."""
+    t = plan.training
+    return {"training_method": "dpo", "dpo_beta": t.dpo_beta, "n_epochs": t.n_epochs, "batch_size": t.batch_size,
+            "learning_rate": t.learning_rate, "lora": t.lora, "lora_r": t.lora_r, "lora_alpha": t.lora_alpha,
+            "lora_dropout": t.lora_dropout, "lora_trainable_modules": t.lora_trainable_modules,
+            "max_seq_length": t.max_seq_length, "warmup_ratio": t.warmup_ratio,
+            "lr_scheduler_type": t.lr_scheduler_type, "min_lr_ratio": t.min_lr_ratio,
+            "weight_decay": t.weight_decay, "max_grad_norm": t.max_grad_norm, "random_seed": t.random_seed,
+            "n_evals": 0, "n_checkpoints": 1}
+
+
+def current_export(campaign: Campaign) -> dict[str, Any]:
+    x = campaign.state.part(PAIRS).export
+    if x is None:
+        raise InputError("no exported pairs to train on: run the pairs stage first")
+    return x
+
+
+def upload(campaign: Campaign, client: together.Together, *, actor: str) -> str:
+    """Upload the export (once per export sha256) and return the file id; an invalid file stops here."""
+    x = current_export(campaign)
+    done = campaign.state.part(TRAINING).files.get(x["together_sha256"])
+    if done is not None:
+        return done["file_id"]
+    path = Path(x["together_path"])
+    data = path.read_bytes()
+    if sha256(data) != x["together_sha256"]:
+        raise InputError(f"{path} changed since it was exported (sha256 differs from the log); export again")
+    check = check_together_jsonl(data)
+    if not check.ok:
+        raise TrainingFailed(f"{path} line {check.problems[0][0]}: {check.problems[0][1]}")
+    resp = client.files.upload(file=path, purpose="fine-tune", check=True)
+    report = resp.model_dump().get("validation_report") if hasattr(resp, "model_dump") else None
+    campaign.append("train.file_uploaded", {
+        "export_sha256": x["together_sha256"], "file_id": resp.id, "filename": path.name, "bytes": len(data),
+        "processing_status": getattr(resp, "processing_status", None), "validation_report": report}, actor=actor)
+    if getattr(resp, "processing_status", None) == "INVALID_FORMAT":
+        reason = (report or {}).get("error") or (report or {})
+        raise TrainingFailed(f"Together refused {path.name} (file {resp.id}): INVALID_FORMAT: {reason}")
+    return resp.id
+
+
+def remaining_budget(campaign: Campaign) -> float:
+    cap = campaign.state.part("budget").cap_usd or 0.0
+    return cap - campaign.state.part(SPEND).total_usd - campaign.state.part("calls").in_flight_usd()
+
+
+def estimate(campaign: Campaign, client: together.Together, plan: Plan, run_id: str, file_id: str, *,
+             actor: str) -> dict[str, Any]:
+    t = plan.training
+    limits = client.fine_tuning.model_limits(model_name=plan.models.policy_base)
+    est = client.fine_tuning.estimate_price(
+        training_file=file_id, model=plan.models.policy_base, n_epochs=t.n_epochs,
+        training_method={"method": "dpo", "dpo_beta": t.dpo_beta},
+        training_type={"type": "Lora", "lora_r": t.lora_r, "lora_alpha": t.lora_alpha} if t.lora else {"type": "Full"})
+    payload = {"run_id": run_id, "file_id": file_id, "model": plan.models.policy_base,
+               "estimated_usd": float(est.estimated_total_price or 0.0),
+               "estimated_tokens": int(est.estimated_train_token_count or 0),
+               "remaining_budget_usd": remaining_budget(campaign), "limits": limits.model_dump(mode="json")}
+    campaign.append("train.price_estimated", payload, actor=actor)
+    return payload
+
+
+def check_budget(estimated_usd: float, remaining_usd: float) -> None:
+    if estimated_usd > remaining_usd:
+        raise BudgetCapReached(f"training is estimated at ${estimated_usd:.2f} but only ${remaining_usd:.2f} of the "
+                               f"cap remains: raise budget.cap_usd or export fewer pairs")
+
+
+def _suffix(campaign: Campaign, plan: Plan, run_id: str) -> str:
+    return f"{plan.training.suffix}-{campaign.store.campaign_id[:8]}-{run_id}"[:64]
+
+
+def launch(campaign: Campaign, client: together.Together, plan: Plan, run_id: str, file_id: str, *,
+           actor: str) -> str:
+    """The job id of `run_id`: reattached if it exists, created once otherwise."""
+    run: TrainingRun | None = campaign.state.part(TRAINING).runs.get(run_id)
+    if run is not None and run.job_id:
+        return run.job_id
+    suffix = _suffix(campaign, plan, run_id)
+    if run is not None and run.status == "requested":
+        for job in client.fine_tuning.list().data:  # the create may have reached the server before a crash
+            if (getattr(job, "suffix", None) == suffix or suffix in (getattr(job, "x_model_output_name", "") or "")) \
+                    and getattr(job, "training_file", file_id) == file_id:
+                campaign.append("train.job_created", {"run_id": run_id, "job_id": job.id, "status": job.status,
+                                                      "reattached": True}, actor="system")
+                return job.id
+    else:
+        split, x = campaign.state.part(SPLIT), current_export(campaign)
+        campaign.append("train.job_requested", {
+            "run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "suffix": suffix,
+            "hyperparameters": hyperparameters(plan), "plan_hash": campaign.state.part(PLAN).hash,
+            "split_hash": split.frozen_hash, "export_sha256": x["together_sha256"]}, actor=actor)
+    job = client.fine_tuning.create(training_file=file_id, model=plan.models.policy_base, suffix=suffix,
+                                    **hyperparameters(plan))
+    campaign.append("train.job_created", {"run_id": run_id, "job_id": job.id, "status": job.status}, actor="system")
+    return job.id
+
+
+def _job_event(e: Any) -> dict[str, Any]:
+    return {k: getattr(e, k, None) for k in ("type", "message", "created_at", "level", "step", "total_steps")}
+
+
+def monitor(campaign: Campaign, client: together.Together, run_id: str, *, poll_s: float = 1.0,
+            timeout_s: float = 24 * 3600, on_status: Callable[[str], None] | None = None) -> TrainingRun:
+    """Poll the job until a terminal status, logging status changes and new job events."""
+    run = campaign.state.part(TRAINING).runs[run_id]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.fine_tuning.retrieve(run.job_id)
+        events = client.fine_tuning.list_events(run.job_id).data
+        new = [_job_event(e) for e in events[len(run.events):]]
+        if job.status != run.status or new:
+            campaign.append("train.job_status", {"run_id": run_id, "job_id": run.job_id, "status": job.status,
+                                                 "new_events": new}, actor="system")
+            if on_status:
+                on_status(job.status)
+        if job.status in TERMINAL:
+            price = (job.total_price or 0) / 1e9  # Together reports nanodollars
+            campaign.append("train.job_finished", {
+                "run_id": run_id, "job_id": run.job_id, "status": job.status,
+                "output_model": getattr(job, "x_model_output_name", None) or getattr(job, "output_name", None),
+                "model_object_id": getattr(job, "api_model_object_id", None),
+                "token_count": int(job.token_count or 0), "price_usd": price,
+                "total_price_nanodollars": job.total_price}, actor="system")
+            return campaign.state.part(TRAINING).runs[run_id]
+        if time.monotonic() > deadline:
+            raise TrainingFailed(f"job {run.job_id} still {job.status} after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def cancel(campaign: Campaign, client: together.Together, run_id: str, *, reason: str, actor: str) -> None:
+    run = campaign.state.part(TRAINING).runs.get(run_id)
+    if run is None or not run.job_id:
+        raise InputError(f"no job to cancel for run {run_id!r}")
+    if run.status in TERMINAL:
+        raise InputError(f"job {run.job_id} already {run.status}")
+    campaign.append("train.cancel_requested", {"run_id": run_id, "job_id": run.job_id, "reason": reason}, actor=actor)
+    client.fine_tuning.cancel(run.job_id)
