@@ -34,8 +34,11 @@ from dpo_tui.provider.retry import AdaptiveLimiter, RetryWait, is_retryable, sta
 from dpo_tui.provider.secrets import Redactor, install_log_redaction
 from dpo_tui.provider.tokenizer import QwenTokenizer, TokenCount
 
-# An approximate prompt estimate is padded before reserving, so the reservation stays a worst case.
+# The reservation is a worst case: an approximate prompt estimate is padded by 30% + 16 tokens
+# (the approximation's measured error is +8% on average, worst +15%), an exact one by a few
+# tokens in case the server renders the template slightly differently.
 APPROX_MARGIN, APPROX_PAD_TOKENS = 1.3, 16
+EXACT_PAD_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,9 @@ class Provider:
         running = self._running.get(ikey)
         if running is not None:
             return await asyncio.shield(running)
+        if self.calls.status.get(ikey) == "started":
+            raise InputError(f"call {ikey} is in flight elsewhere (another process, or not recovered): "
+                             f"only one process may run calls on a campaign; reopen it to recover orphans")
         self.prices.price(model)  # an unknown price fails before anything is queued
         fut: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         self._running[ikey] = fut
@@ -230,7 +236,7 @@ class Provider:
 
     @staticmethod
     def _reservation(est: TokenCount, max_tokens: int, price: ev.Price) -> float:
-        prompt = est.n if est.exact else int(est.n * APPROX_MARGIN) + APPROX_PAD_TOKENS
+        prompt = est.n + EXACT_PAD_TOKENS if est.exact else int(est.n * APPROX_MARGIN) + APPROX_PAD_TOKENS
         return ev.cost_usd({"prompt_tokens": prompt, "completion_tokens": max_tokens}, price)
 
     def _guard(self, ikey: str, stage: str, model: str, reserved: float) -> None:

@@ -175,3 +175,25 @@ def test_cancelled_call_is_orphaned_not_forgotten(sim, tmp_path):
     assert not result.from_log
     assert math.isclose(campaign.state.part(SPEND).total_usd, orphan.payload["reserved_usd"] + result.cost_usd)
     campaign.close()
+
+
+def test_a_key_in_flight_elsewhere_is_not_started_twice(sim, tmp_path):
+    db = tmp_path / "c.db"
+    campaign, provider = make_provider(db, fast_settings(sim.base_url, timeout_s=30))
+    sim.set_faults("latency=1000")
+
+    async def first_call_then_a_second_process():
+        task = asyncio.create_task(provider.chat(CallKey("x/1"), stage="rollouts", model=MODEL, messages=prompt(1),
+                                                 max_tokens=20))
+        while not campaign.state.part(CALLS).in_flight:
+            await asyncio.sleep(0.01)
+        other_campaign, other = make_provider(db, fast_settings(sim.base_url), recover=False)
+        with pytest.raises(Exception, match="is in flight elsewhere"):
+            await other.chat(CallKey("x/1"), stage="rollouts", model=MODEL, messages=prompt(1), max_tokens=20)
+        other_campaign.close()
+        return await task
+
+    result = asyncio.run(first_call_then_a_second_process())
+    assert not result.from_log
+    assert len(events_of(campaign, "call.started")) == 1 and len(events_of(campaign, "call.completed")) == 1
+    campaign.close()
