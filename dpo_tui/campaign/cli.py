@@ -78,6 +78,21 @@ Try next:
     return result.exit_code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import report
+    from dpo_tui.events.campaign import Campaign
+
+    with Campaign.open(args.db, readonly=True) as campaign:
+        blocks = report.build(campaign)
+    text = report.to_html(blocks) if args.format == "html" else report.to_markdown(blocks)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"report written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="estimate calls, tokens and dollars per stage for a plan",
                        description="The budget before any spend: per stage, with a low/high range.")
@@ -96,6 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", choices=STAGES, help="stop after this stage")
     p.add_argument("--yes", action="store_true", help="take the decisions the plan's [decisions] allow (actor: plan)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="an auditor's report of a campaign, from its log alone",
+                       description="Spend vs estimate, decisions, split and leakage, funnel, lineage, eval, gate.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--format", choices=["md", "html"], default="md")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the offline demo campaign on the embedded simulator",
                        description="Run the demo plan (fixtures suite, simulated Together API) end to end.")

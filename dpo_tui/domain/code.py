@@ -70,7 +70,7 @@ _TRIVIAL = {"0", "1", "-1", "2", "True", "False", "None", "''", '""', "[]", "{}"
 
 def literal_inputs(test_source: str) -> frozenset[str]:
     """Literal arguments of calls in test code (the test inputs), as canonical reprs.
-    Trivial values (0, 1, [], True, ...) are left out: sharing them is not evidence."""
+    Trivial values (numbers under 100, [], '', True, ...) are left out: sharing them is no evidence."""
     try:
         tree = ast.parse(test_source)
     except (SyntaxError, ValueError):
@@ -84,6 +84,8 @@ def literal_inputs(test_source: str) -> frozenset[str]:
                 value = ast.literal_eval(arg)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
+            if isinstance(value, bool | int | float) and abs(value) < 100:
+                continue  # small numbers are in every test suite: sharing them is no evidence
             text = repr(value)
             if text not in _TRIVIAL and len(text) <= 2000:
                 found.add(text)

@@ -1,0 +1,164 @@
+"""`dpo-tui report`: the auditor's questions answered from the log alone.
+
+Spend by stage against the estimate, every decision with actor and reason, the frozen
+split and leakage findings, the pair funnel, the lineage (export sha256 -> file -> job ->
+model -> endpoints), eval tables with intervals, and the gate's verdict. Built as a list
+of blocks (headings, paragraphs, tables) rendered to Markdown or HTML."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from dpo_tui.campaign.state_pairs import ordered_funnel
+from dpo_tui.events.audit import audit
+from dpo_tui.events.campaign import Campaign
+
+Block = tuple[str, Any]  # ("h", text) | ("p", text) | ("table", (header, rows))
+
+DECISION_TYPES = ("decision.recorded", "decision.gate", "decision.gate_overridden", "split.approved",
+                  "split.unfrozen", "split.task_moved", "split.task_excluded", "pairs.decided",
+                  "train.cancel_requested", "budget.cap_set")
+
+
+def _usd(x: float | None) -> str:
+    return "-" if x is None else f"${x:.4f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def build(campaign: Campaign) -> list[Block]:
+    s = campaign.state.to_json()
+    rep = audit(campaign.store)
+    simulated = s["plan"]["backend"] == "simulated"
+    blocks: list[Block] = [("h", f"Campaign report: {s['campaign']['name']}")]
+    blocks.append(("p", f"Campaign {s['campaign']['id']}, created {s['campaign']['created_at']} by "
+                        f"{s['campaign']['created_by']}. {s['events']} events, head hash {s['head_hash']}. "
+                        f"Audit: {'ok' if rep.ok else f'FAILED at seq {rep.first_bad_seq}'}. Plan hash {s['plan']['hash']}."))
+    if simulated:
+        blocks.append(("p", "Backend: SIMULATED (the embedded Together simulator). Every figure below comes from "
+                            "the simulator, not from Together."))
+    blocks += _spend(s) + _decisions(campaign) + _split(s, campaign) + _pairs(s) + _lineage(s) + _eval(s)
+    return blocks
+
+
+def _spend(s: dict) -> list[Block]:
+    est = (s["budget"] or {}).get("estimate") or {}
+    cal = (s["budget"] or {}).get("calibrated") or {}
+    rows = []
+    for stage in ("rollouts", "training", "eval", "endpoint"):
+        e, c = (est.get("by_stage") or {}).get(stage, {}), (cal.get("by_stage") or {}).get(stage, {})
+        rows.append([stage, _usd(e.get("usd")), _usd(c.get("usd")), _usd(s["spend"]["by_stage"].get(stage, 0.0))])
+    rows.append(["total", _usd(est.get("total_usd")), _usd(cal.get("total_usd")), _usd(s["spend"]["total_usd"])])
+    calls = s["calls"]
+    return [("h2", "Spend against the estimate"),
+            ("table", (["stage", "estimate", "pilot-calibrated", "actual"], rows)),
+            ("p", f"Cap {_usd(s['budget'].get('cap_usd'))}. Calls: {calls['completed']} completed, {calls['failed']} "
+                  f"failed, {calls['orphaned']} orphaned (possibly billed: {_usd(calls['orphaned_usd'])} kept in spend), "
+                  f"{calls['failed_attempts']} failed attempts retried.")]
+
+
+def _decisions(campaign: Campaign) -> list[Block]:
+    rows = []
+    for e in campaign.store.read(verify=False):
+        if e.type in DECISION_TYPES:
+            p = e.payload
+            what = p.get("decision") or p.get("to") or p.get("hash", "")[:12] or p.get("cap_usd", "")
+            detail = p.get("reason") or p.get("task_id") or p.get("pair_id") or ""
+            rows.append([str(e.seq), e.ts, e.type, e.actor, str(what), str(detail)[:120]])
+    return [("h2", "Decisions"), ("table", (["seq", "time (UTC)", "type", "actor", "decision", "reason / subject"], rows))]
+
+
+def _split(s: dict, campaign: Campaign) -> list[Block]:
+    sp = s["split"]
+    blocks: list[Block] = [("h2", "Split"),
+                           ("p", f"{'Frozen' if sp['frozen'] else 'NOT frozen'} (hash {sp['frozen_hash']}): "
+                                 f"{len(sp['train'])} train, {len(sp['test'])} test, {len(sp['excluded'])} excluded.")]
+    blocks.append(("p", "Train: " + ", ".join(sp["train"])))
+    blocks.append(("p", "Test: " + ", ".join(sp["test"])))
+    if sp["excluded"]:
+        blocks.append(("table", (["excluded task", "reason"], [[k, v] for k, v in sp["excluded"].items()])))
+    findings = campaign.state.part("split").findings
+    blocks.append(("h3", f"Leakage findings ({len(findings)})"))
+    if findings:
+        blocks.append(("table", (["kind", "train", "test", "evidence"],
+                                 [[f["kind"], f["train_id"], f["test_id"], f["evidence"]] for f in findings])))
+    return blocks
+
+
+def _pairs(s: dict) -> list[Block]:
+    p = s["pairs"]
+    rows = [[k, str(v)] for k, v in ordered_funnel(p["funnel"]).items()]
+    return [("h2", "Pairs"), ("table", (["after filter", "pairs left"], rows)),
+            ("p", f"Exported {p['exported']} pairs: {p['export_path']} (sha256 {p['export_sha256']}); TRL copy "
+                  f"{p['export_trl_path']}; manifest {p['manifest_path']}.")]
+
+
+def _lineage(s: dict) -> list[Block]:
+    t, ep = s["training"], s["endpoint"]
+    rows = [["export sha256", str(t.get("export_sha256"))], ["file", str(t.get("file_id"))],
+            ["job", f"{t.get('job_id')} ({t.get('status')})"], ["model", str(t.get("model"))],
+            ["training price", _usd(t.get("price_usd"))], ["frozen split", str(t.get("split_hash"))]]
+    for e in ep["all"]:
+        rows.append([f"endpoint ({e['role']})", f"{e['endpoint_id']} {e['chat_model']} {e['state']}, {e['minutes']} min, "
+                                               f"{_usd(e['cost_usd'])}"])
+    hp = ", ".join(f"{k}={v}" for k, v in sorted((t.get("hyperparameters") or {}).items()))
+    return [("h2", "Lineage"), ("table", (["step", "value"], rows)), ("p", f"Hyperparameters: {hp or '-'}")]
+
+
+def _eval(s: dict) -> list[Block]:
+    ev = s["eval"]
+    blocks: list[Block] = [("h2", "Eval: base against tuned")]
+    rows = []
+    for suite, r in ev["suites"].items():
+        k = next(key for key in r["base"] if key != "pass@1")
+        rows.append([suite, str(r["tasks"]), str(r["runs"]), _pct(r["base"]["pass@1"]), _pct(r["tuned"]["pass@1"]),
+                     f"{_pct(r['base'][k])} / {_pct(r['tuned'][k])} ({k})", f"{r['delta']:+.1%}",
+                     f"[{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]", f"{r['p_value']:.3f}", _pct(r["mde"]),
+                     f"{r['serving']['base']} vs {r['serving']['tuned']}"])
+    blocks.append(("table", (["suite", "tasks", "runs", "base pass@1", "tuned pass@1", "pass@k base / tuned", "delta",
+                              "CI", "sign-test p", "MDE", "serving (base vs tuned)"], rows)))
+    if ev["decision"]:
+        blocks.append(("p", f"Gate: {ev['decision'].upper()} by {ev['decided_by']} (criterion {ev['criterion']}): "
+                            f"{ev['reason']}"))
+    else:
+        blocks.append(("p", "Gate: not decided yet."))
+    return blocks
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for kind, body in blocks:
+        if kind == "h":
+            out.append(f"# {body}\n")
+        elif kind in ("h2", "h3"):
+            out.append(f"{'#' * int(kind[1])} {body}\n")
+        elif kind == "p":
+            out.append(f"{body}\n")
+        else:
+            header, rows = body
+            esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+            out.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" +
+                       "".join("| " + " | ".join(r) + " |\n" for r in esc))
+    return "\n".join(out)
+
+
+def to_html(blocks: list[Block]) -> str:
+    out = ["<!doctype html><meta charset='utf-8'><title>dpo-tui report</title>",
+           "<style>body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse}"
+           "td,th{border:1px solid #999;padding:2px 6px;text-align:left}</style>"]
+    for kind, body in blocks:
+        if kind == "h":
+            out.append(f"<h1>{html.escape(body)}</h1>")
+        elif kind in ("h2", "h3"):
+            out.append(f"<{kind}>{html.escape(body)}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{html.escape(body)}</p>")
+        else:
+            header, rows = body
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" +
+                       "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+                       + "</table>")
+    return "\n".join(out) + "\n"
