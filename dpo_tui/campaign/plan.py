@@ -53,20 +53,21 @@ class SuitesSection(_Section):
 
 
 class SplitSection(_Section):
-    seed: int = 0
-    test_fraction: float = Field(0.3, gt=0, lt=1)
-    stratify_by_suite: bool = True
-    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)
+    seed: int = Field(0, description="seed of the split (the same tasks and seed give the same split)")
+    test_fraction: float = Field(0.3, gt=0, lt=1, description="share of each suite's tasks held out for test")
+    stratify_by_suite: bool = Field(True, description="split each suite separately")
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, description="token 3-gram similarity above which two programs count as near-identical")
 
 
 class RolloutsSection(_Section):
-    rollouts_per_task: int = Field(4, ge=1, le=1000)
-    max_iters: int = Field(4, ge=1, le=50)
-    reflections: bool = True
-    temperature: float = Field(0.7, ge=0, le=2)
+    rollouts_per_task: int = Field(4, ge=1, le=1000, description="rollouts of the generator per train task")
+    max_iters: int = Field(4, ge=1, le=50, description="candidate programs per rollout at most")
+    reflections: bool = Field(True, description="ask for a reflection after each failed candidate")
+    temperature: float = Field(0.7, ge=0, le=2, description="sampling temperature of every agent call")
     seed: int = Field(1000, description="first seed; each rollout gets seed + its index")
-    max_tokens: int = Field(1024, ge=16, le=32768)
-    concurrency: int = Field(8, ge=1, le=512)
+    max_tokens: int = Field(1024, ge=16, le=32768, description="completion tokens per call at most (the budget guard reserves them)")
+    concurrency: int = Field(8, ge=1, le=512, description="rollouts in flight at once")
     pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget")
     test_cpu_seconds: float = Field(
         1.0, gt=0, le=60, description="CPU seconds per test; raised per test where the reference program needs more")
@@ -81,41 +82,43 @@ class BudgetSection(_Section):
     cap_usd: float = Field(gt=0, description="hard cap: every stage stops before crossing it")
     avg_iters: float = Field(3.0, gt=0, description="guess before the pilot")
     avg_reflections: float = Field(1.0, ge=0, description="guess before the pilot")
-    prompt_tokens_per_call: float = Field(900, gt=0)
-    completion_tokens_per_call: float = Field(250, gt=0)
+    prompt_tokens_per_call: float = Field(900, gt=0, description="guess before the pilot")
+    completion_tokens_per_call: float = Field(250, gt=0, description="guess before the pilot")
     prices: dict[str, PriceOverride] = Field(default_factory=dict, description="per-model price overrides")
 
 
 class PairsSection(_Section):
-    target_pairs: int = Field(40, ge=1)
-    min_margin: float = Field(0.2, ge=0, le=1)
-    per_task_cap: int = Field(4, ge=1)
-    near_duplicate_threshold: float = Field(0.9, gt=0, le=1)
+    target_pairs: int = Field(40, ge=1, description="pairs the campaign aims for (pair yield warns when out of reach)")
+    min_margin: float = Field(0.2, ge=0, le=1, description="least score gap (fraction of tests) between chosen and rejected")
+    per_task_cap: int = Field(4, ge=1, description="pairs per task at most, largest margins first")
+    near_duplicate_threshold: float = Field(
+        0.9, gt=0, le=1, description="a pair program this similar to a test task's program is leakage")
 
 
 class TrainingSection(_Section):
-    lora: bool = True
-    dpo_beta: float = Field(gt=0, le=10)
-    n_epochs: int = Field(ge=1, le=20)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0, lt=1)
-    lora_r: int = Field(ge=1, le=256)
-    lora_alpha: int = Field(ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    max_seq_length: int = Field(ge=256, le=131072)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    lr_scheduler_type: Literal["linear", "cosine"] = "linear"
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    lora_trainable_modules: str = "all-linear"
-    random_seed: int = 0
-    suffix: str = Field("dpo-tui", pattern=r"^[A-Za-z0-9-]{1,40}$")
+    lora: bool = Field(True, description="LoRA (true) or full fine-tuning")
+    dpo_beta: float = Field(gt=0, le=10, description="DPO beta (strength of the KL anchor to the reference)")
+    n_epochs: int = Field(ge=1, le=20, description="passes over the pairs")
+    batch_size: int = Field(ge=1, description="must fit the model limits' DPO batch sizes")
+    learning_rate: float = Field(gt=0, lt=1, description="peak learning rate")
+    lora_r: int = Field(ge=1, le=256, description="LoRA rank")
+    lora_alpha: int = Field(ge=1, description="LoRA alpha")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    max_seq_length: int = Field(ge=256, le=131072, description="context of a pair: prompt + chosen + rejected must fit")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps warming up")
+    lr_scheduler_type: Literal["linear", "cosine"] = Field("linear", description="learning-rate schedule")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final learning rate as a share of the peak")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    lora_trainable_modules: str = Field("all-linear", description="modules LoRA adapts")
+    random_seed: int = Field(0, description="training seed")
+    suffix: str = Field("dpo-tui", pattern=r"^[A-Za-z0-9-]{1,40}$", description="suffix of the output model name")
 
 
 class EvalSection(_Section):
     seeds: list[int] = Field(min_length=1, description="one fixed seed per run, the same for base and tuned")
-    suites: list[Literal["test", "heldout"]] = Field(default_factory=lambda: ["test", "heldout"])
+    suites: list[Literal["test", "heldout"]] = Field(
+        default_factory=lambda: ["test", "heldout"], description="the frozen test split and/or the held-out suite")
     k: int = Field(1, ge=1, description="pass@k reported besides pass@1 (k <= number of seeds)")
     endpoint_minutes: float = Field(30, ge=0, description="estimate of endpoint minutes per model")
 
@@ -127,10 +130,10 @@ class EvalSection(_Section):
 
 
 class RollbackSection(_Section):
-    primary_suite: Literal["test", "heldout"] = "test"
+    primary_suite: Literal["test", "heldout"] = Field("test", description="the suite whose improvement is claimed")
     min_improvement: float = Field(0.0, ge=-1, le=1, description="ship needs the primary CI lower bound above this")
     max_drop: float = Field(0.05, ge=0, le=1, description="no suite may drop more pass@1 than this")
-    alpha: float = Field(0.05, gt=0, lt=0.5)
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="error rate: intervals are at level 1 - alpha")
 
 
 class DecisionsSection(_Section):

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
+from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
@@ -70,6 +71,7 @@ class Ctx:
     run_id: str = RUN_ID
     stages: dict[str, str] = field(default_factory=dict)
     _client: Any = None
+    on_engine: Callable[[RolloutEngine], None] | None = None  # a front end's handle on the running engine
 
     def client(self):
         """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
@@ -87,9 +89,8 @@ class Ctx:
         if not (self.yes and allowed):
             raise Waiting(f"waiting for an operator decision: {what} (in the TUI, or run with --yes and "
                           f"decisions.{decision} = true in the plan)")
-        self.campaign.append("decision.recorded", {"decision": decision, "stage": stage, "estimate_usd": estimate_usd,
-                                                   "reason": f"plan {self.plan_path.name}: decisions.{decision} = true"},
-                             actor="plan")
+        record_decision(self.campaign, decision, stage, reason=f"plan {self.plan_path.name}: decisions.{decision} = true",
+                        actor="plan", estimate_usd=estimate_usd)
 
 
 @contextlib.contextmanager
@@ -124,13 +125,18 @@ def backend_settings(plan: Plan, db: Path) -> Iterator[tuple[Settings, str]]:
         yield load_settings(None, base_url=plan.backend.base_url), "together"
 
 
-def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campaign:
-    campaign = Campaign.open(db) if db.exists() else Campaign.create(db, name=plan.campaign.name, actor="plan")
+def record_plan(campaign: Campaign, plan: Plan, plan_path: Path, *, actor: str = "plan") -> None:
+    """Record the plan the campaign runs under, when it differs from the last one recorded."""
     state = campaign.state.part(PLAN)
     if state.hash != plan.hash():
         campaign.append("plan.recorded", {"hash": plan.hash(), "path": str(plan_path.resolve()),
                                           "plan": plan.canonical(), "previous_hash": state.hash,
-                                          "backend": plan.backend.kind}, actor="plan")
+                                          "backend": plan.backend.kind}, actor=actor)
+
+
+def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campaign:
+    campaign = Campaign.open(db) if db.exists() else Campaign.create(db, name=plan.campaign.name, actor="plan")
+    record_plan(campaign, plan, plan_path)
     return campaign
 
 
@@ -179,6 +185,8 @@ async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str) -> None:
     engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
                            limits=Limits(test_cpu_seconds=ctx.plan.rollouts.test_cpu_seconds),
                            on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign))
+    if ctx.on_engine is not None:
+        ctx.on_engine(engine)
     try:
         await engine.run(specs)
     finally:
@@ -335,7 +343,7 @@ class RunResult:
     summary: dict[str, Any]
 
 
-async def _run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
+async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
     for stage in STAGES:
         func = STAGE_FUNCS.get(stage)
         if func is None:
@@ -361,6 +369,14 @@ async def _run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
     return EXIT_OK, "done", "the campaign completed every stage"
 
 
+def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
+             *, yes: bool, progress: Progress) -> Ctx:
+    """The stages' context with one provider on `campaign`: the runner and the TUI build it alike."""
+    provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(), actor="system")
+    return Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress, backend,
+               settings=settings)
+
+
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
                  progress: Progress | None = None) -> RunResult:
     if until is not None and until not in STAGES:
@@ -373,13 +389,10 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
     with campaign_lock(db), backend_settings(plan, db) as (settings, backend):
         campaign = open_or_create(db, plan, plan_path, plan.backend.kind)
         try:
-            provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(),
-                                actor="system")
-            ctx = Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress,
-                      backend, settings=settings)
+            ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress)
             if backend == "simulated":
                 progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
-            code, status, message = asyncio.run(_run_stages(ctx, until))
+            code, status, message = asyncio.run(run_stages(ctx, until))
             summary = summarize(ctx, code, status, message)
         finally:
             campaign.close()
