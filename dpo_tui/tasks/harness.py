@@ -100,23 +100,39 @@ def _pytest_module():
 
 
 # ---------------------------------------------------------------- inside a test child
-def _module(name, source, filename):
-    mod = types.ModuleType(name)
-    mod.__file__ = filename
-    sys.modules[name] = mod
+def _lines(source, filename):
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), mod.__dict__)
-    return mod
 
 
-def _load(program, tests):
-    """Load the program and the test code; returns the namespace holding the tests."""
-    sys.modules["pytest"] = _pytest_module()
+def _compile_all(program, tests):
+    """Compile the program, the test code (asserts rewritten) and the support modules once,
+    in the supervisor; each test child inherits the code objects. Returns an error or None."""
+    code = {}
+    try:
+        code["program"] = compile(program, PROGRAM_FILE, "exec")
+        _lines(program, PROGRAM_FILE)
+    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return f"{PROGRAM_FILE} does not compile: {text}"
+    code["tests"] = _compile_tests(tests["source"], tests["filename"])
+    _lines(tests["source"], tests["filename"])
+    code["support"] = []
     for name, source in tests["support"]:
-        _module(name, source, name + ".py")
-    linecache.cache[PROGRAM_FILE] = (len(program), None, program.splitlines(True), PROGRAM_FILE)
-    test_file = tests["filename"]
-    linecache.cache[test_file] = (len(tests["source"]), None, tests["source"].splitlines(True), test_file)
+        code["support"].append((name, compile(source, name + ".py", "exec")))
+        _lines(source, name + ".py")
+    tests["_code"] = code
+    return None
+
+
+def _load(tests):
+    """Load the program and the test code; returns the namespace holding the tests."""
+    code = tests["_code"]
+    sys.modules["pytest"] = _pytest_module()
+    for name, support in code["support"]:
+        mod = types.ModuleType(name)
+        mod.__file__ = name + ".py"
+        sys.modules[name] = mod
+        exec(support, mod.__dict__)
     target = tests["program_module"]
     if target:
         parent = target.rpartition(".")[0]
@@ -126,19 +142,18 @@ def _load(program, tests):
         mod = types.ModuleType(target)
         mod.__file__ = PROGRAM_FILE
         sys.modules[target] = mod
-        exec(compile(program, PROGRAM_FILE, "exec"), mod.__dict__)
+        exec(code["program"], mod.__dict__)
         return None
     namespace = {"__name__": "__main__", "__builtins__": builtins, "__file__": PROGRAM_FILE}
-    exec(compile(program, PROGRAM_FILE, "exec"), namespace)
+    exec(code["program"], namespace)
     return namespace
 
 
 def _run_case(tests, namespace, func, index):
-    code = _compile_tests(tests["source"], tests["filename"])
     if namespace is None:
         namespace = {"__name__": tests["filename"][:-3], "__builtins__": builtins}
     namespace["_h_explain"] = _h_explain
-    exec(code, namespace)
+    exec(tests["_code"]["tests"], namespace)
     if func is None:
         return
     test = namespace[func]
@@ -210,7 +225,7 @@ def _format_error(exc):
     return text.strip()
 
 
-def _child(program, tests, case, cpu, out_w, res_w):
+def _child(tests, case, cpu, out_w, res_w):
     os.setpgid(0, 0)
     os.dup2(out_w, 1)
     os.dup2(out_w, 2)
@@ -221,7 +236,7 @@ def _child(program, tests, case, cpu, out_w, res_w):
     _, func, index = case
     status = "load"
     try:
-        namespace = _load(program, tests)
+        namespace = _load(tests)
         os.write(res_w, b"L\n")
         status = "test"
         _run_case(tests, namespace, func, index)
@@ -316,7 +331,7 @@ def _verdict(res, killed, status, cpu_used, limits):
     return "crash", f"the test process exited with status {os.WEXITSTATUS(status)} without a result", not loaded
 
 
-def run_one(program, tests, case, limits):
+def run_one(tests, case, limits):
     cpu, wall = limits["per_test"].get(case[0], (limits["test_cpu"], limits["test_wall"]))
     limits = dict(limits, test_cpu=cpu, test_wall=wall)
     out_r, out_w = os.pipe()
@@ -327,7 +342,7 @@ def run_one(program, tests, case, limits):
         try:
             os.close(out_r)
             os.close(res_r)
-            _child(program, tests, case, limits["test_cpu"], out_w, res_w)
+            _child(tests, case, limits["test_cpu"], out_w, res_w)
         finally:
             os._exit(70)
     os.close(out_w)
@@ -357,16 +372,6 @@ def _apply_limits(limits, drop_uid):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _static_error(program, tests):
-    for source, filename in ((program, PROGRAM_FILE), (tests["source"], tests["filename"])):
-        try:
-            compile(source, filename, "exec")
-        except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            return f"{filename} does not compile: {text}"
-    return None
-
-
 def main():
     payload = json.loads(sys.stdin.buffer.read())
     report = os.fdopen(os.dup(1), "w")
@@ -376,14 +381,14 @@ def main():
     _apply_limits(payload["limits"], payload.get("drop_uid"))
     program, tests, limits = payload["program"], payload["tests"], payload["limits"]
     results, inherited = [], None
-    static = _static_error(program, tests)
+    static = _compile_all(program, tests)
     for case in tests["cases"]:
         if static:
             results.append([case[0], "error", static, 0.0, 0.0, ""])
         elif inherited:  # the program failed while loading: the same for every test
             results.append([case[0], inherited[1], inherited[2], 0.0, 0.0, ""])
         else:
-            row, at_load = run_one(program, tests, case, limits)
+            row, at_load = run_one(tests, case, limits)
             results.append(row)
             if at_load and row[1] != "pass":
                 inherited = row
