@@ -220,6 +220,8 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
     checks.append({"name": "base url", "ok": catalogue is not None,
                    "detail": f"{settings.base_url}: " + (f"catalogue reachable, {len(catalogue)} models"
                                                          if catalogue is not None else f"unreachable ({error})")})
+    if has_key and catalogue is not None:
+        checks.append(_whoami(settings))
     try:
         book = price_book_for(settings, catalogue)
         checks.append({"name": "prices", "ok": bool(book.prices),
@@ -237,6 +239,20 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
     checks.append({"name": "sandbox", "ok": bwrap is not None,
                    "detail": f"bubblewrap at {bwrap}" if bwrap else "bwrap not found: install bubblewrap"})
     return checks
+
+
+def _whoami(settings: Settings) -> dict[str, Any]:
+    """Does the server accept the key? (GET /v3/whoami; costs nothing)"""
+    try:
+        who = sync_client(settings).whoami()
+    except together.AuthenticationError:
+        return {"name": "key accepted", "ok": False, "detail": f"{settings.base_url} rejected the key (401): "
+                "check TOGETHER_API_KEY or the config file"}
+    except (together.APIError, OSError) as exc:
+        return {"name": "key accepted", "ok": False, "detail": _redacted_error(settings, exc)}
+    project = getattr(who, "project", None)
+    name = getattr(project, "name", None) or getattr(project, "id", None) or "unknown project"
+    return {"name": "key accepted", "ok": True, "detail": f"by {settings.base_url} (project: {name})"}
 
 
 def _live_call(settings: Settings, model: str, json_out: bool) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def test_doctor_live_against_the_simulator(cli):
     cost_line = next(i for i, line in enumerate(lines) if line.startswith("live call:"))
     made_line = next(i for i, line in enumerate(lines) if line.startswith("ok    live call:"))
     assert cost_line < made_line, "the cost is shown before the call is made"
-    for name in ("api key", "base url", "prices", "tokenizer", "sandbox"):
+    for name in ("api key", "base url", "key accepted", "prices", "tokenizer", "sandbox"):
         assert any(line.startswith(f"ok    {name}:") for line in lines), name
 
 
