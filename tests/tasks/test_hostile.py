@@ -135,8 +135,8 @@ def test_spawn():
 
 def test_writing_outside_the_sandbox_fails(tmp_path):
     token = uuid.uuid4().hex
-    targets = [f"/tmp/{token}", str(tmp_path / token), f"/usr/{token}", str(Path.cwd() / token), f"/dev/shm/{token}",
-               os.path.expanduser(f"~/{token}")]
+    targets = [f"/tmp/{token}", str(tmp_path / token), f"/usr/{token}", str(Path.cwd() / token),
+               f"/dev/shm/{token}", os.path.expanduser(f"~/{token}")]
     code = f'''
 def test_write_outside():
     refused = []
