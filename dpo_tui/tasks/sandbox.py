@@ -162,12 +162,16 @@ def _child_env(home: str) -> dict[str, str]:
 
 
 def _own_process_count() -> int:
+    """Tasks (threads count against RLIMIT_NPROC) the current uid runs now: the base the
+    sandbox's process limit is added to when it cannot switch to a uid of its own (non-root;
+    concurrent sandboxes then share that headroom)."""
     uid = os.getuid()
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                count += entry.stat().st_uid == uid
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
             except OSError:
                 pass
     return count
