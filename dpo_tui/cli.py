@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dpo_tui.tasks.cli",
     "dpo_tui.provider.cli",
     "dpo_tui.sim.cli",
+    "dpo_tui.tui.cli",
 )
 
 
@@ -55,8 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+        no_args = not (sys.argv[1:] if argv is None else list(argv))
+        if no_args and sys.stdin.isatty() and sys.stdout.isatty():
+            # `dpo-tui` alone in a terminal: the console on the campaign here, or its start screen
+            from dpo_tui.tui.cli import default_console as func_default
+
+            func = lambda _args: func_default()  # noqa: E731
+        else:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
     try:
         return int(func(args) or 0)
     except DpoTuiError as exc:

@@ -1,0 +1,455 @@
+"""The operator console: one full-screen app over every stage of one campaign.
+
+The app owns the session and the widgets. Workers run the services (stages, operator
+actions) off the UI thread; they never touch widgets. Appends fold into the state in the
+worker's thread under the session's lock and are queued; the app drains the queue on an
+`EventsAppended` message at most a few times a second (a flood of rollout events becomes
+one redraw), updating tables row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+
+from dpo_tui.campaign.progress import Progress
+from dpo_tui.errors import DpoTuiError
+from dpo_tui.events.store import StoredEvent
+from dpo_tui.tui.commands import ActionsProvider
+from dpo_tui.tui.messages import ActionFailed, EventsAppended, RolloutsProgressed, StageReported, StagesFinished
+from dpo_tui.tui.screens.base import StagePane
+from dpo_tui.tui.screens.budget import BudgetPane
+from dpo_tui.tui.screens.log import LogPane
+from dpo_tui.tui.screens.modals import ConfirmScreen, ReasonScreen, TextScreen
+from dpo_tui.tui.screens.pairs import PairsPane
+from dpo_tui.tui.screens.rollouts import RolloutsPane
+from dpo_tui.tui.screens.split import SplitPane
+from dpo_tui.tui.screens.train_eval import EvalPane, TrainPane
+from dpo_tui.tui.session import Session, conversation, stage_states
+from dpo_tui.tui.widgets.header import CampaignHeader
+
+STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
+          ("pairs", "4 Pairs", PairsPane), ("train", "5 Train", TrainPane), ("eval", "6 Eval", EvalPane),
+          ("log", "7 Log", LogPane))
+WRITE_ACTIONS = {"record_estimate", "propose_split", "move_task", "exclude_task", "approve_split", "start_rollouts",
+                 "pause_resume", "cancel_rollouts", "concurrency", "build_pairs", "pair_decision", "export_pairs"}
+DRAIN_INTERVAL_S = 0.2  # at most five redraws a second from the event stream
+POLL_INTERVAL_S = 0.5   # --readonly: how often to fold what another process appended
+
+
+class TuiProgress(Progress):
+    """The runner's progress sink, as messages to the app (called from the worker thread)."""
+
+    def __init__(self, app: DpoApp) -> None:
+        self.app = app
+        self._last = 0.0
+
+    def say(self, line: str) -> None:
+        self.app.post_message(StageReported(line))
+
+    def rollouts(self, label: str, p: Any, campaign: Any) -> None:
+        now = time.monotonic()
+        final = p.finished >= p.total or p.status not in ("running",)
+        if now - self._last < DRAIN_INTERVAL_S and not final:
+            return
+        self._last = now
+        engine = self.app.engine
+        self.app.post_message(RolloutsProgressed(label, {
+            "total": p.total, "finished": p.finished, "passed": p.passed, "running": p.running, "errors": p.errors,
+            "status": p.status, "concurrency": engine.concurrency if engine else None}))
+
+    def done(self) -> None:
+        pass
+
+
+class DpoApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "dpo-tui"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS = [
+        *[Binding(str(i + 1), f"show_stage('{key}')", label.split()[1], id=f"stage.{key}", show=False)
+          for i, (key, label, _cls) in enumerate(STAGES)],
+        Binding("q", "quit_app", "Quit", id="app.quit"),
+        Binding("escape", "leave_input", "Leave input", id="app.leave_input", show=False),
+    ]
+
+    def __init__(self, session: Session, *, poll_s: float = POLL_INTERVAL_S) -> None:
+        super().__init__()
+        self.session = session
+        self.poll_s = poll_s
+        self.engine = None
+        self.working: str | None = None
+        self.last_result: StagesFinished | None = None
+        self.reports: deque[str] = deque(maxlen=50)
+        self._pending: deque[StoredEvent] = deque()
+        self._pending_lock = threading.Lock()
+        self._posted = False
+        self._last_drain = 0.0
+        self._drain_timer = None
+        self._dirty: set[str] = set()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield CampaignHeader(id="header")
+        with TabbedContent(initial="budget", id="stages"):
+            for key, label, cls in STAGES:
+                with TabPane(label, id=key):
+                    yield cls(id=f"pane-{key}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.session.readonly:
+            self.set_interval(self.poll_s, self._poll)
+        else:
+            self.session.campaign.store.subscribe(self._appended)
+        self.set_interval(1.0, self._refresh_header)
+        self._refresh_header()
+        if self.session.plan_error and not self.session.readonly:
+            self.notify(self.session.plan_error, severity="warning", timeout=8)
+
+    def pane(self, key: str) -> StagePane:
+        return self.query_one(f"#pane-{key}", StagePane)
+
+    @property
+    def active_stage(self) -> str:
+        return self.query_one("#stages", TabbedContent).active
+
+    # -- the event stream ------------------------------------------------------------------
+
+    def _appended(self, events: list[StoredEvent]) -> None:
+        """Store listener: runs in the appending thread, after the fold. Queue, post once."""
+        with self._pending_lock:
+            self._pending.extend(events)
+            if self._posted:
+                return
+            self._posted = True
+        self.post_message(EventsAppended())
+
+    def _poll(self) -> None:
+        try:
+            new = self.session.campaign.refresh()
+        except DpoTuiError as exc:
+            self.notify(f"cannot follow the log: {exc.message}", severity="error")
+            return
+        if new:
+            self._dispatch(new)
+
+    def on_events_appended(self, message: EventsAppended) -> None:
+        wait = DRAIN_INTERVAL_S - (time.monotonic() - self._last_drain)
+        if wait > 0:
+            if self._drain_timer is None:
+                self._drain_timer = self.set_timer(wait, self._drain)
+            return
+        self._drain()
+
+    def _drain(self) -> None:
+        self._drain_timer = None
+        with self._pending_lock:
+            events = list(self._pending)
+            self._pending.clear()
+            self._posted = False
+        self._last_drain = time.monotonic()
+        if events:
+            self._dispatch(events)
+
+    def _dispatch(self, events: list[StoredEvent]) -> None:
+        active = self.active_stage
+        for key, _label, _cls in STAGES:
+            pane = self.pane(key)
+            if key == "rollouts" or (key == "log" and key == active):
+                pane.on_events(events)  # row by row; the rollouts table stays current even when hidden
+            if key == active:
+                pane.sync()
+            else:
+                self._dirty.add(key)
+        self._refresh_header()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        key = event.pane.id
+        if key in self._dirty:
+            self._dirty.discard(key)
+            if key == "log":
+                self.pane("log").load()
+            self.pane(key).sync()
+
+    def _refresh_header(self) -> None:
+        s = self.session
+        with s.lock:
+            st = s.campaign.state
+            name = st.parts["campaign"].name or "?"
+            spend = st.parts["spend"].total_usd
+            cap = st.parts["budget_guard"].cap_usd or (s.plan.plan.budget.cap_usd if s.plan else None)
+            stages = stage_states(s)
+        self.query_one(CampaignHeader).show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
+                                            readonly=s.readonly, working=self.working)
+
+    # -- navigation ------------------------------------------------------------------------
+
+    def action_show_stage(self, key: str) -> None:
+        self.query_one("#stages", TabbedContent).active = key
+        pane = self.pane(key)
+        table = pane.query(DataTable).first() if pane.query(DataTable) else None
+        if table is not None:
+            table.focus()
+        else:
+            self.set_focus(None)
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.session.readonly:
+            return None  # shown, disabled
+        return True
+
+    def action_quit_app(self) -> None:
+        if self.working is None:
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                if self.engine is not None:
+                    self.engine.cancel()
+                self.exit()
+        self.push_screen(ConfirmScreen("Quit while work is running?",
+                                       f"{self.working} is running. Quitting stops it; finished calls and rollouts "
+                                       "are in the log, and unfinished ones resume next time.", yes="Quit"), answer)
+
+    # -- running services ------------------------------------------------------------------
+
+    @work(thread=True, group="actions")
+    def act(self, what: str, fn: Callable[[], Any], done: str | None = None) -> None:
+        """One operator action through a service, off the UI thread."""
+        try:
+            fn()
+        except DpoTuiError as exc:
+            self.post_message(ActionFailed(what, exc.message))
+            return
+        if done:
+            self.post_message(StageReported(done))
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        self.notify(f"{message.what}: {message.error}", severity="error", timeout=8)
+
+    def on_stage_reported(self, message: StageReported) -> None:
+        self.reports.append(message.line)
+        self.notify(message.line, timeout=6)
+
+    def _stage_work(self, what: str, until: str) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        self.working = what
+        self._refresh_header()
+        self._run_stages(what, until)
+
+    @work(thread=True, exclusive=True, group="stages")
+    def _run_stages(self, what: str, until: str) -> None:
+        def hold(engine) -> None:  # noqa: ANN001
+            self.engine = engine
+
+        try:
+            code, status, message = self.session.run_stages(until, progress=TuiProgress(self), on_engine=hold)
+        except DpoTuiError as exc:
+            code, status, message = exc.exit_code, "failed", exc.message
+        self.post_message(StagesFinished(what, code, status, message))
+
+    def on_stages_finished(self, message: StagesFinished) -> None:
+        self.working, self.engine = None, None
+        self.last_result = message
+        self._refresh_header()
+        text = f"{message.what}: {message.status}: {message.message}"
+        if message.status == "waiting" and message.what == "pilot":
+            text += " - press r on Rollouts to start the rest"
+        self.notify(text, severity="error" if message.status in ("failed", "budget_cap") else "information",
+                    timeout=10)
+        self.pane("rollouts").sync()
+
+    def on_rollouts_progressed(self, message: RolloutsProgressed) -> None:
+        self.pane("rollouts").engine_progress(message.label, message.progress)  # type: ignore[attr-defined]
+
+    # -- operator actions ------------------------------------------------------------------
+
+    def action_record_estimate(self) -> None:
+        budget, rollouts = self.pane("budget").edits()  # type: ignore[attr-defined]
+        self.act("record estimate", lambda: self.session.record_what_if(budget, rollouts), "estimate recorded")
+
+    def action_propose_split(self) -> None:
+        self.act("propose split", self.session.propose_split, "split proposed")
+
+    def _selected_task(self) -> str | None:
+        tid = self.pane("split").selected_task()  # type: ignore[attr-defined]
+        if tid is None:
+            self.notify("no task selected", severity="warning")
+        return tid
+
+    def action_move_task(self) -> None:
+        tid = self._selected_task()
+        if tid is None:
+            return
+        with self.session.lock:
+            split = self.session.campaign.state.parts["split"].split
+        side = split.side_of(tid) if split else None
+        to = "test" if side == "train" else "train"
+        self.act("move task", lambda: self.session.move(tid, to, reason="moved in the TUI"), f"{tid} moved to {to}")
+
+    def action_exclude_task(self) -> None:
+        tid = self._selected_task()
+        if tid is None:
+            return
+
+        def got(reason: str | None) -> None:
+            if reason:
+                self.act("exclude task", lambda: self.session.exclude(tid, reason), f"{tid} excluded")
+        self.push_screen(ReasonScreen(f"Exclude {tid}", "Why is this task excluded from both train and test? "
+                                      "The reason is logged with your name."), got)
+
+    def action_approve_split(self) -> None:
+        with self.session.lock:
+            s = self.session.campaign.state.parts["split"]
+            split, frozen, findings = s.split, s.frozen, len(s.findings)
+        if split is None:
+            self.notify("no split yet: propose one first (P on Split)", severity="warning")
+            return
+        if frozen:
+            self.notify(f"the split is already frozen ({s.frozen_hash[:12]})")
+            return
+        body = (f"This freezes the split:\n  {len(split.train)} train tasks, {len(split.test)} test tasks, "
+                f"{len(split.excluded)} excluded\n  hash {split.hash()[:16]}…\n  {findings} open leakage findings\n\n"
+                "Rollouts and pairs use the frozen split. Changing it afterwards needs an explicit, "
+                "reasoned unfreeze decision.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("approve split", self.session.approve_split, "split approved and frozen")
+        self.push_screen(ConfirmScreen("Approve the split?", body, yes="Approve"), answer)
+
+    def action_start_rollouts(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.rollout_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        money = f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap (remaining " \
+                f"${p['cap_usd'] - p['spend_usd']:.3f}); the cap stops every call before it is crossed."
+        if p["phase"] == "pilot":
+            est = f"${p['pilot_usd']:.3f}" if p["pilot_usd"] is not None else "unknown (no estimate logged)"
+            body = (f"Run the pilot: {p['pilot_rollouts']} rollouts, estimated {est} "
+                    f"(the rollout stage: {p['total']} rollouts, ${p['stage_usd'] or 0:.3f} uncalibrated).\n"
+                    f"Its measured costs calibrate the estimate before the rest.\n\n{money}")
+            decision, estimate, title = "run_pilot", p["pilot_usd"], "Run the pilot?"
+        elif p["approved"]:
+            if p["finished"] >= p["total"]:
+                self.notify(f"all {p['total']} rollouts have finished")
+                return
+            self._stage_work("rollouts", "rollouts")
+            return
+        else:
+            left = p["total"] - p["pilot_rollouts"]
+            body = (f"Start the rollouts: {left} more (of {p['total']}), estimated ${p['stage_usd'] or 0:.3f} for "
+                    f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n{money}")
+            decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.session.approve(decision, "rollouts", reason=f"confirmed in the TUI ({title[:-1].lower()})",
+                                     estimate_usd=estimate)
+            except DpoTuiError as exc:
+                self.notify(exc.message, severity="error")
+                return
+            self._stage_work("pilot" if decision == "run_pilot" else "rollouts", "rollouts")
+        self.push_screen(ConfirmScreen(title, body, yes="Start"), answer)
+
+    def _engine_note(self, text: str) -> None:
+        self.act("note", lambda: self.session.campaign.append("note.added", {"text": text, "stage": "rollouts"},
+                                                              actor=self.session.actor))
+
+    def action_pause_resume(self) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+        if self.engine.progress.status == "paused":
+            self.engine.resume()
+            self._engine_note("rollouts resumed by the operator")
+            self.notify("resumed")
+        else:
+            self.engine.pause()
+            self._engine_note("rollouts paused by the operator (calls in flight finish)")
+            self.notify("paused: calls in flight finish, no new steps start")
+
+    def action_cancel_rollouts(self) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.engine is not None:
+                self.engine.cancel()
+                self._engine_note("rollouts cancelled by the operator; unfinished rollouts resume on the next start")
+        self.push_screen(ConfirmScreen("Cancel the rollouts?", "Running rollouts stop at their next step; finished "
+                                       "ones are kept, unfinished ones resume next time.", yes="Cancel them"), answer)
+
+    def action_concurrency(self, delta: int) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+        n = max(1, self.engine.concurrency + delta)
+        self.engine.set_concurrency(n)
+        self._engine_note(f"rollout concurrency set to {n} by the operator")
+        self.notify(f"concurrency {n}")
+
+    def action_build_pairs(self) -> None:
+        self.act("build pairs", self.session.build_pairs, "pairs built")
+
+    def action_pair_decision(self, decision: str) -> None:
+        pid = self.pane("pairs").selected_pair()  # type: ignore[attr-defined]
+        if pid is None:
+            self.notify("no pair selected", severity="warning")
+            return
+        self.act(f"{decision} pair", lambda: self.session.decide_pair(pid, decision), f"pair {pid}: {decision}")
+
+    def action_export_pairs(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("export pairs", self.session.export_pairs, "pairs exported")
+        with self.session.lock:
+            built = self.session.campaign.state.parts["pairs"].built
+        if built is None:
+            self.notify("no pairs built yet (b builds them)", severity="warning")
+            return
+        kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
+        self.push_screen(ConfirmScreen("Export the pairs?", f"Writes {kept} kept pairs as Together preference JSONL, "
+                                       "TRL JSONL and a lineage manifest beside the campaign file; their sha256 "
+                                       "are logged.", yes="Export"), answer)
+
+    def action_verify_chain(self) -> None:
+        self.action_show_stage("log")
+        self.pane("log").action_verify()  # type: ignore[attr-defined]
+
+    # -- detail views ----------------------------------------------------------------------
+
+    def open_rollout(self, rollout_id: str) -> None:
+        self.push_screen(TextScreen(f"Rollout {rollout_id}", conversation(self.session, rollout_id)))
+
+    def open_event(self, seq: int) -> None:
+        ev = self.session.event_at(seq)
+        head = (f"seq {ev.seq}  {ev.type} v{ev.schema_version}\nactor {ev.actor}  ts {ev.ts}\n"
+                f"prev {ev.prev_hash}\nhash {ev.hash}\n\n")
+        self.push_screen(TextScreen(f"Event {seq}", head + json.dumps(ev.payload, indent=2, ensure_ascii=False)))

@@ -1,0 +1,68 @@
+"""`dpo-tui tui` and the no-argument `dpo-tui`: the operator console in a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from dpo_tui.errors import EXIT_OK, EXIT_USAGE, InputError
+
+
+def _need_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InputError("the console needs a terminal (stdin and stdout a TTY); for scripts use "
+                         "`dpo-tui run --headless`, `dpo-tui replay` or `dpo-tui events`")
+
+
+def run_tui(db: str | Path, *, plan: str | None = None, readonly: bool = False) -> int:
+    """Open the console on one campaign; the writer's lock is held while it runs (not with --readonly)."""
+    from dpo_tui.campaign.runner import campaign_lock
+    from dpo_tui.events.commands import operator_actor
+    from dpo_tui.tui.app import DpoApp
+    from dpo_tui.tui.session import Session
+
+    path = Path(db).expanduser().resolve()
+    lock = contextlib.nullcontext() if readonly else campaign_lock(path)
+    with lock:
+        session = Session(path, plan_path=plan, readonly=readonly, actor=operator_actor(None))
+        try:
+            DpoApp(session).run()
+        finally:
+            session.close()
+    return EXIT_OK
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    _need_terminal()
+    return run_tui(args.db, plan=args.plan, readonly=args.readonly)
+
+
+def default_console(cwd: Path | None = None) -> int:
+    """`dpo-tui` with no arguments in a terminal: the campaign in this folder, or the start screen."""
+    from dpo_tui.tui.start import StartApp, find_campaigns
+
+    cwd = cwd or Path.cwd()
+    found = find_campaigns(cwd)
+    if len(found) == 1:
+        return run_tui(found[0])
+    chosen = StartApp(cwd, found).run()
+    if chosen:
+        return run_tui(chosen)
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tui", help="the operator console (full-screen)",
+                       description="Open a campaign in the full-screen console: keys 1-7 switch stages (Budget, "
+                       "Split, Rollouts, Pairs, Train, Eval, Log), ctrl+p lists every action, q quits. "
+                       "`dpo-tui` with no arguments opens the campaign in the current folder.")
+    p.add_argument("--db", required=True, help="campaign file")
+    p.add_argument("--plan", help="plan file (default: the plan the campaign recorded)")
+    p.add_argument("--readonly", action="store_true",
+                   help="browse and follow (also a campaign a headless run is writing); every action disabled")
+    p.set_defaults(func=cmd_tui)
+
+
+__all__ = ["EXIT_USAGE", "cmd_tui", "default_console", "register", "run_tui"]

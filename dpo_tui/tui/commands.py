@@ -1,0 +1,50 @@
+"""The command palette's provider: every operator action and every stage, by name."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+# (title, action, help)
+ACTIONS = (
+    ("Go to Budget", "show_stage('budget')", "the estimate per stage, pilot calibration, cap"),
+    ("Go to Split", "show_stage('split')", "tasks, leakage findings, approve"),
+    ("Go to Rollouts", "show_stage('rollouts')", "live progress and the engine's controls"),
+    ("Go to Pairs", "show_stage('pairs')", "funnel, pair list and diff"),
+    ("Go to Train", "show_stage('train')", "the DPO job"),
+    ("Go to Eval", "show_stage('eval')", "base against tuned, the gate"),
+    ("Go to Log", "show_stage('log')", "events, payloads, chain verification"),
+    ("Record the edited budget estimate", "record_estimate", "budget.estimated as you"),
+    ("Propose the split", "propose_split", "the plan's seeded split with leakage findings"),
+    ("Move the selected task to the other side", "move_task", "split.task_moved"),
+    ("Exclude the selected task", "exclude_task", "asks for a reason"),
+    ("Approve (freeze) the split", "approve_split", "asks first; logs the split's hash"),
+    ("Start the pilot / rollouts", "start_rollouts", "asks first, showing the estimated cost"),
+    ("Pause or resume rollouts", "pause_resume", "the running engine"),
+    ("Cancel rollouts", "cancel_rollouts", "unfinished rollouts resume later"),
+    ("Concurrency up", "concurrency(1)", "one more rollout at a time"),
+    ("Concurrency down", "concurrency(-1)", "one fewer rollout at a time"),
+    ("Build pairs", "build_pairs", "pairs.built from finished rollouts"),
+    ("Accept the selected pair", "pair_decision('accept')", "pairs.decided"),
+    ("Reject the selected pair", "pair_decision('reject')", "pairs.decided"),
+    ("Export pairs", "export_pairs", "Together and TRL JSONL with a manifest"),
+    ("Verify the hash chain", "verify_chain", "audit the whole log"),
+    ("Quit", "quit_app", "asks first if work is running"),
+)
+
+
+class ActionsProvider(Provider):
+    def _run(self, action: str) -> None:
+        self.app.call_later(self.app.run_action, action)
+
+    async def discover(self) -> Hits:
+        for title, action, help_ in ACTIONS:
+            yield DiscoveryHit(title, partial(self._run, action), help=help_)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, action, help_ in ACTIONS:
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self._run, action), help=help_)

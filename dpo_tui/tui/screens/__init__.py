@@ -1,0 +1,1 @@
+"""The stage panes (one per tab) and the modal screens."""

@@ -1,0 +1,25 @@
+"""What every stage pane shares: the session, and `sync()` to redraw from the folded state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.containers import Vertical
+
+if TYPE_CHECKING:
+    from dpo_tui.events.store import StoredEvent
+    from dpo_tui.tui.session import Session
+
+
+class StagePane(Vertical):
+    stage = ""
+
+    @property
+    def session(self) -> Session:
+        return self.app.session  # type: ignore[attr-defined]
+
+    def sync(self) -> None:
+        """Redraw from the state (the app calls it on the visible pane after new events)."""
+
+    def on_events(self, events: list[StoredEvent]) -> None:
+        """New events, oldest first, already folded; panes that keep tables update rows here."""

@@ -1,0 +1,121 @@
+"""Budget: the estimate per stage (calls and dollars), the calibrated estimate beside it,
+the pair yield and the cap; the plan's estimate inputs editable with the estimate updating."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.errors import DpoTuiError
+from dpo_tui.tui.screens.base import StagePane
+
+# (input id, plan section, field, label)
+FIELDS = (("avg_iters", "budget", "avg_iters", "iters"), ("avg_reflections", "budget", "avg_reflections", "refl"),
+          ("prompt_tokens_per_call", "budget", "prompt_tokens_per_call", "prompt tok"),
+          ("completion_tokens_per_call", "budget", "completion_tokens_per_call", "compl tok"),
+          ("rollouts_per_task", "rollouts", "rollouts_per_task", "roll/task"))
+
+
+def _usd(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}"
+
+
+class BudgetPane(StagePane):
+    stage = "budget"
+    BINDINGS = [Binding("ctrl+r", "app.record_estimate", "Record estimate", id="budget.record")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="budget-title", classes="pane-title")
+        yield DataTable(id="budget-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="budget-yield")
+        with Horizontal(id="budget-inputs"):
+            for fid, _sec, _f, label in FIELDS:
+                yield Label(label, classes="field-label")
+                yield Input(id=f"in-{fid}", classes="field", restrict=r"[0-9.]*")
+        with Horizontal(classes="pane-buttons"):
+            yield Static("", id="budget-error", classes="error")
+            yield Button("Pilot / rollouts (r)", id="budget-pilot", variant="warning")
+
+    def on_mount(self) -> None:
+        t = self.query_one("#budget-table", DataTable)
+        t.add_column("stage", key="stage", width=9)
+        t.add_column("calls", key="calls", width=7)
+        t.add_column("$ est", key="usd", width=8)
+        t.add_column("range", key="range", width=15)
+        t.add_column("$ calib", key="cal", width=8)
+        t.add_column("$ edited", key="edit", width=9)
+        pc = self.session.plan
+        for fid, sec, field, _label in FIELDS:
+            inp = self.query_one(f"#in-{fid}", Input)
+            inp.value = f"{getattr(getattr(pc.plan, sec), field):g}" if pc else ""
+            inp.disabled = self.session.readonly or pc is None
+        self.query_one("#budget-pilot", Button).disabled = self.session.readonly or pc is None
+        self.sync()
+
+    def edits(self) -> tuple[dict, dict]:
+        budget, rollouts = {}, {}
+        for fid, sec, field, _label in FIELDS:
+            raw = self.query_one(f"#in-{fid}", Input).value.strip()
+            val: float | int | str = raw
+            try:
+                val = int(raw) if field == "rollouts_per_task" else float(raw)
+            except ValueError:
+                pass  # the plan's validation names the field
+            (budget if sec == "budget" else rollouts)[field] = val
+        return budget, rollouts
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.sync()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "budget-pilot":
+            self.app.action_start_rollouts()  # type: ignore[attr-defined]
+
+    def sync(self) -> None:
+        s = self.session
+        with s.lock:
+            b = s.campaign.state.part(BUDGET)
+            first, latest, cal, yld = b.first, b.latest, b.calibrated, b.pair_yield
+            cap = s.campaign.state.parts["budget_guard"].cap_usd or b.cap_usd
+        if cap is None and s.plan:
+            cap = s.plan.plan.budget.cap_usd
+        edited, error = None, ""
+        if s.plan is not None:
+            try:
+                _plan, _inp, est = s.what_if(*self.edits())
+                edited = est.to_json()
+            except DpoTuiError as exc:
+                error = exc.message
+        self.query_one("#budget-error", Static).update(error)
+        base = latest or first
+        title = "Budget: estimate per stage"
+        if base is None:
+            title += " (none logged yet: the plan's estimate is in '$ edited'; ctrl+r records it)"
+        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}")
+        t = self.query_one("#budget-table", DataTable)
+        t.clear()
+        stages = list((base or edited or {"by_stage": {}})["by_stage"])
+        for stage in stages:
+            e = (base or {}).get("by_stage", {}).get(stage)
+            c = (cal or {}).get("by_stage", {}).get(stage)
+            w = (edited or {}).get("by_stage", {}).get(stage)
+            t.add_row(stage, f"{(e or w or {}).get('calls', 0):,.0f}", _usd(e["usd"]) if e else "-",
+                      f"{_usd(e['low_usd'])}-{_usd(e['high_usd'])}" if e else "-", _usd(c["usd"]) if c else "-",
+                      _usd(w["usd"]) if w else "-", key=stage)
+        tot = base or edited
+        if tot:
+            t.add_row("total", f"{tot['calls']:,.0f}", _usd(base["total_usd"]) if base else "-",
+                      f"{_usd(base['low_usd'])}-{_usd(base['high_usd'])}" if base else "-",
+                      _usd(cal["total_usd"]) if cal else "-", _usd(edited["total_usd"]) if edited else "-",
+                      key="total")
+        if yld:
+            line = (f"pair yield: pilot pass rate {yld.get('pass_rate', 0):.0%}, ~{yld.get('expected_pairs', 0):.0f} "
+                    f"pairs expected of {yld.get('target_pairs', '?')} wanted")
+            if yld.get("warning"):
+                line += f" - {yld['warning']}"
+        else:
+            line = "pair yield: after the pilot (r runs it; its calibrated estimate appears in '$ calib')"
+        self.query_one("#budget-yield", Static).update(line)

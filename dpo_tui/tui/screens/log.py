@@ -1,0 +1,187 @@
+"""Log: the event log as an auditor reads it. Filter by type, actor, stage and text; an
+event's full payload; the chain's verification (audit); spend by stage."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import deque
+from dataclasses import dataclass
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Input, Static
+
+from dpo_tui.tui.messages import ChainVerified, LogLoaded
+from dpo_tui.tui.screens.base import StagePane
+
+SHOWN = 2000  # newest matching events in the table; narrow the filter to reach older ones
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    types: tuple[str, ...] = ()
+    actor: str = ""
+    stage: str = ""
+    text: str = ""
+
+    @classmethod
+    def parse(cls, raw: str) -> LogFilter:
+        """`type:call.completed actor:operator stage:rollouts free text` (type may repeat; a
+        type ending in '.' or '*' is a prefix)."""
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            words = raw.split()
+        types, actor, stage, text = [], "", "", []
+        for w in words:
+            key, _, value = w.partition(":")
+            if key == "type" and value:
+                types.append(value)
+            elif key == "actor" and value:
+                actor = value
+            elif key == "stage" and value:
+                stage = value
+            else:
+                text.append(w)
+        return cls(tuple(types), actor, stage, " ".join(text).lower())
+
+    def match(self, type_: str, actor: str, payload_text: str) -> bool:
+        if self.types and not any(type_ == t or (t.endswith((".", "*")) and type_.startswith(t.rstrip("*")))
+                                  for t in self.types):
+            return False
+        if self.actor and self.actor not in actor:
+            return False
+        if self.stage and f'"stage":"{self.stage}"' not in payload_text:
+            return False
+        return not self.text or self.text in payload_text.lower() or self.text in type_
+
+
+def summary(payload_text: str, width: int = 60) -> str:
+    return payload_text if len(payload_text) <= width else payload_text[: width - 1] + "…"
+
+
+class LogPane(StagePane):
+    stage = "log"
+    BINDINGS = [Binding("slash", "focus_filter", "Filter", id="log.filter"),
+                Binding("v", "verify", "Verify chain", id="log.verify")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("chain: verifying…", id="log-chain")
+        yield Static("", id="log-spend")
+        yield Input(placeholder="filter: type:call.completed actor:operator stage:split text  (/ focuses, esc leaves)",
+                    id="log-filter", classes="field")
+        yield DataTable(id="log-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        t = self.query_one("#log-table", DataTable)
+        for key, label, width in (("seq", "seq", 6), ("ts", "time", 8), ("type", "type", 20), ("actor", "actor", 14),
+                                  ("payload", "payload", 60)):
+            t.add_column(label, key=key, width=width)
+        self.filter = LogFilter()
+        self._loaded_to = 0
+        self.load()
+        self.action_verify()
+        self.sync()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self._load(self.filter, self.session.db)
+
+    @work(thread=True, exclusive=True, group="log-load")
+    def _load(self, flt: LogFilter, db) -> None:  # noqa: ANN001
+        from dpo_tui.events.store import open_store
+
+        rows: deque[tuple] = deque(maxlen=SHOWN)
+        matched = scanned = 0
+        with open_store(db, readonly=True) as store:  # its own connection: never the writer's
+            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(types=[t for t in flt.types if not
+                                                                                  t.endswith((".", "*"))] or None):
+                scanned += 1
+                if flt.match(type_, actor, text):
+                    matched += 1
+                    rows.append((seq, ts[11:19], type_, actor, summary(text)))
+        self.post_message(LogLoaded(list(rows), matched, scanned))
+
+    def on_log_loaded(self, message: LogLoaded) -> None:
+        t = self.query_one("#log-table", DataTable)
+        t.clear()
+        for row in message.rows:
+            t.add_row(str(row[0]), *row[1:], key=str(row[0]))
+        self._loaded_to = message.rows[-1][0] if message.rows else 0
+        self._matched = message.matched
+        if message.rows:
+            t.move_cursor(row=t.row_count - 1)
+        self.sync()
+
+    def on_events(self, events) -> None:
+        t = self.query_one("#log-table", DataTable)
+        added = 0
+        for ev in events:
+            if ev.seq <= self._loaded_to:
+                continue
+            text = json.dumps(ev.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            if self.filter.match(ev.type, ev.actor, text):
+                t.add_row(str(ev.seq), ev.ts[11:19], ev.type, ev.actor, summary(text), key=str(ev.seq))
+                added += 1
+            self._loaded_to = ev.seq
+        while t.row_count > SHOWN:
+            t.remove_row(t.coordinate_to_cell_key((0, 0)).row_key)
+        self._matched = getattr(self, "_matched", 0) + added
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "log-filter":
+            self.filter = LogFilter.parse(event.value)
+            self.load()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#log-filter", Input).focus()
+
+    # -- verification ----------------------------------------------------------------------
+
+    def action_verify(self) -> None:
+        self.query_one("#log-chain", Static).update("chain: verifying…")
+        self._verify(self.session.db)
+
+    @work(thread=True, exclusive=True, group="log-verify")
+    def _verify(self, db) -> None:  # noqa: ANN001
+        from dpo_tui.events.audit import audit
+        from dpo_tui.events.store import open_store
+
+        with open_store(db, readonly=True) as store:
+            report = audit(store)
+        if report.ok:
+            text = (f"chain: ok - {report.events} events verified (hash chain and invariants), "
+                    f"head {report.head_hash[:12]}")
+        else:
+            first = report.problems[0]
+            text = (f"chain: FAILED - first bad event seq {report.first_bad_seq}: {first.rule}: {first.message}"
+                    f" ({len(report.problems)} problems)")
+        if report.warnings:
+            text += f"; {len(report.warnings)} warnings"
+        self.post_message(ChainVerified(report.ok, text))
+
+    def on_chain_verified(self, message: ChainVerified) -> None:
+        self.query_one("#log-chain", Static).update(message.summary)
+
+    def sync(self) -> None:
+        with self.session.lock:
+            spend = self.session.campaign.state.parts["spend"]
+            total, by_stage = spend.total_usd, dict(spend.by_stage)
+            events = self.session.campaign.state.events
+        stages = ", ".join(f"{k} ${v:.4f}" for k, v in sorted(by_stage.items())) or "nothing yet"
+        matched = getattr(self, "_matched", None)
+        shown = f"{matched} match, newest {min(matched, SHOWN)} shown" if matched is not None else "loading"
+        self.query_one("#log-spend", Static).update(
+            f"{events} events ({shown}); spend ${total:.4f}: {stages}")
+
+    def selected_seq(self) -> int | None:
+        t = self.query_one("#log-table", DataTable)
+        if not t.row_count:
+            return None
+        return int(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_event(int(event.row_key.value))  # type: ignore[attr-defined]

@@ -1,0 +1,111 @@
+"""Pairs: the filter funnel with its counts, the pair list, chosen against rejected side by
+side, accept or reject one pair, export."""
+
+from __future__ import annotations
+
+import difflib
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
+from dpo_tui.tui.screens.base import StagePane
+
+
+def side_by_side(chosen: str, rejected: str) -> tuple[Text, Text]:
+    """Both programs, lines only in one of them highlighted (presentation only)."""
+    a, b = chosen.splitlines(), rejected.splitlines()
+    left, right = Text(no_wrap=True), Text(no_wrap=True)
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        for line in a[i1:i2]:
+            left.append(("  " if op == "equal" else "+ ") + line + "\n", style="" if op == "equal" else "green")
+        for line in b[j1:j2]:
+            right.append(("  " if op == "equal" else "- ") + line + "\n", style="" if op == "equal" else "red")
+    return left, right
+
+
+def _short(p: dict) -> str:
+    return f"{p['task_id'].rsplit('/', 1)[-1]} {p['chosen'].rsplit('/', 1)[-1]}>{p['rejected'].rsplit('/', 1)[-1]}"
+
+
+class PairsPane(StagePane):
+    stage = "pairs"
+    BINDINGS = [Binding("a", "app.pair_decision('accept')", "Accept", id="pairs.accept"),
+                Binding("x", "app.pair_decision('reject')", "Reject", id="pairs.reject"),
+                Binding("e", "app.export_pairs", "Export", id="pairs.export"),
+                Binding("b", "app.build_pairs", "Build", id="pairs.build", show=False)]
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="pairs-funnel", classes="pane-title")
+        yield DataTable(id="pairs-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="pairs-diff"):
+            with VerticalScroll(classes="diff-side"):
+                yield Static("", id="diff-chosen")
+            with VerticalScroll(classes="diff-side"):
+                yield Static("", id="diff-rejected")
+
+    def on_mount(self) -> None:
+        t = self.query_one("#pairs-table", DataTable)
+        for key, label, width in (("pair", "pair (task chosen>rejected)", 28), ("chosen", "chosen", 6),
+                                  ("rejected", "rej.", 5), ("tokens", "tokens", 6), ("state", "filter", 12),
+                                  ("decision", "operator", 8)):
+            t.add_column(label, key=key, width=width)
+        self._shown: tuple = ()
+        self._pairs: dict[str, dict] = {}
+        self.sync()
+
+    def selected_pair(self) -> str | None:
+        t = self.query_one("#pairs-table", DataTable)
+        if t.row_count == 0:
+            return None
+        return t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
+
+    def sync(self) -> None:
+        with self.session.lock:
+            p = self.session.campaign.state.part(PAIRS)
+            built = p.built
+            decisions = dict(p.decisions)
+            export = p.export
+        box = self.query_one("#pairs-funnel", Static)
+        if built is None:
+            box.update("Funnel: no pairs built yet (b builds them from the finished rollouts; needs a frozen split)")
+            return
+        funnel = ordered_funnel(built["funnel"])
+        text = "Funnel: " + " → ".join(f"{k} {v}" for k, v in funnel.items())
+        kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
+        text += f"\nkept {kept}; " + (f"exported {export['pairs']} ({export['together_sha256'][:12]})" if export
+                                     else "not exported (e exports)")
+        box.update(text)
+        self._pairs = {x["pair_id"]: x for x in built["pairs"]}
+        rows = tuple((x["pair_id"], _short(x), f"{x['chosen_score']:.2f}", f"{x['rejected_score']:.2f}", str(x["tokens"]),
+                      x["dropped_by"] or "kept", decisions.get(x["pair_id"], ""))
+                     for x in built["pairs"])
+        if rows != self._shown:
+            t = self.query_one("#pairs-table", DataTable)
+            cursor = t.cursor_row
+            t.clear()
+            for row in rows:
+                t.add_row(*row[1:], key=row[0])
+            if rows:
+                t.move_cursor(row=min(cursor, len(rows) - 1))
+            self._shown = rows
+            self._diff()
+
+    def _diff(self) -> None:
+        pid = self.selected_pair()
+        info = self._pairs.get(pid or "")
+        if info is None:
+            return
+        chosen = self.session.rollout_program(info["chosen"])
+        rejected = self.session.rollout_program(info["rejected"])
+        left, right = side_by_side(chosen, rejected)
+        head_l = Text(f"chosen {info['chosen']} score {info['chosen_score']:.2f}\n", style="bold")
+        head_r = Text(f"rejected {info['rejected']} score {info['rejected_score']:.2f}\n", style="bold")
+        self.query_one("#diff-chosen", Static).update(head_l + left)
+        self.query_one("#diff-rejected", Static).update(head_r + right)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._diff()

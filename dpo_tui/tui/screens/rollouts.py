@@ -1,0 +1,160 @@
+"""Rollouts: live progress, pass rate, spend and $/min with sparklines, retries and errors,
+ETA, the engine's controls, and a table of rollouts updated row by row (never rebuilt)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, ProgressBar, Sparkline, Static
+
+from dpo_tui.campaign.state_rollouts import ROLLOUTS, RolloutRecord
+from dpo_tui.provider.events import CALLS
+from dpo_tui.tui.screens.base import StagePane
+
+
+def _status(rec: RolloutRecord) -> str:
+    if rec.finished is None:
+        return "running"
+    return "pass" if rec.finished["passed"] else "fail"
+
+
+class RolloutsPane(StagePane):
+    stage = "rollouts"
+    BINDINGS = [Binding("r", "app.start_rollouts", "Start", id="rollouts.start"),
+                Binding("space", "app.pause_resume", "Pause/resume", id="rollouts.pause"),
+                Binding("c", "app.cancel_rollouts", "Cancel", id="rollouts.cancel"),
+                Binding("plus,equals_sign", "app.concurrency(1)", "Conc+", id="rollouts.more"),
+                Binding("minus", "app.concurrency(-1)", "Conc-", id="rollouts.less"),
+                Binding("o", "open_rollout", "Conversation", id="rollouts.open")]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="roll-top"):
+            with Vertical(id="roll-stats"):
+                yield Static("", id="roll-progress")
+                yield ProgressBar(id="roll-bar", show_eta=False)
+                yield Static("", id="roll-rates")
+            with Vertical(id="roll-sparks"):
+                yield Static("spend", classes="spark-label")
+                yield Sparkline([], id="spark-spend")
+                yield Static("pass rate", classes="spark-label")
+                yield Sparkline([], id="spark-pass")
+        yield DataTable(id="roll-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        t = self.query_one("#roll-table", DataTable)
+        for key, label, width in (("id", "rollout", 26), ("stage", "stage", 8), ("status", "result", 7),
+                                  ("tests", "tests", 6), ("iters", "iters", 5), ("usd", "$", 8)):
+            t.add_column(label, key=key, width=width)
+        self._rows: set[str] = set()
+        self._samples: deque[tuple[float, float, int, int]] = deque(maxlen=120)
+        self._engine: dict = {}
+        self._load_all()
+        self.set_interval(1.0, self._sample)
+        self._sample()
+
+    def _row(self, rec: RolloutRecord) -> tuple:
+        f = rec.finished
+        return (rec.rollout_id, rec.stage, _status(rec), f"{f['tests_passed']}/{f['tests']}" if f else "",
+                str(f["iterations"] if f else len(rec.iterations)), f"{f['cost_usd']:.4f}" if f else "")
+
+    def _load_all(self) -> None:
+        with self.session.lock:
+            rows = [self._row(rec) for rec in self.session.campaign.state.part(ROLLOUTS).by_id.values()]
+        t = self.query_one("#roll-table", DataTable)
+        t.clear()
+        for r in rows:
+            t.add_row(*r, key=r[0])
+        self._rows = {r[0] for r in rows}
+
+    def on_events(self, events) -> None:
+        touched: dict[str, None] = {}
+        for ev in events:
+            if ev.type.startswith("rollout."):
+                touched[ev.payload["rollout_id"]] = None
+        if not touched:
+            return
+        t = self.query_one("#roll-table", DataTable)
+        with self.session.lock:
+            by_id = self.session.campaign.state.part(ROLLOUTS).by_id
+            rows = [self._row(by_id[rid]) for rid in touched if rid in by_id]
+        for row in rows:
+            if row[0] in self._rows:
+                for key, value in zip(("status", "tests", "iters", "usd"), row[2:]):
+                    t.update_cell(row[0], key, value)
+            else:
+                t.add_row(*row, key=row[0])
+                self._rows.add(row[0])
+
+    def engine_progress(self, label: str, progress: dict) -> None:
+        self._engine = {"label": label, **progress}
+        self.sync()
+
+    def _sample(self) -> None:
+        s = self.session
+        with s.lock:
+            st = s.campaign.state
+            r = st.part(ROLLOUTS)
+            spend = st.parts["spend"].total_usd
+            fin = sum(r.finished.values())
+            passed = sum(r.passed.values())
+        self._samples.append((time.monotonic(), spend, fin, passed))
+        if self.display:
+            self.sync()
+
+    def sync(self) -> None:
+        s = self.session
+        with s.lock:
+            st = s.campaign.state
+            r = st.part(ROLLOUTS)
+            calls = st.part(CALLS)
+            spend = st.parts["spend"].total_usd
+            by_stage = {k: (r.started.get(k, 0), r.finished.get(k, 0), r.passed.get(k, 0))
+                        for k in sorted(r.started)}
+            retries, failed, in_flight = calls.attempts, calls.failed, len(calls.in_flight)
+            tokens = calls.prompt_tokens + calls.completion_tokens
+        eng = self._engine
+        parts = [f"{k} {f}/{n} ({p} pass)" for k, (n, f, p) in by_stage.items()] or ["no rollouts yet"]
+        status = eng.get("status", "idle")
+        if eng:
+            parts.append(f"[{eng['label']}: {status}, running {eng.get('running', 0)}, "
+                         f"concurrency {eng.get('concurrency', '?')}]")
+        else:
+            parts.append("[engine idle: r starts]" if not s.readonly else "[read-only]")
+        self.query_one("#roll-progress", Static).update("  ".join(parts))
+        bar = self.query_one("#roll-bar", ProgressBar)
+        if eng.get("total"):
+            bar.update(total=eng["total"], progress=eng.get("finished", 0))
+        elif by_stage:
+            n = sum(v[0] for v in by_stage.values())
+            bar.update(total=max(n, 1), progress=sum(v[1] for v in by_stage.values()))
+        samples = list(self._samples)
+        rate, eta = 0.0, "-"
+        if len(samples) >= 2:
+            t0, s0, f0, _ = samples[max(0, len(samples) - 61)]
+            t1, s1, f1, _ = samples[-1]
+            if t1 > t0:
+                rate = (s1 - s0) / ((t1 - t0) / 60)
+                if eng.get("total") and f1 > f0 and status == "running":
+                    left = eng["total"] - eng.get("finished", 0)
+                    eta = f"{left / ((f1 - f0) / (t1 - t0)):.0f}s"
+        fin = sum(v[1] for v in by_stage.values())
+        passed = sum(v[2] for v in by_stage.values())
+        pass_s = f"{passed / fin:.0%}" if fin else "-"
+        self.query_one("#roll-rates", Static).update(
+            f"pass {pass_s}  spend ${spend:.3f} (${rate:.3f}/min)  tokens {tokens:,}  retries {retries}  "
+            f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}")
+        self.query_one("#spark-spend", Sparkline).data = [x[1] for x in samples[-40:]] or [0]
+        self.query_one("#spark-pass", Sparkline).data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
+
+    def action_open_rollout(self) -> None:
+        t = self.query_one("#roll-table", DataTable)
+        if t.row_count:
+            rid = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
+            self.app.open_rollout(rid)  # type: ignore[attr-defined]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_rollout(event.row_key.value)  # type: ignore[attr-defined]

@@ -1,0 +1,327 @@
+"""The TUI's handle on one campaign: the open log, its plan, and one method per operator
+action, each a call into the same services the headless runner uses.
+
+Nothing here computes a domain result; it wires services together, names the operator as
+the actor, and serialises access to the live state: the fold runs in whichever thread
+appends (a worker), so readers in the UI thread take `lock` while they look.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dpo_tui.campaign import pairs as pairs_stage
+from dpo_tui.campaign.budget import plan_estimate, record_estimate
+from dpo_tui.campaign.decisions import record_decision
+from dpo_tui.campaign.plan import Plan, load_plan
+from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split
+from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state_pairs import PAIRS
+from dpo_tui.campaign.state_plan import PLAN
+from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
+from dpo_tui.errors import DpoTuiError, InputError
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import NewEvent, StoredEvent
+from dpo_tui.provider.prices import PriceTable, load_prices
+
+
+class GuardedCampaign(Campaign):
+    """A Campaign whose appends (and the fold they trigger) hold `lock`, so the UI thread can
+    read a consistent state while a worker thread appends."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001 - EventStore
+        self.lock = threading.RLock()
+        super().__init__(store)
+
+    def append(self, type_: str, payload: Any, *, actor: str) -> StoredEvent:
+        with self.lock:
+            return super().append(type_, payload, actor=actor)
+
+    def append_batch(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        with self.lock:
+            return super().append_batch(events)
+
+    def refresh(self) -> list[StoredEvent]:
+        with self.lock:
+            return super().refresh()
+
+
+class ReadOnly(DpoTuiError):
+    pass
+
+
+@dataclass
+class PlanContext:
+    plan: Plan
+    path: Path
+    tasks: PlanTasks
+    prices: PriceTable
+
+
+class Session:
+    def __init__(self, db: str | Path, *, plan_path: str | Path | None = None, readonly: bool = False,
+                 actor: str = "operator:unknown") -> None:
+        self.db = Path(db).expanduser().resolve()
+        self.readonly = readonly
+        self.actor = actor
+        self.campaign: GuardedCampaign = GuardedCampaign.open(self.db, readonly=readonly)
+        self.lock = self.campaign.lock
+        self.plan_error: str | None = None
+        self.plan: PlanContext | None = None
+        self._tokenizer = None
+        self._load_plan(plan_path)
+
+    # -- plan ----------------------------------------------------------------------------
+
+    def _load_plan(self, plan_path: str | Path | None) -> None:
+        """The plan given with --plan, else the one the campaign recorded (its file, or the
+        recorded copy when the file moved)."""
+        recorded = self.campaign.state.part(PLAN)
+        try:
+            prices = load_prices()
+            if plan_path is not None:
+                path = Path(plan_path)
+                plan = load_plan(path, prices=prices)
+            elif recorded.plan is not None:
+                last = self._recorded_path()
+                path = Path(last) if last else self.db.with_suffix(".plan.toml")
+                plan = load_plan(path, prices=prices) if path.exists() else Plan.model_validate(recorded.plan)
+                if plan.hash() != recorded.hash:
+                    plan = Plan.model_validate(recorded.plan)
+            else:
+                self.plan_error = "this campaign has no plan yet: open it with --plan PLAN.toml to act on it"
+                return
+            self.plan = PlanContext(plan, path, load_plan_tasks(plan), prices)
+        except DpoTuiError as exc:
+            self.plan_error = exc.message
+            return
+        if plan_path is not None and not self.readonly and recorded.hash != plan.hash():
+            from dpo_tui.campaign.runner import record_plan
+
+            record_plan(self.campaign, plan, path, actor=self.actor)
+
+    def _recorded_path(self) -> str | None:
+        seq = None
+        for row in self.campaign.store.rows(types=["plan.recorded"]):
+            seq = row[0]
+        return self.event_at(seq).payload["path"] if seq else None
+
+    def event_at(self, seq: int) -> StoredEvent:
+        with self.lock:  # one connection: never read while a worker is mid-append
+            return self.campaign.store.event_at(seq)
+
+    @property
+    def backend_label(self) -> str:
+        kind = self.plan.plan.backend.kind if self.plan else self.campaign.state.part(PLAN).backend
+        return {"simulator": "simulated", None: "no backend"}.get(kind, kind or "no backend")
+
+    def need_plan(self) -> PlanContext:
+        if self.readonly:
+            raise ReadOnly("read-only: actions are disabled (opened with --readonly)")
+        if self.plan is None:
+            raise InputError(self.plan_error or "no plan")
+        return self.plan
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from dpo_tui.provider.tokenizer import get_tokenizer
+
+            self._tokenizer = get_tokenizer()
+        return self._tokenizer
+
+    # -- budget --------------------------------------------------------------------------
+
+    def what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]):
+        """The estimate for the plan with these inputs changed; raises InputError naming the
+        field the plan's own validation refuses."""
+        from pydantic import ValidationError
+
+        pc = self.plan
+        if pc is None:
+            raise InputError(self.plan_error or "no plan")
+        raw = pc.plan.canonical()
+        raw["budget"] = {**raw["budget"], **budget_changes}
+        raw["rollouts"] = {**raw["rollouts"], **rollouts_changes}
+        try:
+            plan = Plan.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InputError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        inp, est = plan_estimate(plan, pc.prices, n_pool=len(pc.tasks.pool), n_heldout=len(pc.tasks.heldout))
+        return plan, inp, est
+
+    def record_what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]) -> None:
+        pc = self.need_plan()
+        _plan, inp, est = self.what_if(budget_changes, rollouts_changes)
+        record_estimate(self.campaign, inp, est, prices=pc.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
+                        actor=self.actor)
+
+    # -- split ---------------------------------------------------------------------------
+
+    def propose_split(self) -> None:
+        pc = self.need_plan()
+        propose_split(self.campaign, pc.plan, pc.tasks, actor=self.actor)
+
+    def move(self, task_id: str, to: str, reason: str = "") -> None:
+        pc = self.need_plan()
+        move_task(self.campaign, pc.plan, pc.tasks, task_id, to, actor=self.actor, reason=reason)
+
+    def exclude(self, task_id: str, reason: str) -> None:
+        pc = self.need_plan()
+        exclude_task(self.campaign, pc.plan, pc.tasks, task_id, reason=reason, actor=self.actor)
+
+    def approve_split(self) -> str:
+        self.need_plan()
+        return approve_split(self.campaign, actor=self.actor)
+
+    # -- rollouts ------------------------------------------------------------------------
+
+    def rollout_plan(self) -> dict[str, Any]:
+        """What "start rollouts" would do next and what it is estimated to cost (from the
+        logged estimates): the pilot first, then the rest after the operator's go."""
+        pc = self.need_plan()
+        with self.lock:
+            b = self.campaign.state.part(BUDGET)
+            r = self.campaign.state.part(ROLLOUTS)
+            split = self.campaign.state.part(SPLIT)
+            if not split.frozen:
+                raise InputError("approve (freeze) the split first: rollouts run on the frozen train split")
+            latest = b.calibrated or b.latest
+            stage_usd = latest["by_stage"]["rollouts"]["usd"] if latest else None
+            total = len(split.split.train) * pc.plan.rollouts.rollouts_per_task
+            pilot_n = min(pc.plan.rollouts.pilot_rollouts, total)
+            pilot_done = b.calibrated is not None or pilot_n == 0
+            return {"phase": "rollouts" if pilot_done else "pilot", "pilot_rollouts": pilot_n, "total": total,
+                    "finished": r.finished.get("rollouts", 0), "stage_usd": stage_usd,
+                    "calibrated": b.calibrated is not None,
+                    "pilot_usd": (stage_usd * pilot_n / total) if (stage_usd and total) else None,
+                    "spend_usd": self.campaign.state.parts["spend"].total_usd,
+                    "cap_usd": self.campaign.state.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
+                    "approved": self.campaign.state.part(PLAN).has("approve_rollouts")}
+
+    def approve(self, decision: str, stage: str, *, reason: str, estimate_usd: float | None) -> bool:
+        self.need_plan()
+        return record_decision(self.campaign, decision, stage, reason=reason, actor=self.actor,
+                               estimate_usd=estimate_usd)
+
+    def run_stages(self, until: str, *, progress, on_engine: Callable | None = None) -> tuple[int, str, str]:
+        """Run the plan's stages up to `until` through the runner's own path (blocking: call it
+        from a worker thread). Decisions the operator has not recorded stop it (waiting)."""
+        import asyncio
+
+        from dpo_tui.campaign.runner import backend_settings, make_ctx, run_stages
+
+        pc = self.need_plan()
+        with backend_settings(pc.plan, self.db) as (settings, backend):
+            ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress)
+            ctx.on_engine = on_engine
+            return asyncio.run(run_stages(ctx, until))
+
+    # -- pairs ---------------------------------------------------------------------------
+
+    def build_pairs(self) -> None:
+        pc = self.need_plan()
+        pairs_stage.build(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor)
+
+    def decide_pair(self, pair_id: str, decision: str, reason: str = "") -> None:
+        pc = self.need_plan()
+        pairs_stage.decide(self.campaign, pc.plan, pc.tasks, self.tokenizer(), pair_id, decision,
+                           reason=reason or f"{decision}ed in the TUI", actor=self.actor)
+
+    def export_pairs(self) -> dict[str, Any]:
+        pc = self.need_plan()
+        with self.lock:
+            funnel = (self.campaign.state.part(PAIRS).built or {}).get("funnel")
+        record_decision(self.campaign, "export_pairs", "pairs", reason=f"exported in the TUI (funnel {funnel})",
+                        actor=self.actor)
+        return pairs_stage.export(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor)
+
+    def rollout_program(self, rollout_id: str) -> str:
+        with self.lock:
+            rec = self.campaign.state.part(ROLLOUTS).by_id.get(rollout_id)
+            seq = rec.finished["seq"] if rec and rec.finished else None
+        return self.event_at(seq).payload["final_program"] if seq else ""
+
+    def close(self) -> None:
+        self.campaign.close()
+
+
+def stage_states(session: Session) -> dict[str, str]:
+    """One word or two per stage, read from the folded state (call under session.lock)."""
+    st = session.campaign.state
+    b, sp, r, p = st.part(BUDGET), st.part(SPLIT), st.part(ROLLOUTS), st.part(PAIRS)
+    out = {"budget": "calibrated" if b.calibrated else ("estimated" if b.latest else "-"),
+           "split": "frozen" if sp.frozen else ("proposed" if sp.split else "-")}
+    tot, fin = r.started.get("rollouts", 0), r.finished.get("rollouts", 0)
+    pilot = r.finished.get("pilot", 0)
+    out["rollouts"] = f"{fin}/{tot}" if tot else (f"pilot {pilot}" if pilot else "-")
+    out["pairs"] = "exported" if p.export else ("built" if p.built else "-")
+    train = st.parts.get("training")
+    tj = train.to_json() if train is not None and hasattr(train, "to_json") else {}
+    out["train"] = tj.get("status") or "-"
+    ev = st.parts.get("eval")
+    ej = ev.to_json() if ev is not None and hasattr(ev, "to_json") else {}
+    out["eval"] = ej.get("decision") or "-"
+    return out
+
+
+def conversation(session: Session, rollout_id: str) -> str:
+    """A rollout as the log has it: the first prompt, each reply (call.completed text) and
+    each candidate's test output (rollout.iteration report), in order."""
+    from dpo_tui.provider.events import CALLS
+    from dpo_tui.provider.provider import CallKey
+
+    with session.lock:
+        st = session.campaign.state
+        rec = st.part(ROLLOUTS).by_id.get(rollout_id)
+        if rec is None:
+            return f"no rollout {rollout_id}"
+        calls = st.part(CALLS)
+        cid = session.campaign.store.campaign_id
+        iterations = {i["iteration"]: i["seq"] for i in rec.iterations}
+        finished = dict(rec.finished) if rec.finished else None
+        max_iter = max([*iterations, 1])
+        steps = []
+        for it in range(1, max_iter + 2):
+            for step in ("repair", "reflect"):
+                key = CallKey(rollout_id, it, step).idempotency_key(cid, rec.stage)
+                steps.append((it, step, calls.started_seq.get(key), calls.completed_seq.get(key)))
+            steps.append((it, "test", iterations.get(it), None))
+    out = [f"rollout {rollout_id}  task {rec.task_id}  stage {rec.stage}  model {rec.model}  seed {rec.seed}"]
+    if finished:
+        out.append(f"outcome {finished['outcome']}: {finished['tests_passed']}/{finished['tests']} tests, "
+                   f"{finished['iterations']} iterations, {finished['calls']} calls, ${finished['cost_usd']:.5f}")
+    else:
+        out.append("running (or stopped unfinished)")
+    shown_prompt = False
+    for it, step, seq, done_seq in steps:
+        if step == "test":
+            if seq is None:
+                continue
+            rep = session.event_at(seq).payload
+            report = rep.get("report") or {}
+            out.append(f"\n── iteration {it}: tests "
+                       + (f"{report.get('tests_passed')}/{report.get('tests')} passed" if report else
+                          f"not run ({rep.get('extract_problem') or 'no program'})"))
+            if report.get("output"):
+                out.append(report["output"].rstrip())
+            continue
+        if seq is None:
+            continue
+        if not shown_prompt:
+            for m in session.event_at(seq).payload.get("messages", []):
+                out.append(f"\n── {m.get('role')}:\n{str(m.get('content', '')).rstrip()}")
+            shown_prompt = True
+        if done_seq is not None:
+            p = session.event_at(done_seq).payload
+            out.append(f"\n── assistant ({step}, iteration {it}, {p['usage']['completion_tokens']} tokens):\n"
+                       f"{p['text'].rstrip()}")
+        else:
+            out.append(f"\n── {step} call for iteration {it}: started, not completed")
+    return "\n".join(out)

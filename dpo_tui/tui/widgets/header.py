@@ -1,0 +1,38 @@
+"""The campaign header: name, backend (`simulated` said plainly), spend against the cap,
+and each stage's state."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+SHORT = {"rollouts": "roll", "calibrated": "cal", "estimated": "est", "exported": "exp", "proposed": "prop"}
+GOOD = {"frozen", "exported", "calibrated", "ship", "completed"}
+
+
+class CampaignHeader(Static):
+    DEFAULT_CSS = """
+    CampaignHeader { height: 2; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def show(self, *, name: str, backend: str, spend: float, cap: float | None, stages: dict[str, str],
+             readonly: bool, working: str | None) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"[{backend}]", style="bold black on yellow" if backend == "simulated" else "bold")
+        if readonly:
+            t.append(" [read-only]", style="bold cyan")
+        if working:
+            t.append(f" [{working} running]", style="bold green")
+        t.append(" ")
+        room = max(10, (self.size.width or 80) - 2 - t.cell_len)
+        t.append(name if len(name) <= room else name[: room - 1] + "…", style="bold")
+        t.append("\n")
+        cap_s = f"${cap:.2f}" if cap is not None else "no cap"
+        over = cap is not None and spend > 0.9 * cap
+        t.append(f"${spend:.3f}/{cap_s} cap", style="bold red" if over else "bold")
+        t.append(" ")
+        for stage, state in stages.items():
+            t.append(f" {SHORT.get(stage, stage)}:", style="dim")
+            t.append(SHORT.get(state, state), style="bold green" if state in GOOD else "")
+        self.update(t)
