@@ -144,3 +144,15 @@ def test_retries_are_bounded(sim, tmp_path):
     assert [e.payload["delay_source"] for e in attempts] == ["backoff", "backoff", None]
     assert "retries exhausted after 3" in events_of(campaign, "call.failed")[0].payload["reason"]
     campaign.close()
+
+
+def test_unreadable_success_bodies_are_retried(sim, tmp_path):
+    sim.set_faults("malformed=0.3")
+    campaign, provider = make_provider(tmp_path / "c.db", fast_settings(sim.base_url))
+    results = asyncio.run(_run_all(provider, 40))
+    assert all(not isinstance(r, CallGaveUp) for r in results)
+    attempts = events_of(campaign, "call.attempt_failed")
+    assert len(attempts) == sim.state.faults.counts["malformed"] > 0
+    assert {(e.payload["error"], e.payload["status"], e.payload["retryable"]) for e in attempts} == {
+        ("JSONDecodeError", None, True)}
+    campaign.close()
