@@ -1,9 +1,10 @@
 """Run a task's tests on a candidate program: one sandboxed subprocess per candidate.
 
 `run_tests(task, program)` starts the lean harness (harness.py, no pytest) under
-bubblewrap: its own network, PID, IPC and UTS namespaces (no network at all), a
-read-only view of /usr and the Python installation only, a fresh writable temporary
-directory as cwd, HOME and TMPDIR and nothing else writable, an empty environment
+bubblewrap: its own network, PID, IPC and UTS namespaces (no network at all, not even the
+host's loopback), a read-only view of /usr (with the /bin, /lib* links), /etc/ld.so.cache,
+the Python installation and the harness file only, a fresh writable temporary directory as
+cwd, HOME and TMPDIR (/sandbox inside) and nothing else writable, an empty environment
 apart from PATH/HOME/TMPDIR/LANG (no API keys), and `--die-with-parent`. Run as root,
 bwrap keeps CAP_SETUID/CAP_SETGID only so that the harness can switch to a fresh
 unprivileged uid before anything else, which makes the process-count limit (RLIMIT_NPROC)

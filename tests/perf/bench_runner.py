@@ -82,7 +82,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"QuixBugs at {args.quixbugs}; ours with {args.jobs} jobs; {os.cpu_count()} cores; "
           f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    rows = compare("idle", args.quixbugs, args.jobs)
+    rows = compare("no busy", args.quixbugs, args.jobs)
     if not args.skip_busy:
         busy = busy_core()
         try:

@@ -17,8 +17,8 @@ def verdicts(args) -> list[tuple[str, str]]:
 
 def test_threads_and_processes_agree_with_serial_runs():
     assert bwrap_available(), "bubblewrap (bwrap) must be installed"
-    tasks = load_suite("fixtures")
-    jobs = [(t, t.buggy_program) for t in tasks] + [(t, t.fixed_program) for t in tasks[:6]]
+    tasks = load_suite("fixtures")[8:]  # ten tasks, collatz_steps (a hang) among them
+    jobs = [(t, t.buggy_program) for t in tasks] + [(t, t.fixed_program) for t in tasks[:4]]
     serial = [verdicts(j) for j in jobs]
     with ThreadPoolExecutor(8) as pool:
         threaded = list(pool.map(verdicts, jobs))
