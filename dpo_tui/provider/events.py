@@ -71,6 +71,10 @@ class CallAttemptFailed(Payload):
     retryable: bool
     retry_delay_s: float | None              # None when no retry follows
     delay_source: Literal["retry-after-ms", "retry-after", "backoff"] | None
+    # The request reached the server and may have been billed although no usable answer came
+    # back (a timeout, a dropped connection after sending, an unreadable 2xx). Shown, not spent:
+    # state.calls.possibly_billed_attempts / possibly_billed_max_usd (worst case each).
+    possibly_billed: bool = False
 
 
 @event_type("call.completed", version=1)
@@ -149,6 +153,8 @@ class CallsState:
     est_prompt_tokens: int = 0               # over completed calls, for the calibration ratio
     est_approximate: int = 0                 # completed calls whose estimate was approximate
     orphaned_usd: float = 0.0
+    possibly_billed_attempts: int = 0
+    possibly_billed_max_usd: float = 0.0     # their reservations: an upper bound, not in spend
 
     def in_flight_usd(self) -> float:
         return math.fsum(r for _, r in self.in_flight.values())
@@ -158,6 +164,8 @@ class CallsState:
         return {"started": self.started, "completed": self.completed, "failed": self.failed,
                 "orphaned": self.orphaned, "failed_attempts": self.attempts, "in_flight": len(self.in_flight),
                 "in_flight_usd": self.in_flight_usd(), "orphaned_usd": self.orphaned_usd,
+                "possibly_billed_attempts": self.possibly_billed_attempts,
+                "possibly_billed_max_usd": self.possibly_billed_max_usd,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "estimate_calibration": {"est_prompt_tokens": self.est_prompt_tokens,
                                          "usage_over_estimate": ratio,
@@ -192,7 +200,12 @@ def _started(state: CampaignState, event: StoredEvent) -> None:
 
 @on("call.attempt_failed")
 def _attempt_failed(state: CampaignState, event: StoredEvent) -> None:
-    state.part(CALLS).attempts += 1
+    calls: CallsState = state.part(CALLS)
+    calls.attempts += 1
+    if event.payload.get("possibly_billed"):
+        calls.possibly_billed_attempts += 1
+        flight = calls.in_flight.get(event.payload["idempotency_key"])
+        calls.possibly_billed_max_usd += flight[1] if flight else 0.0
 
 
 @on("call.completed")

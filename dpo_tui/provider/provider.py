@@ -30,7 +30,7 @@ from dpo_tui.events.store import NewEvent, StoredEvent
 from dpo_tui.provider import events as ev
 from dpo_tui.provider.catalog import PriceBook
 from dpo_tui.provider.client import async_client
-from dpo_tui.provider.retry import AdaptiveLimiter, RetryWait, is_retryable, status_of
+from dpo_tui.provider.retry import AdaptiveLimiter, RetryWait, is_retryable, possibly_billed, status_of
 from dpo_tui.provider.secrets import Redactor, install_log_redaction
 from dpo_tui.provider.tokenizer import QwenTokenizer, TokenCount
 
@@ -334,7 +334,7 @@ class Provider:
             idempotency_key=req.ikey, stage=req.stage, attempt=attempt, status=status_of(exc) if exc else None,
             error=type(exc).__name__, message=self.redactor.redact(str(exc))[:500],
             retryable=bool(exc is not None and is_retryable(exc)), retry_delay_s=delay,
-            delay_source=source if delay is not None else None)
+            delay_source=source if delay is not None else None, possibly_billed=possibly_billed(exc))
         event = NewEvent("call.attempt_failed", payload, self.actor)
         if delay is not None:
             self.campaign.append_batch([event])

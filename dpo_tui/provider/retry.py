@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pydantic
 import together
 from tenacity import RetryCallState, wait_exponential_jitter
@@ -42,6 +43,15 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     # A 2xx whose body is not the JSON promised: the server misbehaved; try again.
     return isinstance(exc, (json.JSONDecodeError, together.APIResponseValidationError, pydantic.ValidationError))
+
+
+def possibly_billed(exc: BaseException | None) -> bool:
+    """Did the request reach the server, so that it may have been billed without an answer?"""
+    if exc is None or isinstance(exc, together.APIStatusError):
+        return False  # an error status: the server refused the work
+    if isinstance(exc, together.APIConnectionError):
+        return not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    return is_retryable(exc)  # an unreadable 2xx: the work was done
 
 
 def retry_after(exc: BaseException | None, cap_s: float) -> tuple[float, str] | None:

@@ -65,6 +65,11 @@ def test_faulty_api_every_call_ends_once_and_costs_recompute(sim, tmp_path):
     transport = sum(1 for e in attempts if e.payload["status"] is None)
     assert transport >= faults["timeout"] + faults["reset"] > 0
     assert {e.payload["error"] for e in attempts if e.payload["status"] is None} <= {"APITimeoutError", "APIConnectionError"}
+    # Timeouts and dropped connections may have been billed: flagged and shown, never hidden.
+    flagged = [e for e in attempts if e.payload["possibly_billed"]]
+    assert len(flagged) == transport and all(e.payload["status"] is None for e in flagged)
+    shown = campaign.state.to_json()["calls"]
+    assert shown["possibly_billed_attempts"] == transport and shown["possibly_billed_max_usd"] > 0
     # 429s honour the server's retry-after-ms (the simulator sends 50 ms).
     for e in attempts:
         if e.payload["status"] == 429 and e.payload["retry_delay_s"] is not None:
@@ -153,6 +158,6 @@ def test_unreadable_success_bodies_are_retried(sim, tmp_path):
     assert all(not isinstance(r, CallGaveUp) for r in results)
     attempts = events_of(campaign, "call.attempt_failed")
     assert len(attempts) == sim.state.faults.counts["malformed"] > 0
-    assert {(e.payload["error"], e.payload["status"], e.payload["retryable"]) for e in attempts} == {
-        ("JSONDecodeError", None, True)}
+    assert {(e.payload["error"], e.payload["status"], e.payload["retryable"], e.payload["possibly_billed"])
+            for e in attempts} == {("JSONDecodeError", None, True, True)}
     campaign.close()
