@@ -22,8 +22,8 @@ from dpo_tui.sim.server import SimServer
 MODEL = "Qwen/Qwen2.5-7B-Instruct-Turbo"
 FAULTS = "429=0.3,503=0.1,timeout=0.05,reset=0.05"
 # A simulated `timeout` hangs this long; the client gives up sooner (FAST["timeout_s"]).
-SIM_TIMEOUT = "timeout_s=1.0"
-FAST: dict[str, Any] = dict(retry_initial_s=0.005, retry_max_s=0.05, retry_jitter_s=0.005, timeout_s=0.25,
+SIM_TIMEOUT = "timeout_s=2.0"
+FAST: dict[str, Any] = dict(retry_initial_s=0.005, retry_max_s=0.05, retry_jitter_s=0.005, timeout_s=2.0,
                             connect_timeout_s=1.0, max_attempts=6, concurrency=16, limiter_cooldown_s=0.2)
 
 

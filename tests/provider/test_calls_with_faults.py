@@ -36,7 +36,7 @@ async def _run_all(provider, n: int) -> list:
 
 def test_faulty_api_every_call_ends_once_and_costs_recompute(sim, tmp_path):
     sim.set_faults(f"{FAULTS},{SIM_TIMEOUT}")
-    campaign, provider = make_provider(tmp_path / "c.db", fast_settings(sim.base_url, timeout_s=0.5))
+    campaign, provider = make_provider(tmp_path / "c.db", fast_settings(sim.base_url, timeout_s=1.0))
     results = asyncio.run(_run_all(provider, N_CALLS))
 
     started = events_of(campaign, "call.started")
