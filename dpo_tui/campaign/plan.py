@@ -23,7 +23,7 @@ SUITE_KINDS = ("fixtures", "quixbugs", "humanevalfix", "jsonl")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # a TOML string is not a number
 
 
 class CampaignSection(_Section):
