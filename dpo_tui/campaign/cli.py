@@ -50,6 +50,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("dpo_beta", args.dpo_beta), ("learning_rate", args.learning_rate),
+                                   ("n_epochs", args.epochs)) if v is not None}
+    result = run_campaign(Path(args.plan), Path(args.db), yes=args.yes, run_id=args.run_id,
+                          training_overrides=overrides, label_swap=args.label_swap_control)
+    sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
+    if result.exit_code:
+        sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
+    return result.exit_code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     db = Path(args.db).expanduser().resolve()
     if args.fresh:
@@ -111,6 +122,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", choices=STAGES, help="stop after this stage")
     p.add_argument("--yes", action="store_true", help="take the decisions the plan's [decisions] allow (actor: plan)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="another training run (and its eval and gate) from the same frozen pairs",
+                       description="Train and evaluate run RUN_ID on the campaign's frozen export, without paying for "
+                       "rollouts again; each run has its own job, endpoints, eval and gate decision.")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--run-id", required=True, help="e.g. run-2 (run-1 is the plan's own run)")
+    p.add_argument("--dpo-beta", type=float)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--label-swap-control", action="store_true",
+                   help="train on the same pairs with preferred and non-preferred exchanged (a control)")
+    p.add_argument("--yes", action="store_true", help="take the plan's decisions (actor: plan)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="an auditor's report of a campaign, from its log alone",
                        description="Spend vs estimate, decisions, split and leakage, funnel, lineage, eval, gate.")

@@ -127,25 +127,30 @@ def dataset_report(kept: list[Pair], infos: list[dict]) -> dict[str, Any]:
 
 
 def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor: str,
-           out_dir: Path | None = None) -> dict[str, Any]:
+           out_dir: Path | None = None, label_swap: bool = False) -> dict[str, Any]:
+    """Write the kept pairs in Together's and TRL's formats with a manifest. `label_swap`
+    writes the control: the same pairs with preferred and non-preferred exchanged."""
     split = _frozen_split(campaign)
     _, result, infos, prompts = compute_pairs(campaign, plan, tasks, tokenizer)
     if not result.kept:
         raise InputError(f"no pairs survive the filters (funnel {result.funnel}); nothing to export")
-    together = [together_line(prompts[p.task_id], program_reply(p.chosen.program), program_reply(p.rejected.program))
-                for p in result.kept]
-    trl = [trl_line(prompts[p.task_id], program_reply(p.chosen.program), program_reply(p.rejected.program))
-           for p in result.kept]
+
+    def answers(p: Pair) -> tuple[str, str]:
+        good, bad = program_reply(p.chosen.program), program_reply(p.rejected.program)
+        return (bad, good) if label_swap else (good, bad)
+
+    together = [together_line(prompts[p.task_id], *answers(p)) for p in result.kept]
+    trl = [trl_line(prompts[p.task_id], *answers(p)) for p in result.kept]
     manifest = [{"line": i + 1, "pair_id": p.pair_id, "task_id": p.task_id, "chosen_rollout": p.chosen.rollout_id,
                  "rejected_rollout": p.rejected.rollout_id, "chosen_score": p.chosen.score,
-                 "rejected_score": p.rejected.score} for i, p in enumerate(result.kept)]
+                 "rejected_score": p.rejected.score, "label_swap": label_swap} for i, p in enumerate(result.kept)]
     data = jsonl_bytes(together)
     check = check_together_jsonl(data)
     if not check.ok:
         line, rule = check.problems[0]
         raise InputError(f"the export breaks Together's preference format at line {line}: {rule}")
     out_dir = out_dir or campaign.store.path.parent
-    stem = f"{campaign.store.path.stem}.pairs-{sha256(data)[:12]}"
+    stem = f"{campaign.store.path.stem}.{'swapped-' if label_swap else ''}pairs-{sha256(data)[:12]}"
     paths = {"together": out_dir / f"{stem}.together.jsonl", "trl": out_dir / f"{stem}.trl.jsonl",
              "manifest": out_dir / f"{stem}.manifest.jsonl"}
     blobs = {"together": data, "trl": jsonl_bytes(trl), "manifest": jsonl_bytes(manifest)}
@@ -155,7 +160,7 @@ def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor
                "together_path": str(paths["together"].resolve()), "together_sha256": sha256(blobs["together"]),
                "trl_path": str(paths["trl"].resolve()), "trl_sha256": sha256(blobs["trl"]),
                "manifest_path": str(paths["manifest"].resolve()), "manifest_sha256": sha256(blobs["manifest"]),
-               "funnel": result.funnel, "report": dataset_report(result.kept, infos)}
+               "funnel": result.funnel, "report": dataset_report(result.kept, infos), "label_swap": label_swap}
     campaign.append("pairs.exported", payload, actor=actor)
     return payload
 

@@ -69,6 +69,8 @@ class Ctx:
     backend: str
     settings: Settings | None = None
     run_id: str = RUN_ID
+    train_plan: Plan | None = None  # the plan with this run's hyperparameter overrides
+    label_swap: bool = False  # this run trains on the label-swapped control export
     stages: dict[str, str] = field(default_factory=dict)
     _client: Any = None
     on_engine: Callable[[RolloutEngine], None] | None = None  # a front end's handle on the running engine
@@ -81,10 +83,12 @@ class Ctx:
             self._client = mgmt_client(self.settings)
         return self._client
 
-    def decide(self, decision: str, stage: str, allowed: bool, what: str, estimate_usd: float | None = None) -> None:
-        """Take a decision from the plan under --yes, or stop waiting for the operator."""
+    def decide(self, decision: str, stage: str, allowed: bool, what: str, estimate_usd: float | None = None,
+               *, label: str | None = None) -> None:
+        """Take a decision from the plan under --yes, or stop waiting for the operator.
+        `label` names the decision in the log when it is per run (e.g. launch_training:run-2)."""
         state = self.campaign.state.part(PLAN)
-        if state.has(decision):
+        if state.has(label or decision):
             return
         if not (self.yes and allowed):
             raise Waiting(f"waiting for an operator decision: {what} (in the TUI, or run with --yes and "
@@ -260,19 +264,25 @@ async def stage_train(ctx: Ctx) -> None:
     from dpo_tui.campaign.state_train import TRAINING
 
     run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
+    plan = ctx.train_plan or ctx.plan
+    label = None if ctx.run_id == RUN_ID else f"launch_training:{ctx.run_id}"
     if run is None or run.status not in ("completed",):
         client = await asyncio.to_thread(ctx.client)
         actor = "plan" if ctx.yes else "system"
-        file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor)
+        if ctx.label_swap and ctx.campaign.state.part(PAIRS).control_export is None:
+            pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, ctx.provider.tokenizer, actor=actor, label_swap=True)
+        file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor, label_swap=ctx.label_swap)
         run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
         if run is None or run.job_id is None and run.status != "requested":
-            est = await asyncio.to_thread(train.estimate, ctx.campaign, client, ctx.plan, ctx.run_id, file_id, actor=actor)
+            est = await asyncio.to_thread(train.estimate, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor)
             train.check_budget(est["estimated_usd"], train.remaining_budget(ctx.campaign))
-            ctx.progress.say(f"train: Together's estimate ${est['estimated_usd']:.4f} for {est['estimated_tokens']:,} "
-                             f"tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
+            ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
+                             f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
             ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,
-                       f"launch DPO training (estimated ${est['estimated_usd']:.2f})", est["estimated_usd"])
-        job_id = await asyncio.to_thread(train.launch, ctx.campaign, client, ctx.plan, ctx.run_id, file_id, actor=actor)
+                       f"launch DPO training {ctx.run_id} (estimated ${est['estimated_usd']:.2f})", est["estimated_usd"],
+                       label=label)
+        job_id = await asyncio.to_thread(train.launch, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor,
+                                         label_swap=ctx.label_swap)
         ctx.progress.say(f"train: job {job_id} running")
         run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
                                       on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"))
@@ -301,7 +311,8 @@ async def stage_eval(ctx: Ctx) -> None:
     cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
     ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval,
                f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together) and run the eval",
-               2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes)
+               2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes,
+               label=None if ctx.run_id == RUN_ID else f"run_eval:{ctx.run_id}")
     split = ctx.campaign.state.part(SPLIT).split
     try:
         base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
@@ -370,26 +381,48 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
 
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
-             *, yes: bool, progress: Progress) -> Ctx:
+             *, yes: bool, progress: Progress, run_id: str = RUN_ID, train_plan: Plan | None = None,
+             label_swap: bool = False) -> Ctx:
     """The stages' context with one provider on `campaign`: the runner and the TUI build it alike."""
     provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(), actor="system")
     return Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress, backend,
-               settings=settings)
+               settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap)
+
+
+def training_plan(plan: Plan, overrides: dict[str, Any] | None) -> Plan:
+    """The plan with one run's training hyperparameters changed, validated like the plan."""
+    if not overrides:
+        return plan
+    from pydantic import ValidationError
+
+    from dpo_tui.campaign.plan import TrainingSection
+
+    try:
+        training = TrainingSection.model_validate({**plan.training.model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"training.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return plan.model_copy(update={"training": training})
 
 
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
-                 progress: Progress | None = None) -> RunResult:
+                 progress: Progress | None = None, run_id: str = RUN_ID,
+                 training_overrides: dict[str, Any] | None = None, label_swap: bool = False) -> RunResult:
     if until is not None and until not in STAGES:
         raise InputError(f"--until must be one of {', '.join(STAGES)}")
+    if not run_id.replace("-", "").isalnum() or len(run_id) > 20:
+        raise InputError(f"run id {run_id!r}: letters, digits and '-', at most 20 characters")
     prices = load_prices()
     plan = load_plan(plan_path, prices=prices)
+    train_plan = training_plan(plan, training_overrides)
     tasks = load_plan_tasks(plan)
     db = db.expanduser().resolve()
     progress = progress or Progress()
     with campaign_lock(db), backend_settings(plan, db) as (settings, backend):
         campaign = open_or_create(db, plan, plan_path, plan.backend.kind)
         try:
-            ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress)
+            ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress,
+                           run_id=run_id, train_plan=train_plan, label_swap=label_swap)
             if backend == "simulated":
                 progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
             code, status, message = asyncio.run(run_stages(ctx, until))

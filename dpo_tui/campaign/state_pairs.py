@@ -53,6 +53,7 @@ class PairsExported(Payload):
     manifest_sha256: str
     funnel: dict[str, int]
     report: dict[str, Any]
+    label_swap: bool = False  # a control export: preferred and non-preferred exchanged
 
 
 @dataclass
@@ -63,7 +64,14 @@ class PairsState:
 
     @property
     def export(self) -> dict[str, Any] | None:
-        return self.exports[-1] if self.exports else None
+        """The latest real export (label-swap controls are kept apart)."""
+        real = [x for x in self.exports if not x.get("label_swap")]
+        return real[-1] if real else None
+
+    @property
+    def control_export(self) -> dict[str, Any] | None:
+        swapped = [x for x in self.exports if x.get("label_swap")]
+        return swapped[-1] if swapped else None
 
     def to_json(self) -> dict[str, Any]:
         b, x = self.built, self.export

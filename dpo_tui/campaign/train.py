@@ -50,16 +50,18 @@ def hyperparameters(plan: Plan) -> dict[str, Any]:
             "n_evals": 0, "n_checkpoints": 1}
 
 
-def current_export(campaign: Campaign) -> dict[str, Any]:
-    x = campaign.state.part(PAIRS).export
+def current_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str, Any]:
+    pairs = campaign.state.part(PAIRS)
+    x = pairs.control_export if label_swap else pairs.export
     if x is None:
-        raise InputError("no exported pairs to train on: run the pairs stage first")
+        raise InputError("no exported pairs to train on: run the pairs stage first"
+                         if not label_swap else "no label-swap control export yet")
     return x
 
 
-def upload(campaign: Campaign, client: together.Together, *, actor: str) -> str:
+def upload(campaign: Campaign, client: together.Together, *, actor: str, label_swap: bool = False) -> str:
     """Upload the export (once per export sha256) and return the file id; an invalid file stops here."""
-    x = current_export(campaign)
+    x = current_export(campaign, label_swap=label_swap)
     done = campaign.state.part(TRAINING).files.get(x["together_sha256"])
     if done is not None:
         return done["file_id"]
@@ -113,7 +115,7 @@ def _suffix(campaign: Campaign, plan: Plan, run_id: str) -> str:
 
 
 def launch(campaign: Campaign, client: together.Together, plan: Plan, run_id: str, file_id: str, *,
-           actor: str) -> str:
+           actor: str, label_swap: bool = False) -> str:
     """The job id of `run_id`: reattached if it exists, created once otherwise."""
     run: TrainingRun | None = campaign.state.part(TRAINING).runs.get(run_id)
     if run is not None and run.job_id:
@@ -127,7 +129,7 @@ def launch(campaign: Campaign, client: together.Together, plan: Plan, run_id: st
                                                       "reattached": True}, actor="system")
                 return job.id
     else:
-        split, x = campaign.state.part(SPLIT), current_export(campaign)
+        split, x = campaign.state.part(SPLIT), current_export(campaign, label_swap=label_swap)
         campaign.append("train.job_requested", {
             "run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "suffix": suffix,
             "hyperparameters": hyperparameters(plan), "plan_hash": campaign.state.part(PLAN).hash,
