@@ -11,6 +11,11 @@ import pytest
 
 from dpo_tui.cli import main
 
+# ../shared beside the checkout (as on every developer machine and in CI) holds the
+# benchmark data; DPO_TUI_SHARED points elsewhere.
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DPO_TUI_SHARED", ROOT.parent / "shared"))
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from dpo_tui.provider.events import CALLS
 from dpo_tui.provider.provider import CallKey, Provider
 from dpo_tui.provider.catalog import build_price_book
 from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
+from tests.conftest import SHARED
 
 from .conftest import MODEL, events_of, fast_settings
 
@@ -79,7 +80,7 @@ def test_text_ids_match_published(exact, text, ids):
 
 
 def test_approximation_error_is_measured_and_shown(exact, capsys):
-    corpus = {p.name: p.read_text() for p in sorted(Path("/work/shared/benchmarks/quixbugs/python_programs").glob("*.py"))}
+    corpus = {p.name: p.read_text() for p in sorted((SHARED / "benchmarks/quixbugs/python_programs").glob("*.py"))}
     corpus.update({"A25": TEXT_A25, "A2": TEXT_A2, "design-prose": "Every API call is logged with its idempotency "
                    "key, model, parameters, seed, request, response, usage tokens, latency and cost. " * 20})
     assert len(corpus) > 20, "the QuixBugs programs are in ../shared/benchmarks"

@@ -16,8 +16,10 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-QUIXBUGS = Path(os.environ.get("DPO_TUI_QUIXBUGS", "/work/shared/benchmarks/quixbugs"))
-HUMANEVALFIX = Path(os.environ.get("DPO_TUI_HUMANEVALFIX", "/work/shared/benchmarks/humanevalfix"))
+from tests.conftest import SHARED
+
+QUIXBUGS = Path(os.environ.get("DPO_TUI_QUIXBUGS", SHARED / "benchmarks" / "quixbugs"))
+HUMANEVALFIX = Path(os.environ.get("DPO_TUI_HUMANEVALFIX", SHARED / "benchmarks" / "humanevalfix"))
 
 _PARAM = re.compile(r"\[input_data(\d+)-.*\]$", re.S)
 
