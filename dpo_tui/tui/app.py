@@ -114,6 +114,7 @@ class DpoApp(App):
             self.session.campaign.store.subscribe(self._appended)
         self.set_interval(1.0, self._refresh_header)
         self._refresh_header()
+        self.action_show_stage("budget")
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
 
@@ -183,6 +184,9 @@ class DpoApp(App):
             self.pane(key).sync()
 
     def _refresh_header(self) -> None:
+        headers = self.query(CampaignHeader)
+        if not headers:  # shutting down: the screen is gone
+            return
         s = self.session
         with s.lock:
             st = s.campaign.state
@@ -190,7 +194,7 @@ class DpoApp(App):
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or (s.plan.plan.budget.cap_usd if s.plan else None)
             stages = stage_states(s)
-        self.query_one(CampaignHeader).show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
+        headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
                                             readonly=s.readonly, working=self.working)
 
     # -- navigation ------------------------------------------------------------------------

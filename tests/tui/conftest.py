@@ -1,0 +1,91 @@
+"""Fixtures for the console's tests: real campaigns (the demo on the embedded simulator),
+copied per test so each test writes its own log; the real App driven by Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.events.campaign import Campaign
+
+ACTOR = "operator:tester"
+
+
+def copy_campaign(src: Path, dst_dir: Path, name: str = "c.db") -> Path:
+    """A campaign file and its WAL (never its lock or simulator state: each copy starts its own)."""
+    dst = dst_dir / name
+    for suffix in ("", "-wal"):
+        if Path(f"{src}{suffix}").exists():
+            shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline demo run once per session: budget, split, rollouts, pairs (and whatever later
+    stages the demo plan runs)."""
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
+    res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "demo", "--db", str(db), "--quiet"],
+                         capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return db
+
+
+@pytest.fixture(scope="session")
+def split_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A campaign stopped at the split, waiting for the operator's approval."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = tmp_path_factory.mktemp("split") / "split.db"
+    result = run_campaign(demo_plan_path(), db, until="split")
+    assert result.status == "waiting", result.message
+    return db
+
+
+@pytest.fixture
+def demo_db(demo_template: Path, tmp_path: Path) -> Path:
+    return copy_campaign(demo_template, tmp_path)
+
+
+@pytest.fixture
+def split_db(split_template: Path, tmp_path: Path) -> Path:
+    return copy_campaign(split_template, tmp_path)
+
+
+def make_app(db: Path, *, readonly: bool = False, poll_s: float = 0.5):
+    from dpo_tui.tui.app import DpoApp
+    from dpo_tui.tui.session import Session
+
+    return DpoApp(Session(db, readonly=readonly, actor=ACTOR), poll_s=poll_s)
+
+
+async def settle(pilot, seconds: float = 0.35) -> None:
+    """Let workers finish and the coalesced event stream drain into the widgets."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(seconds)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.2) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, "timed out waiting"
+        await pilot.pause(step)
+
+
+def events_of(db: Path, *types: str) -> list:
+    with Campaign.open(db, readonly=True) as c:
+        return list(e for e in c.store.read() if not types or e.type in types)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

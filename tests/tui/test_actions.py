@@ -1,0 +1,222 @@
+"""Every operator action through the real App: the events it appends (actor
+operator:<name>) and what the screen shows afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.events.campaign import Campaign
+from tests.tui.conftest import ACTOR, events_of, make_app, settle, wait_for
+from tests.tui.screen_text import screen_text
+
+pytestmark = pytest.mark.anyio
+
+
+def _count(db: Path) -> int:
+    with Campaign.open(db, readonly=True) as c:
+        return c.state.events
+
+
+async def _goto_task(pilot, task_id: str) -> None:
+    table = pilot.app.query_one("#split-table")
+    row = table.get_row_index(task_id)
+    table.move_cursor(row=row)
+    await pilot.pause()
+
+
+async def test_approve_split_asks_showing_what_freezes_then_freezes(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        assert "frozen" not in screen_text(app).split("\n", 3)[3]
+        await pilot.press("A")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Approve the split?" in modal and "train tasks" in modal and "hash" in modal
+        await pilot.press("y")
+        await settle(pilot)
+        text = screen_text(app)
+    ev = events_of(split_db, "split.approved")
+    assert len(ev) == 1 and ev[0].actor == ACTOR
+    assert f"frozen {ev[0].payload['hash'][:12]}" in text
+    assert "split:frozen" in text
+
+
+async def test_declining_approval_appends_nothing(split_db):
+    before = _count(split_db)
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "A")
+        await pilot.pause()
+        await pilot.press("n")
+        await settle(pilot)
+        assert "proposed, editable" in screen_text(app)
+    assert _count(split_db) == before
+
+
+async def test_move_a_task_to_the_other_side(split_db):
+    with Campaign.open(split_db, readonly=True) as c:
+        task = sorted(c.state.part("split").split.train)[0]
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await _goto_task(pilot, task)
+        await pilot.press("m")
+        await settle(pilot)
+        row = next(line for line in screen_text(app).splitlines() if line.lstrip().startswith(task[:24]))
+    ev = events_of(split_db, "split.task_moved")
+    assert [(e.payload["task_id"], e.payload["to"], e.actor) for e in ev] == [(task, "test", ACTOR)]
+    assert " test " in row
+
+
+async def test_exclude_asks_for_a_reason_and_logs_it(split_db):
+    with Campaign.open(split_db, readonly=True) as c:
+        task = sorted(c.state.part("split").split.test)[0]
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await _goto_task(pilot, task)
+        await pilot.press("x")
+        await pilot.pause()
+        assert f"Exclude {task}" in screen_text(app)
+        await pilot.press("enter")  # empty: refused in the modal
+        await pilot.pause()
+        assert "a reason is required" in screen_text(app)
+        await pilot.press(*"shares inputs with a train task")
+        await pilot.press("enter")
+        await settle(pilot)
+        text = screen_text(app)
+    ev = events_of(split_db, "split.task_excluded")
+    assert [(e.payload["task_id"], e.payload["reason"], e.actor) for e in ev] == [
+        (task, "shares inputs with a train task", ACTOR)]
+    row = next(line for line in text.splitlines() if line.lstrip().startswith(task[:24]))
+    assert "excluded" in row and "1 excluded" in text
+
+
+async def test_readonly_disables_every_action(split_db):
+    before = _count(split_db)
+    app = make_app(split_db, readonly=True)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "m", "x", "A")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]  # no modal opened
+        await pilot.press("3", "r", "4", "a", "e", "1", "ctrl+r")
+        await settle(pilot)
+        assert "[read-only]" in screen_text(app)
+    assert _count(split_db) == before
+
+
+async def test_pair_accept_and_reject_rebuild_the_funnel(demo_db):
+    with Campaign.open(demo_db, readonly=True) as c:
+        built = c.state.part("pairs").built
+    dropped = next(p for p in built["pairs"] if p["dropped_by"] == "low_margin")
+    kept = next(p for p in built["pairs"] if p["dropped_by"] is None)
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        table = app.query_one("#pairs-table")
+        for pair, key in ((dropped, "a"), (kept, "x")):
+            table.move_cursor(row=table.get_row_index(pair["pair_id"]))
+            await pilot.pause()
+            await pilot.press(key)
+            await settle(pilot)
+        text = screen_text(app)
+    decided = events_of(demo_db, "pairs.decided")
+    assert [(e.payload["pair_id"], e.payload["decision"], e.actor) for e in decided] == [
+        (dropped["pair_id"], "accept", ACTOR), (kept["pair_id"], "reject", ACTOR)]
+    rebuilt = events_of(demo_db, "pairs.built")[-1]
+    assert rebuilt.actor == ACTOR
+    states = {p["pair_id"]: p["dropped_by"] for p in rebuilt.payload["pairs"]}
+    assert states[dropped["pair_id"]] is None and states[kept["pair_id"]] == "manual"
+    assert f"manual {rebuilt.payload['funnel']['manual']}" in text
+    assert "accept" in text and "reject" in text
+
+
+async def test_export_asks_then_writes_and_logs(demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("4", "e")
+        await pilot.pause()
+        assert "Export the pairs?" in screen_text(app)
+        await pilot.press("y")
+        await settle(pilot)
+        text = screen_text(app)
+    ex = events_of(demo_db, "pairs.exported")[-1]
+    assert ex.actor == ACTOR and Path(ex.payload["together_path"]).exists()
+    assert Path(ex.payload["together_path"]).parent == demo_db.parent
+    assert f"exported {ex.payload['pairs']} ({ex.payload['together_sha256'][:12]})" in text
+    # the demo's plan took the export decision already (actor plan); it is recorded once
+    assert [e.payload["decision"] for e in events_of(demo_db, "decision.recorded")].count("export_pairs") == 1
+
+
+async def test_budget_inputs_validate_and_the_estimate_updates_then_records(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        before = screen_text(app)
+        field = app.query_one("#in-rollouts_per_task")
+        field.value = "8"
+        await settle(pilot, 0.1)
+        doubled = screen_text(app)
+        field.value = "0"
+        await settle(pilot, 0.1)
+        assert "rollouts.rollouts_per_task" in screen_text(app)  # the plan's validation names the field
+        field.value = "8"
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+    row0 = next(line for line in before.splitlines() if line.strip().startswith("rollouts"))
+    row1 = next(line for line in doubled.splitlines() if line.strip().startswith("rollouts"))
+    assert row0.split()[-1] != row1.split()[-1]  # '$ edited' moved with the input
+    est = events_of(split_db, "budget.estimated")
+    assert est[-1].actor == ACTOR and est[-1].payload["inputs"]["rollouts_per_task"] == 8
+
+
+async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("3", "r")
+        await pilot.pause()
+        assert "approve (freeze) the split first" in screen_text(app)
+        app.session.approve_split()  # (its own test drives the modal)
+        await settle(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Run the pilot?" in modal and "8 rollouts, estimated $" in modal and "cap" in modal
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.engine is None or app.engine.progress.status == "paused", timeout=10)
+        await pilot.pause(0.5)
+        assert app.engine is not None and app.engine.progress.status == "paused"
+        assert "pilot: paused" in screen_text(app)
+        await pilot.press("plus")
+        await pilot.pause()
+        assert app.engine.concurrency == 9
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.working is None, timeout=120)
+        await settle(pilot)
+        text = screen_text(app)
+        await pilot.press("r")
+        await pilot.pause()
+        second = screen_text(app)
+        await pilot.press("n")
+    decisions = [(e.payload["decision"], e.actor) for e in events_of(split_db, "decision.recorded")]
+    assert ("run_pilot", ACTOR) in decisions and ("approve_rollouts", ACTOR) not in decisions
+    notes = [e.payload["text"] for e in events_of(split_db, "note.added") if e.actor == ACTOR]
+    assert any("paused" in n for n in notes) and any("resumed" in n for n in notes)
+    assert any("concurrency set to 9" in n for n in notes)
+    pilot_done = [e for e in events_of(split_db, "rollout.finished")]
+    assert len(pilot_done) == 8
+    assert "rollouts 8/8" in text and "pilot: done" in text
+    assert "Start the rollouts?" in second and "calibrated by the pilot" in second
