@@ -49,7 +49,7 @@ class SandboxUnavailable(DpoTuiError):
 @dataclass(frozen=True)
 class Limits:
     test_cpu_seconds: float = 2.0      # CPU time per test (ITIMER_PROF, RLIMIT_CPU behind it)
-    test_wall_seconds: float | None = None  # wall-clock backstop per test; default 4 x CPU + 1
+    test_wall_seconds: float | None = None  # wall-clock backstop per test; default 10 x CPU + 2
     memory_mb: int = 1024              # RLIMIT_AS of every process in the sandbox
     processes: int = 32                # RLIMIT_NPROC (per sandbox when run as root)
     file_mb: int = 16                  # RLIMIT_FSIZE
@@ -61,7 +61,7 @@ class Limits:
     def wall(self, cpu: float | None = None) -> float:
         if cpu is None and self.test_wall_seconds:
             return self.test_wall_seconds
-        return 4 * (cpu if cpu is not None else self.test_cpu_seconds) + 1
+        return 10 * (cpu if cpu is not None else self.test_cpu_seconds) + 2
 
     def total_wall(self, names: list[str]) -> float:
         per_test = dict(self.per_test_cpu)

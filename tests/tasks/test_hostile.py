@@ -17,6 +17,7 @@ from dpo_tui.tasks.sandbox import Limits, Sandbox, bwrap_available, run_tests
 from dpo_tui.tasks.suites import task_from_code
 
 LIMITS = Limits(test_cpu_seconds=0.5)
+SHORT_WALL = Limits(test_cpu_seconds=0.5, test_wall_seconds=3)  # for candidates that sleep
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,7 @@ def test_infinite_loop_times_out_on_cpu():
     report, elapsed = run("def test_loop():\n    while True:\n        pass\n")
     [v] = report.verdicts
     assert v.verdict == "timeout" and "CPU time limit" in v.message
-    assert elapsed < 5
+    assert elapsed < 15
 
 
 def test_loop_that_ignores_the_cpu_signals_still_times_out():
@@ -66,7 +67,7 @@ def test_loop_that_ignores_the_cpu_signals_still_times_out():
         "        pass\n")
     report, elapsed = run(code)
     [v] = report.verdicts
-    assert v.verdict == "timeout" and elapsed < 10
+    assert v.verdict == "timeout" and elapsed < 20
 
 
 def test_killing_the_harness_fails_every_test_and_the_runner_survives():
@@ -77,15 +78,15 @@ def test_killing_the_harness_fails_every_test_and_the_runner_survives():
 
 
 def test_sleeping_forever_hits_the_wall_clock_backstop():
-    report, elapsed = run("def test_sleep():\n    time.sleep(3600)\n")
+    report, elapsed = run("def test_sleep():\n    time.sleep(3600)\n", limits=SHORT_WALL)
     [v] = report.verdicts
-    assert v.verdict == "timeout" and "wall-clock" in v.message and elapsed < 10
+    assert v.verdict == "timeout" and "wall-clock" in v.message and elapsed < 20
 
 
 def test_ten_gigabyte_allocation_is_refused():
     report, elapsed = run("def test_alloc():\n    x = bytearray(10 * 1024 ** 3)\n    assert len(x) > 0\n")
     [v] = report.verdicts
-    assert v.verdict == "error" and "MemoryError" in v.message and elapsed < 5
+    assert v.verdict == "error" and "MemoryError" in v.message and elapsed < 15
 
 
 def test_growing_list_runs_into_the_memory_cap():
@@ -100,7 +101,7 @@ def test_hundred_megabytes_of_output_is_cut_off():
     [v] = report.verdicts
     assert v.verdict == "crash" and "output limit" in v.message
     assert len(v.output) < 5000 and "characters cut" in v.output
-    assert len(report.output) <= LIMITS.feedback_chars and elapsed < 10
+    assert len(report.output) <= LIMITS.feedback_chars and elapsed < 20
 
 
 def test_process_spawner_is_bounded_and_reaped():
@@ -122,9 +123,9 @@ def test_spawn():
         made += 1
     time.sleep(3600)
 '''
-    report, elapsed = run(code)
+    report, elapsed = run(code, limits=SHORT_WALL)
     [v] = report.verdicts
-    assert v.verdict == "timeout" and elapsed < 15
+    assert v.verdict == "timeout" and elapsed < 25
     uid = int(re.search(r"uid (\d+)", v.output).group(1))
     assert uid >= 200_000  # a fresh unprivileged uid, so RLIMIT_NPROC counts this sandbox only
     assert "fork refused" in v.output and "BlockingIOError" in v.output
