@@ -47,6 +47,6 @@ class ChainVerified(Message):
 
 
 class LogLoaded(Message):
-    def __init__(self, rows: list[tuple], matched: int, scanned: int) -> None:
+    def __init__(self, rows: list[tuple], matched: int, scanned: int, generation: int) -> None:
         super().__init__()
-        self.rows, self.matched, self.scanned = rows, matched, scanned
+        self.rows, self.matched, self.scanned, self.generation = rows, matched, scanned, generation

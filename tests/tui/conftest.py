@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,12 +25,14 @@ def copy_campaign(src: Path, dst_dir: Path, name: str = "c.db") -> Path:
 
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline demo run once per session: budget, split, rollouts, pairs (and whatever later
-    stages the demo plan runs)."""
+    """The demo plan run once per session through pairs (budget, split, pilot, rollouts, pairs
+    exported), as `dpo-tui demo` runs it, on the embedded simulator."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
     db = tmp_path_factory.mktemp("demo") / "demo.db"
-    res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "demo", "--db", str(db), "--quiet"],
-                         capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stderr[-2000:]
+    result = run_campaign(demo_plan_path(), db, until="pairs", yes=True)
+    assert result.exit_code == 0, result.message
     return db
 
 

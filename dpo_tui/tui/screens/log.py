@@ -88,11 +88,16 @@ class LogPane(StagePane):
     # -- loading ---------------------------------------------------------------------------
 
     def load(self) -> None:
-        self._load(self.filter, self.session.db)
+        self._generation = getattr(self, "_generation", 0) + 1
+        self._load(self.filter, self.session.db, self._generation)
 
     @work(thread=True, exclusive=True, group="log-load")
-    def _load(self, flt: LogFilter, db) -> None:  # noqa: ANN001
+    def _load(self, flt: LogFilter, db, generation: int) -> None:  # noqa: ANN001
+        from textual.worker import get_current_worker
+
         from dpo_tui.events.store import open_store
+
+        worker = get_current_worker()
 
         rows: deque[tuple] = deque(maxlen=SHOWN)
         matched = scanned = 0
@@ -100,12 +105,16 @@ class LogPane(StagePane):
             for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(types=[t for t in flt.types if not
                                                                                   t.endswith((".", "*"))] or None):
                 scanned += 1
+                if scanned % 5000 == 0 and worker.is_cancelled:
+                    return  # a newer filter superseded this one
                 if flt.match(type_, actor, text):
                     matched += 1
                     rows.append((seq, ts[11:19], type_, actor, summary(text)))
-        self.post_message(LogLoaded(list(rows), matched, scanned))
+        self.post_message(LogLoaded(list(rows), matched, scanned, generation))
 
     def on_log_loaded(self, message: LogLoaded) -> None:
+        if message.generation != self._generation:
+            return  # the result of a filter typed over since
         t = self.query_one("#log-table", DataTable)
         t.clear()
         for row in message.rows:

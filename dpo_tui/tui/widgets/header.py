@@ -7,7 +7,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 
-SHORT = {"rollouts": "roll", "calibrated": "cal", "estimated": "est", "exported": "exp", "proposed": "prop"}
+SHORT = {"rollouts": "roll", "calibrated": "cal", "estimated": "est", "exported": "exp", "proposed": "prop",
+         "completed": "done", "inconclusive": "inconcl"}
 GOOD = {"frozen", "exported", "calibrated", "ship", "completed"}
 
 

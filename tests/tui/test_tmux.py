@@ -1,0 +1,117 @@
+"""End to end: the real `dpo-tui tui` in tmux at 80x24, driven by key presses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dpo_tui.campaign.plan import demo_plan_path
+from tests.tui.tmux import Tmux, count
+
+pytestmark = pytest.mark.slow
+TUI = [sys.executable, "-m", "dpo_tui.cli", "tui"]
+
+
+@pytest.fixture
+def term():
+    opened: list[Tmux] = []
+
+    def start(*args: str, cwd) -> Tmux:
+        t = Tmux([*TUI, *args], cwd=cwd)
+        opened.append(t)
+        return t
+
+    yield start
+    for t in opened:
+        t.close()
+
+
+def test_keys_1_to_7_show_every_stage(demo_db, term):
+    t = term("--db", str(demo_db), cwd=demo_db.parent)
+    screen = t.wait_for("$ est")
+    assert "[simulated]" in screen and "calls" in screen and "rollouts" in screen
+    expect = {"2": "leak", "3": "result", "4": "Funnel", "5": "Train:", "6": "decision:", "7": "chain: ok"}
+    for key, text in expect.items():
+        t.keys(key)
+        screen = t.wait_for(text)
+        if key == "2":
+            assert "frozen" in screen and "fixtures/" in screen and " train " in screen
+        if key == "3":
+            assert "fail" in screen and "pass" in screen and "/r0" in screen
+        if key in "56":
+            assert "not run yet" in screen or ("job ft-" in screen if key == "5" else "pass@1" in screen)
+    t.keys("/")
+    t.type("type:call.completed")
+    t.keys("Escape")
+    screen = t.wait_for(lambda s: s.count("call.completed") >= 5)
+    t.keys("1")
+    t.wait_for("$ est")
+    t.keys("q")
+    end = time.monotonic() + 10
+    while not t.dead() and time.monotonic() < end:
+        time.sleep(0.2)
+    assert t.dead()
+    assert "Traceback" not in t.capture()
+
+
+def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operator(split_db, term):
+    t = term("--db", str(split_db), cwd=split_db.parent)
+    t.wait_for("$ est")
+    t.keys("2", "A")
+    t.wait_for("Approve the split?")
+    t.keys("y")
+    t.wait_for("split:frozen")
+    t.keys("3", "r")
+    screen = t.wait_for("Run the pilot?")
+    assert "8 rollouts, estimated $" in screen
+    t.keys("y")
+    t.wait_for("pilot: waiting", timeout=90)  # the pilot ran; the rest waits for the operator's go
+    t.keys("r")
+    screen = t.wait_for("Start the rollouts?")
+    assert "calibrated by the pilot" in screen and "cap" in screen
+    t.keys("y")
+    t.wait_for(lambda s: (count(r"rollouts (\d+)/\d+", s) or 0) > 8, timeout=90)
+    t.keys("7", "/")
+    t.type("actor:operator")
+    t.keys("Escape")
+    screen = t.wait_for("decision.recorded")
+    assert "split.approved" in screen
+    t.keys("q")
+    t.wait_for("Quit while work is running?")
+    t.keys("y")
+    end = time.monotonic() + 30
+    while not t.dead() and time.monotonic() < end:
+        time.sleep(0.2)
+    assert t.dead() and "Traceback" not in t.capture()
+    out = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "events", "--db", str(split_db), "--jsonl"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    mine = [(e["type"], e["payload"].get("decision")) for e in events if e["actor"].startswith("operator:")]
+    assert ("split.approved", None) in mine
+    assert ("decision.recorded", "run_pilot") in mine and ("decision.recorded", "approve_rollouts") in mine
+    assert sum(e["type"] == "rollout.finished" for e in events) > 8
+    audit = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "audit", "--db", str(split_db)],
+                           capture_output=True, text=True, timeout=60)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_readonly_follows_a_headless_run(split_db, term, tmp_path):
+    run = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(demo_plan_path()),
+                            "--db", str(split_db), "--yes", "--until", "rollouts"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = term("--db", str(split_db), "--readonly", cwd=tmp_path)
+        t.wait_for("[read-only]")
+        t.keys("3")
+        first = t.wait_for(lambda s: (count(r"rollouts (\d+)/\d+", s) or 0) >= 1, timeout=90)
+        n1 = count(r"rollouts (\d+)/\d+", first)
+        second = t.wait_for(lambda s: (count(r"rollouts (\d+)/\d+", s) or 0) > n1, timeout=90)
+        assert count(r"rollouts (\d+)/\d+", second) > n1
+        assert count(r"roll:(\d+)/\d+", second) is not None
+    finally:
+        run.kill()
+        run.wait(timeout=30)
