@@ -99,17 +99,19 @@ def pass_at_1(client: Together, model: str, tasks: list[Task], runner: CachedRun
 
 def build_pairs(client: Together, model: str, tasks: list[Task], runner: CachedRunner, *, seeds: list[int],
                 per_task: int = 4, temperature: float = 1.0) -> list[dict]:
-    """Preference lines: a better-scoring first attempt (chosen) against a worse one (rejected)."""
+    """Preference lines from first attempts: one that passes more tests than the buggy program
+    (chosen) against one that does not improve on it (rejected)."""
     lines: list[dict] = []
     for t in tasks:
         msgs, atts = first_attempts(client, model, t, runner, seeds=seeds, temperature=temperature)
-        scored = [(rep.score + rep.passed, reply) for reply, prog, rep in atts if rep is not None]
-        uniq = {}
-        for sc, reply in scored:
-            uniq.setdefault(reply, sc)
+        floor = runner(t, t.buggy_program).tests_passed
+        uniq: dict[str, int] = {}
+        for reply, _prog, rep in atts:
+            if rep is not None:
+                uniq.setdefault(reply, rep.tests_passed + (rep.passed * 1000))
         ranked = sorted(uniq.items(), key=lambda kv: -kv[1])
-        good = [r for r, sc in ranked if sc >= 1.0 + 1e-9]  # passing answers only as chosen
-        bad = [r for r, sc in ranked if sc < 1.0]
+        good = [r for r, sc in ranked if sc > floor]
+        bad = [r for r, sc in ranked if sc <= floor]
         for i in range(min(per_task, len(good) * len(bad))):
             lines.append({"input": {"messages": msgs},
                           "preferred_output": [{"role": "assistant", "content": good[i % len(good)]}],
@@ -205,3 +207,20 @@ def learning_experiment(client: Together, train: list[Task], held: list[Task], r
         stop_base()
     return LearningResult(len(train), len(held), len(pairs), scores["base"], scores["tuned"], scores["control"],
                           {"tuned": tuned_job.id, "control": ctrl_job.id}, runner.runs)
+
+
+def preference_accuracy(ref: dict, tuned: dict, pairs: list[dict]) -> float:
+    """Share of (held-out) pairs the tuned policy prefers the right way relative to the
+    reference: DPO's implicit-reward accuracy, (w - w_ref) . (f_chosen - f_rejected) > 0."""
+    from dpo_tui.sim.learner import pair_delta
+
+    wins = 0.0
+    n = 0
+    for p in pairs:
+        d = pair_delta(p)
+        if d is None:
+            continue
+        m = sum((tuned["weights"].get(k, 0.0) - ref["weights"].get(k, 0.0)) * v for k, v in d.items())
+        wins += 1.0 if m > 1e-12 else 0.5 if abs(m) <= 1e-12 else 0.0
+        n += 1
+    return wins / n if n else 0.5

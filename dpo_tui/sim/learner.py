@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from dpo_tui.sim.mutations import Edit, candidates, normalize
 from dpo_tui.sim.policy import FENCE_RE, Context, content_text, features, parse_context
 
-LR_SCALE = 2.0e5
+LR_SCALE = 1.0e6
 
 
 @dataclass

@@ -48,15 +48,17 @@ _NAIVE = {  # a weaker model: flat, partly misleading priors; barely reads the t
     "k:return": 0.2, "k:insert": 0.4, "k:delete": 0.5, "k:other": 0.0,
     "trace": 0.3, "names": 0.2, "ctl": 0.2, "ret": 0.2, "restart": -0.5, "reccall": 0.1,
 }
+# check_k: how many candidate edits the model "thinks through" on the prompt's examples;
+# check_noise: how often such a check is misjudged. Neither is changed by fine-tuning.
 PROFILES: dict[str, dict[str, Any]] = {
-    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03},
-    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.15},
+    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03, "check_k": 40, "check_noise": 0.05},
+    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.05, "check_k": 10, "check_noise": 0.2},
 }
 
 
 def base_params(profile: str) -> dict[str, Any]:
     p = PROFILES[profile]
-    return {"profile": profile, "weights": dict(p["weights"]), "sharpness": p["sharpness"], "slip": p["slip"]}
+    return {"profile": profile, **{k: (dict(v) if isinstance(v, dict) else v) for k, v in p.items()}}
 
 
 def content_text(content: Any) -> str:
@@ -180,26 +182,48 @@ def request_rng(params: Mapping[str, Any], messages: Any, seed: int | None, temp
     return random.Random(hashlib.sha256(blob.encode()).hexdigest())
 
 
-def choose(params: Mapping[str, Any], opts: list[Option], rng: random.Random,
-           temperature: float | None) -> Option | None:
-    if not opts:
-        return None
-    w = params["weights"]
-    if temperature is not None and temperature <= 1e-6:
-        return max(opts, key=lambda o: score(w, o.feats))
-    if rng.random() < params.get("slip", 0.0):
-        return opts[rng.randrange(len(opts))]
+def _logits(params: Mapping[str, Any], opts: list[Option], temperature: float | None) -> list[float]:
     t = 0.7 if temperature is None else temperature
     beta = params.get("sharpness", 1.0) / max(t, 0.05)
-    logits = [beta * score(w, o.feats) for o in opts]
+    return [beta * score(params["weights"], o.feats) for o in opts]
+
+
+def _sample(logits: list[float], rng: random.Random) -> int:
     top = max(logits)
     probs = [math.exp(x - top) for x in logits]
     r = rng.random() * sum(probs)
-    for o, p in zip(opts, probs):
+    for i, p in enumerate(probs):
         r -= p
         if r <= 0:
-            return o
-    return opts[-1]
+            return i
+    return len(probs) - 1
+
+
+def choose(params: Mapping[str, Any], opts: list[Option], rng: random.Random, temperature: float | None,
+           examples: tuple = ()) -> Option | None:
+    """Sample an edit; with examples, first check the k likeliest (Gumbel top-k) on them."""
+    if not opts:
+        return None
+    greedy = temperature is not None and temperature <= 1e-6
+    if not greedy and rng.random() < params.get("slip", 0.0):
+        return opts[rng.randrange(len(opts))]
+    logits = _logits(params, opts, temperature)
+    k = int(params.get("check_k", 0))
+    if examples and k > 0:
+        from dpo_tui.sim.check import passes
+
+        keyed = [(x if greedy else x - math.log(-math.log(rng.random() or 1e-12)), i) for i, x in enumerate(logits)]
+        short = [i for _x, i in sorted(keyed, reverse=True)[:k]]
+        counts = passes([opts[i].edit.program for i in short], examples)
+        noise = params.get("check_noise", 0.0)
+        judged = [(c if rng.random() >= noise else rng.randrange(len(examples) + 1), -n, i)
+                  for n, (c, i) in enumerate(zip(counts, short))]
+        best = max(judged)
+        if best[0] > 0:
+            return opts[best[2]]
+    if greedy:
+        return opts[max(range(len(opts)), key=lambda i: logits[i])]
+    return opts[_sample(logits, rng)]
 
 
 def log_probs(params: Mapping[str, Any], opts: list[Option]) -> list[float]:

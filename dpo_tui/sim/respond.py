@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
+from dpo_tui.sim.check import extract_examples
 from dpo_tui.sim.policy import (REFLECT_RE, Context, _failure_facts, choose, options, parse_context,
                                 request_rng, score)
 
@@ -24,7 +25,8 @@ def respond(params: Mapping[str, Any], model: str, messages: list[Mapping[str, A
         return reflect(params, ctx)
     if not ctx.is_repair:
         return rng.choice(_PLAIN).format(model=model)
-    opt = choose(params, options(ctx), rng, temperature)
+    examples = extract_examples(ctx.failure, ctx.original or ctx.latest or "")
+    opt = choose(params, options(ctx), rng, temperature, examples)
     if opt is None:
         return ("I have no new edit to propose: every change I can think of was already tried.\n\n"
                 f"```python\n{ctx.latest}```\n")
