@@ -78,8 +78,15 @@ def audit(store: EventStore) -> AuditReport:
         if len(report.problems) < MAX_PROBLEMS:
             report.problems.append(Problem(seq, rule, message))
 
-    for seq, cid, type_, version, actor, ts, text, row_prev, row_hash in store.rows():
+    for row in store.rows():
+        seq, cid, type_, version, actor, ts, text, row_prev, row_hash = row
         report.events += 1
+        if not _row_types_ok(row):  # a damaged file can yield NULLs or wrong types: a finding, not a crash
+            problem(seq if isinstance(seq, int) else None, "row",
+                    "a column is NULL or of the wrong type (a damaged file? restore it from a copy)")
+            expect_seq = (seq + 1) if isinstance(seq, int) else expect_seq + 1
+            prev_hash = row_hash if isinstance(row_hash, str) else prev_hash
+            continue
         if seq != expect_seq:
             problem(seq, "seq-order", f"expected seq {expect_seq}, found {seq}")
         if row_prev != prev_hash:
@@ -109,6 +116,12 @@ def audit(store: EventStore) -> AuditReport:
             if message:
                 problem(seq, rule, message)
     return report
+
+
+def _row_types_ok(row: tuple) -> bool:
+    seq, cid, type_, version, actor, ts, text, row_prev, row_hash = row
+    return (isinstance(seq, int) and isinstance(version, int)
+            and all(isinstance(v, str) for v in (cid, type_, actor, ts, text, row_prev, row_hash)))
 
 
 def _decode(seq, cid, type_, version, actor, ts, text, row_prev, row_hash, problem, report) -> StoredEvent | None:

@@ -156,16 +156,16 @@ class EventStore:
         for seq, cid, type_, version, actor, ts, text, row_prev, row_hash in self.rows(after_seq):
             if verify:
                 if seq != expect_seq:
-                    raise IntegrityError(f"event {expect_seq} is missing (next stored seq is {seq})",
+                    raise IntegrityError(f"{self.path}: event {expect_seq} is missing (next stored seq is {seq})",
                                          seq=expect_seq, rule="seq-order")
                 if row_prev != prev_hash:
-                    raise IntegrityError(f"event {seq}: prev_hash does not match event {seq - 1}'s hash",
+                    raise IntegrityError(f"{self.path}: event {seq}: prev_hash does not match event {seq - 1}'s hash",
                                          seq=seq, rule="prev-hash")
                 if event_hash(row_prev, seq, cid, type_, version, actor, ts, text) != row_hash:
-                    raise IntegrityError(f"event {seq} ({type_}): hash mismatch, the row was changed after it was written",
+                    raise IntegrityError(f"{self.path}: event {seq} ({type_}): hash mismatch, the row was changed after it was written",
                                          seq=seq, rule="hash")
                 if cid != self.campaign_id:
-                    raise IntegrityError(f"event {seq}: campaign id {cid} differs from the log's {self.campaign_id}",
+                    raise IntegrityError(f"{self.path}: event {seq}: campaign id {cid} differs from the log's {self.campaign_id}",
                                          seq=seq, rule="campaign-id")
                 expect_seq, prev_hash = seq + 1, row_hash
             yield self._decode(seq, cid, type_, version, actor, ts, text, row_prev, row_hash)
