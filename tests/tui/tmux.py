@@ -21,7 +21,7 @@ class Tmux:
         self.env = {**os.environ, **(env or {}), "TERM": "xterm-256color"}
         cmd = " ".join(shlex.quote(c) for c in command)
         self._tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "-c", str(cwd), cmd,
-                   ";", "set-option", "-t", "t", "remain-on-exit", "on")
+                   ";", "set-option", "-t", "t", "remain-on-exit", "on", ";", "set-option", "-s", "escape-time", "0")
 
     def _tmux(self, *args: str) -> str:
         res = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30,
@@ -35,7 +35,8 @@ class Tmux:
     def keys(self, *keys: str, pause: float = 0.15) -> None:
         for k in keys:
             self._tmux("send-keys", "-t", "t", k)
-            time.sleep(pause)
+            # a key right after Escape would arrive as alt+key: give the lone ESC time to land
+            time.sleep(0.4 if k == "Escape" else pause)
 
     def type(self, text: str) -> None:
         self._tmux("send-keys", "-t", "t", "-l", text)

@@ -1,0 +1,141 @@
+"""Benchmarks of the console (not part of the default test run).
+
+1. Time from start to the first full frame (80x24) on a campaign of ~100,000 events: open
+   and fold the log, mount the app, render the Budget pane; and the same landing on the
+   Rollouts pane, whose table holds every rollout.
+2. The rollout engine's events/s with the console showing the Rollouts pane, against the
+   same stage headless, in the same run (alternating, twice each; target >= 90%).
+
+    .venv/bin/python tests/perf/bench_tui.py [--events 100000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from dpo_tui.campaign.plan import demo_plan_path  # noqa: E402
+from dpo_tui.campaign.runner import run_campaign  # noqa: E402
+from dpo_tui.events.campaign import Campaign  # noqa: E402
+from dpo_tui.events.store import NewEvent  # noqa: E402
+from tests.tui.conftest import copy_campaign, make_app  # noqa: E402
+from tests.tui.screen_text import screen_text  # noqa: E402
+
+ROLLOUT_TYPES = ("rollout.started", "rollout.iteration", "rollout.finished", "call.started", "call.completed")
+
+
+def big_campaign(template: Path, out: Path, n_events: int) -> tuple[int, int]:
+    """The demo's rollouts replayed under new rollout ids until the log holds n_events (each
+    copy a consistent set: its own rollout ids and idempotency keys)."""
+    db = copy_campaign(template, out.parent, out.name)
+    with Campaign.open(db) as c:
+        c.append("budget.cap_set", {"cap_usd": 1e6, "reason": "bench: room for the copies"}, actor="system")
+        source = [e for e in c.store.read() if e.type in ROLLOUT_TYPES]
+        ids = sorted({e.payload["rollout_id"] for e in source if e.type == "rollout.started"}, key=len, reverse=True)
+        pattern = re.compile("|".join(re.escape(i) for i in ids))
+        import json
+
+        texts = [(e.type, json.dumps(e.payload)) for e in source]
+        k = 0
+        while c.state.events < n_events:
+            k += 1
+            batch = [NewEvent(t, json.loads(pattern.sub(lambda m: f"{m.group(0)}~{k}", text)), "system")
+                     for t, text in texts]
+            for i in range(0, len(batch), 2000):
+                c.append_batch(batch[i:i + 2000])
+        return c.state.events, len(c.state.part("rollouts").by_id)
+
+
+async def first_frame(db: Path, key: str | None, marker: str) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    app = make_app(db, readonly=True)
+    t_open = time.perf_counter() - t0
+    async with app.run_test(size=(80, 24)) as pilot:
+        if key:
+            await pilot.press(key)
+        while marker not in screen_text(app):
+            await pilot.pause(0.01)
+        t = time.perf_counter() - t0
+    return t_open, t
+
+
+def headless_rate(split_db: Path) -> tuple[int, float]:
+    with Campaign.open(split_db, readonly=True) as c:
+        before = c.state.events
+    t0 = time.perf_counter()
+    res = run_campaign(demo_plan_path(), split_db, until="rollouts", yes=True)
+    dt = time.perf_counter() - t0
+    assert res.exit_code == 0, res.message
+    with Campaign.open(split_db, readonly=True) as c:
+        return c.state.events - before, dt
+
+
+async def tui_rate(split_db: Path) -> tuple[int, float]:
+    app = make_app(split_db)
+    before = app.session.campaign.state.events
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await pilot.pause(0.3)
+        t0 = time.perf_counter()
+        app.session.approve_split()
+        app.session.approve("run_pilot", "rollouts", reason="bench", estimate_usd=None)
+        app.session.approve("approve_rollouts", "rollouts", reason="bench", estimate_usd=None)
+        app._stage_work("rollouts", "rollouts")
+        while app.working is not None:
+            await pilot.pause(0.05)
+        dt = time.perf_counter() - t0
+        assert app.last_result.status == "done", app.last_result.message
+        n = app.session.campaign.state.events - before
+    return n, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
+    try:
+        split = tmp / "split.db"
+        assert run_campaign(demo_plan_path(), split, until="split").status == "waiting"
+        demo = copy_campaign(split, tmp, "demo.db")
+        t0 = time.perf_counter()
+        assert run_campaign(demo_plan_path(), demo, until="pairs", yes=True).exit_code == 0
+        print(f"demo campaign through pairs: {time.perf_counter() - t0:.1f}s")
+
+        big = tmp / "big.db"
+        t0 = time.perf_counter()
+        n, rollouts = big_campaign(demo, big, args.events)
+        print(f"built a campaign of {n:,} events ({rollouts:,} rollouts) in {time.perf_counter() - t0:.1f}s")
+        for key, marker, label in ((None, "$ est", "Budget"), ("3", "result", "Rollouts")):
+            t_open, t = asyncio.run(first_frame(big, key, marker))
+            print(f"first full frame, {label} pane: {t:.2f}s (open and fold {t_open:.2f}s)")
+
+        ratios = []
+        for r in range(args.rounds):
+            a = copy_campaign(split, tmp, f"h{r}.db")
+            b = copy_campaign(split, tmp, f"t{r}.db")
+            order = [("headless", a), ("tui", b)] if r % 2 == 0 else [("tui", b), ("headless", a)]
+            rates = {}
+            for kind, db in order:
+                n, dt = headless_rate(db) if kind == "headless" else asyncio.run(tui_rate(db))
+                rates[kind] = n / dt
+                print(f"round {r + 1} {kind:<8}: {n} events in {dt:.1f}s = {n / dt:.1f} events/s")
+            ratios.append(rates["tui"] / rates["headless"])
+        print(f"engine events/s with the console on Rollouts / headless: "
+              f"{', '.join(f'{x:.0%}' for x in ratios)} (median {statistics.median(ratios):.0%}; target >= 90%)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
