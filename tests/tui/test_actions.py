@@ -220,3 +220,39 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
     assert len(pilot_done) == 8
     assert "rollouts 8/8" in text and "pilot: done" in text
     assert "Start the rollouts?" in second and "calibrated by the pilot" in second
+
+
+async def test_command_palette_offers_the_actions(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"approve the split")
+        await pilot.pause(0.5)
+        assert "Approve (freeze) the split" in screen_text(app)
+        await pilot.press("enter")
+        await settle(pilot, 0.2)
+        assert "Approve the split?" in screen_text(app)
+        await pilot.press("y")
+        await settle(pilot)
+    assert [e.actor for e in events_of(split_db, "split.approved")] == [ACTOR]
+
+
+async def test_every_binding_has_an_id_and_a_description(split_db):
+    from dpo_tui.tui.app import DpoApp
+    from dpo_tui.tui.screens.modals import ConfirmScreen, ReasonScreen, TextScreen
+
+    app = make_app(split_db, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panes = list(app.query("StagePane"))
+        assert len(panes) == 7
+        classes = [DpoApp, ConfirmScreen, ReasonScreen, TextScreen, *{type(p) for p in panes}]
+        bindings = [b for cls in classes for b in cls.BINDINGS]
+        assert len(bindings) >= 25
+        assert all(b.id and b.description for b in bindings), [b for b in bindings if not (b.id and b.description)]
+        ids = [b.id for b in bindings]
+        assert len(ids) == len(set(ids))
+        await pilot.press("q")  # nothing running: quits at once
+        await pilot.pause()
+    assert app.return_code == 0

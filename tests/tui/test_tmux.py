@@ -120,3 +120,40 @@ def test_readonly_follows_a_headless_run(split_db, term, tmp_path):
     finally:
         run.kill()
         run.wait(timeout=30)
+
+
+def test_dpo_tui_alone_opens_the_campaign_here_or_a_start_screen(demo_db, tmp_path):
+    alone = [sys.executable, "-m", "dpo_tui.cli"]
+    t = Tmux(alone, cwd=demo_db.parent)
+    try:
+        t.wait_for("$ est")
+        t.keys("2")
+        t.wait_for("frozen")
+    finally:
+        t.close()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    t = Tmux(alone, cwd=empty)
+    try:
+        screen = t.wait_for("no campaign (*.db)")
+        assert "dpo-tui demo --db demo.db" in screen
+        t.keys("q")
+    finally:
+        t.close()
+    # without a terminal: help on stderr, exit 2 (scripts never hang on a full-screen app)
+    res = subprocess.run(alone, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and "usage: dpo-tui" in res.stderr and "tui" in res.stderr
+
+
+def test_a_second_writer_is_refused_with_a_pointer_to_readonly(split_db):
+    from pathlib import Path
+
+    from dpo_tui.campaign.runner import campaign_lock
+
+    with campaign_lock(Path(split_db)):
+        t = Tmux([*TUI, "--db", str(split_db)], cwd=split_db.parent)
+        try:
+            screen = t.wait_for("another dpo-tui run is writing this campaign")
+            assert "--readonly" in screen and "Traceback" not in screen
+        finally:
+            t.close()
