@@ -35,6 +35,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_pairs",
     "dpo_tui.campaign.state_train",
     "dpo_tui.campaign.state_eval",
+    "dpo_tui.campaign.mgmt",
 )
 
 
@@ -103,6 +104,10 @@ class NewerSchemaError(Exception):
     """A stored payload version that this code cannot read."""
 
 
+class UpcastError(NewerSchemaError):
+    """An upcaster failed on a stored payload (reported at its seq like a schema problem)."""
+
+
 _CURRENT: set[tuple[str, int]] = set()  # (type, version) pairs that need no upcasting
 
 
@@ -123,7 +128,13 @@ def upcast(name: str, version: int, payload: dict[str, Any]) -> tuple[int, dict[
         fn = _UPCASTERS.get((name, version))
         if fn is None:
             raise NewerSchemaError(f"no upcaster for {name} from schema version {version}")
-        payload = fn(payload)
+        try:
+            payload = fn(payload)
+        except Exception as exc:  # an old row of a shape its upcaster did not expect: report it, never crash
+            raise UpcastError(f"{name} schema version {version} cannot be upcast: "
+                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        if not isinstance(payload, dict):
+            raise UpcastError(f"{name} schema version {version}: its upcaster did not return an object")
         version += 1
     return version, payload
 
