@@ -177,11 +177,16 @@ class DpoApp(App):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         key = event.pane.id
-        if key in self._dirty:
+        pane = self.pane(key)
+        if not pane.loaded:
+            self._dirty.discard(key)
+            pane.first_show()
+            pane.sync()
+        elif key in self._dirty:
             self._dirty.discard(key)
             if key == "log":
-                self.pane("log").load()
-            self.pane(key).sync()
+                pane.load()  # type: ignore[attr-defined]
+            pane.sync()
 
     def _refresh_header(self) -> None:
         headers = self.query(CampaignHeader)

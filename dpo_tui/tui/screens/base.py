@@ -18,6 +18,11 @@ class StagePane(Vertical):
     def session(self) -> Session:
         return self.app.session  # type: ignore[attr-defined]
 
+    loaded = True  # panes with costly first loads set False and load on first show
+
+    def first_show(self) -> None:
+        """Called when the pane is shown for the first time (the costly loads go here)."""
+
     def sync(self) -> None:
         """Redraw from the state (the app calls it on the visible pane after new events)."""
 

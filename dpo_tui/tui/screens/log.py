@@ -81,9 +81,13 @@ class LogPane(StagePane):
             t.add_column(label, key=key, width=width)
         self.filter = LogFilter()
         self._loaded_to = 0
+        self.loaded = False
+        self.sync()
+
+    def first_show(self) -> None:
+        self.loaded = True
         self.load()
         self.action_verify()
-        self.sync()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -126,6 +130,8 @@ class LogPane(StagePane):
         self.sync()
 
     def on_events(self, events) -> None:
+        if not self.loaded:
+            return
         t = self.query_one("#log-table", DataTable)
         added = 0
         for ev in events:
@@ -141,7 +147,7 @@ class LogPane(StagePane):
         self._matched = getattr(self, "_matched", 0) + added
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "log-filter":
+        if event.input.id == "log-filter" and self.loaded:
             self.filter = LogFilter.parse(event.value)
             self.load()
 

@@ -15,6 +15,8 @@ from dpo_tui.campaign.state_rollouts import ROLLOUTS, RolloutRecord
 from dpo_tui.provider.events import CALLS
 from dpo_tui.tui.screens.base import StagePane
 
+SHOWN = 2000  # newest rollouts in the table: smooth with any number of rollouts (the log keeps all)
+
 
 def _status(rec: RolloutRecord) -> str:
     if rec.finished is None:
@@ -52,9 +54,13 @@ class RolloutsPane(StagePane):
         self._rows: set[str] = set()
         self._samples: deque[tuple[float, float, int, int]] = deque(maxlen=120)
         self._engine: dict = {}
-        self._load_all()
+        self.loaded = False
         self.set_interval(1.0, self._sample)
         self._sample()
+
+    def first_show(self) -> None:
+        self._load_all()
+        self.loaded = True
 
     def _row(self, rec: RolloutRecord) -> tuple:
         f = rec.finished
@@ -63,31 +69,45 @@ class RolloutsPane(StagePane):
 
     def _load_all(self) -> None:
         with self.session.lock:
-            rows = [self._row(rec) for rec in self.session.campaign.state.part(ROLLOUTS).by_id.values()]
+            recs = list(self.session.campaign.state.part(ROLLOUTS).by_id.values())
+            rows = [self._row(rec) for rec in recs[-SHOWN:]]
+        self._total_rows = len(recs)
         t = self.query_one("#roll-table", DataTable)
         t.clear()
         for r in rows:
             t.add_row(*r, key=r[0])
-        self._rows = {r[0] for r in rows}
+        self._order = deque(r[0] for r in rows)
+        self._rows = set(self._order)
 
     def on_events(self, events) -> None:
+        if not self.loaded:
+            return  # the first show loads the rows from the state
         touched: dict[str, None] = {}
+        started: set[str] = set()
         for ev in events:
             if ev.type.startswith("rollout."):
                 touched[ev.payload["rollout_id"]] = None
+                if ev.type == "rollout.started":
+                    started.add(ev.payload["rollout_id"])
         if not touched:
             return
         t = self.query_one("#roll-table", DataTable)
         with self.session.lock:
             by_id = self.session.campaign.state.part(ROLLOUTS).by_id
-            rows = [self._row(by_id[rid]) for rid in touched if rid in by_id]
-        for row in rows:
+            rows = [(self._row(by_id[rid]), rid in started) for rid in touched if rid in by_id]
+        for row, new in rows:
             if row[0] in self._rows:
                 for key, value in zip(("status", "tests", "iters", "usd"), row[2:]):
                     t.update_cell(row[0], key, value)
-            else:
+            elif new:  # an older rollout scrolled out of the table stays out
                 t.add_row(*row, key=row[0])
                 self._rows.add(row[0])
+                self._order.append(row[0])
+                self._total_rows += 1
+                if len(self._order) > SHOWN:
+                    old = self._order.popleft()
+                    self._rows.discard(old)
+                    t.remove_row(old)
 
     def engine_progress(self, label: str, progress: dict) -> None:
         self._engine = {"label": label, **progress}
@@ -124,6 +144,9 @@ class RolloutsPane(StagePane):
                          f"concurrency {eng.get('concurrency', '?')}]")
         else:
             parts.append("[engine idle: r starts]" if not s.readonly else "[read-only]")
+        total_rows = getattr(self, "_total_rows", 0)
+        if total_rows > SHOWN:
+            parts.append(f"(table: newest {SHOWN} of {total_rows})")
         self.query_one("#roll-progress", Static).update("  ".join(parts))
         bar = self.query_one("#roll-bar", ProgressBar)
         if eng.get("total"):
