@@ -104,6 +104,7 @@ class Provider:
                                        cooldown_s=settings.limiter_cooldown_s)
         self._wait = RetryWait(settings)
         self._running: dict[str, asyncio.Future[ChatResult]] = {}
+        self._simulated: bool | None = None
         self.record_prices()
         if recover:
             self.recover_orphans()
@@ -298,12 +299,17 @@ class Provider:
             await self.limiter.acquire()
         ok = rate_limited = False
         start = time.monotonic()
+        params = {k: v for k, v in req.params.items() if v is not None}
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                model=req.model, messages=req.messages, **{k: v for k, v in req.params.items() if v is not None})
-            response = await raw.parse()
+            if self._simulated is None:  # the first answer's X-Simulated header labels the server
+                raw = await self.client.chat.completions.with_raw_response.create(
+                    model=req.model, messages=req.messages, **params)
+                response = await raw.parse()
+                self._simulated = raw.headers.get("x-simulated") == "true"
+            else:  # the plain call: the raw-response wrapper costs CPU on every call
+                response = await self.client.chat.completions.create(model=req.model, messages=req.messages, **params)
             ok = True
-            return response, raw.headers.get("x-simulated") == "true", time.monotonic() - start
+            return response, self._simulated, time.monotonic() - start
         except together.APIStatusError as exc:
             rate_limited = exc.status_code == 429
             raise

@@ -14,14 +14,19 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "[REDACTED]"
-_PATTERNS = (
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\btgp_v\d+_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
-)
-_ASSIGNMENT = re.compile(
-    r"(?i)\b(api[_-]?key|together[_-]api[_-]key|authorization|access[_-]?token|secret)"
-    r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',}]{8,})")
+# One pass over the text: key-like tokens are masked whole; for `name = value` assignments the
+# name and separator are kept and only the value is masked.
+_SECRETISH = re.compile(
+    r"(?i:\bbearer\s+[A-Za-z0-9._~+/=-]{8,})"
+    r"|\btgp_v\d+_[A-Za-z0-9_-]{8,}"
+    r"|\bsk-[A-Za-z0-9_-]{16,}"
+    r"|(?i:\b(?P<name>api[_-]?key|together[_-]api[_-]key|authorization|access[_-]?token|secret)"
+    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?!bearer\s)[^\s\"',}]{8,})")
+
+
+def _mask(match: re.Match[str]) -> str:
+    name = match.group("name")
+    return f"{name}{match.group('sep')}{MASK}" if name else MASK
 
 
 class Redactor:
@@ -37,9 +42,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        for pattern in _PATTERNS:
-            text = pattern.sub(MASK, text)
-        return _ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        return _SECRETISH.sub(_mask, text)
 
     def redact_obj(self, obj: Any) -> Any:
         if isinstance(obj, str):
