@@ -160,7 +160,7 @@ class DpoApp(App):
             self._pending.clear()
             self._posted = False
         self._last_drain = time.monotonic()
-        if events:
+        if events and self.query("#stages"):  # (none while the app shuts down)
             self._dispatch(events)
 
     def _dispatch(self, events: list[StoredEvent]) -> None:
