@@ -46,6 +46,9 @@ def small_fs(tmp_path):
     """A 2 MB file system: a tmpfs (as root), else None (the caller falls back to RLIMIT_FSIZE)."""
     mnt = tmp_path / "fs"
     mnt.mkdir()
+    if os.environ.get("DPO_TUI_NO_TMPFS"):  # exercise the fallback on a machine that can mount
+        yield None
+        return
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if res.returncode != 0:
         yield None
@@ -80,6 +83,16 @@ APPENDER = textwrap.dedent("""
 """)
 
 
+LIMITED_CLI = textwrap.dedent("""
+    import resource, signal, sys
+    from dpo_tui.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    sys.exit(main(["note", "--db", sys.argv[2], "--text", "x" * 99_000]))
+""")
+
+
 def test_disk_full_while_appending_refuses_whole_batches_with_one_line_and_audit_passes(tmp_path, small_fs):
     where = small_fs or tmp_path
     db = where / "full.db"
@@ -97,14 +110,31 @@ def test_disk_full_while_appending_refuses_whole_batches_with_one_line_and_audit
     # nothing half-written: every batch of 10 is all there or not at all, and the chain verifies
     n = audit_ok(db)
     assert n == 1 + 10 * batches, (n, batches)
-    # the CLI on the full disk: one line, exit 2, nothing appended (fill what the child freed first)
-    for _ in range(40):
-        cli = run_dpo_tui("note", "--db", db, "--text", os.urandom(49_000).hex())
-        if cli.returncode != 0:
-            break
-        n += 1
+    # the CLI on the full disk: fill what the child's close freed, then one line, exit 2, nothing appended
+    filler = where / "filler"
+    if small_fs:
+        with open(filler, "wb") as fh:
+            try:
+                for _ in range(64):
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        for _ in range(20):  # the WAL's already allocated pages still take a few notes
+            cli = run_dpo_tui("note", "--db", db, "--text", os.urandom(49_000).hex())
+            if cli.returncode != 0:
+                break
+            n += 1
+    else:
+        cli = subprocess.run([sys.executable, "-c", LIMITED_CLI, str(64 * 1024), str(db)],
+                             capture_output=True, text=True, timeout=60)
     one_line_error(cli, 2, str(db), "full")
     assert audit_ok(db) == n
+    if small_fs:  # recovery on the spot: free space, carry on
+        filler.unlink()
+        assert run_dpo_tui("note", "--db", db, "--text", "space freed").returncode == 0
+        n += 1
+        assert audit_ok(db) == n
     # recovery: free space (here: move the file to a roomy disk) and carry on
     roomy = tmp_path / "moved.db"
     shutil.copy(db, roomy)
