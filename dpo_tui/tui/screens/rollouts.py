@@ -37,7 +37,7 @@ class RolloutsPane(StagePane):
         with Horizontal(id="roll-top"):
             with Vertical(id="roll-stats"):
                 yield Static("", id="roll-progress")
-                yield ProgressBar(id="roll-bar", show_eta=False)
+                yield ProgressBar(total=1, id="roll-bar", show_eta=False)  # never indeterminate: no animation
                 yield Static("", id="roll-rates")
             with Vertical(id="roll-sparks"):
                 yield Static("spend", classes="spark-label")
