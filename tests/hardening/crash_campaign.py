@@ -106,6 +106,20 @@ def count(db: Path, type_: str) -> int:
         return 0
 
 
+STAGE_MARKS = [("eval.results", "eval"), ("endpoint.ready", "eval"), ("endpoint.started", "endpoint"),
+               ("train.job_finished", "endpoint"), ("train.job_requested", "training"),
+               ("train.file_uploaded", "training"), ("pairs.exported", "upload"), ("pairs.built", "pairs"),
+               ("split.approved", "rollouts")]
+
+
+def stage_at(db: Path) -> str:
+    """The stage the log shows as under way (the label of a kill, read after it)."""
+    for type_, stage in STAGE_MARKS:
+        if count(db, type_) > 0:
+            return stage
+    return "split"
+
+
 def _events(db: Path) -> list[Any]:
     with open_store(db, readonly=True) as store:
         return list(store.read())
@@ -227,16 +241,40 @@ def _finish(plan: Path, db: Path, timeout: float) -> subprocess.CompletedProcess
     return subprocess.run(_cmd(plan, db), capture_output=True, text=True, timeout=timeout)
 
 
+def _key(target: tuple[str, str, float]) -> str:
+    return f"{target[1]}@{target[0]}"
+
+
+def reference_counts(db: Path) -> dict[str, int]:
+    """How often each target's event occurs in the reference, within the target's stage
+    (the rollout stage's events also occur in eval: count those before pairs.built only)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        (pairs_seq,) = conn.execute("SELECT coalesce(min(seq), 1e18) FROM event WHERE type = 'pairs.built'").fetchone()
+        out = {}
+        for t in TARGETS:
+            limit = pairs_seq if t[0] == "rollouts" else 1e18
+            out[_key(t)] = conn.execute("SELECT count(*) FROM event WHERE type = ? AND seq < ?", (t[1], limit)).fetchone()[0]
+        return out
+    finally:
+        conn.close()
+
+
 def kill_once(plan: Path, db: Path, rng: random.Random, ref_counts: dict[str, int],
               timeout: float = 300) -> tuple[str | None, int | None]:
     """Start a run and SIGKILL it at a random target not yet passed; (stage killed, exit code if it ended)."""
-    open_targets = [t for t in TARGETS if count(db, t[1]) < ref_counts.get(t[1], 0)]
+    open_targets = [t for t in TARGETS if count(db, t[1]) < ref_counts.get(_key(t), 0)]
     if not open_targets:
         return None, None
-    stage, type_, max_delay = rng.choice(open_targets)
-    before = count(db, type_)
+    # TARGETS is in stage order: aim at one of the next three stages still open, so the kills
+    # of one campaign walk through every stage instead of piling up in the first one
+    groups = list(dict.fromkeys(t[0] for t in open_targets))
+    group = groups[rng.randrange(min(3, len(groups)))]
+    target = rng.choice([t for t in open_targets if t[0] == group])
+    _, type_, max_delay = target
+    before, cap = count(db, type_), ref_counts[_key(target)]
     # a later occurrence for repeated events, so kills spread inside a stage as well
-    want = min(ref_counts[type_], before + 1 + rng.randrange(max(1, (ref_counts[type_] - before) // 2)))
+    want = min(cap, before + 1 + rng.randrange(max(1, (cap - before) // 2)))
     delay = rng.uniform(0.0, max_delay)
     proc = subprocess.Popen(_cmd(plan, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
@@ -248,7 +286,7 @@ def kill_once(plan: Path, db: Path, rng: random.Random, ref_counts: dict[str, in
                     break
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                return stage, None
+                return stage_at(db), None
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
@@ -271,7 +309,7 @@ def run_campaign(workdir: Path, *, rounds: int = 1, kills: int = 3, seed: int = 
         report.problems.append(f"reference run exit {res.returncode}: {res.stderr.strip().splitlines()[-1:]}")
         return report
     reference = results(ref_db)
-    ref_counts = {t: count(ref_db, t) for _, t, _ in TARGETS}
+    ref_counts = reference_counts(ref_db)
     ref_problems, ref_fig = check(ref_db, reference)
     report.problems += [f"reference: {p}" for p in ref_problems]
     report.reference = {"rollouts_finished": len(reference["finished"]), "export_sha256": reference["export_sha256"],
