@@ -34,7 +34,7 @@ class CachedRunner:
     """run_tests with a cache keyed by task and normalised program (a program is tested once)."""
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits(test_cpu_seconds=0.3)
+        self.limits = limits or Limits(test_cpu_seconds=0.2)
         self.cache: dict[tuple[str, str], TestReport] = {}
         self.runs = 0
 

@@ -8,6 +8,10 @@ DPO update runs when training ends; an invalid training file ends in `user_error
 
 from __future__ import annotations
 
+import json
+
+import hashlib
+
 from typing import Any
 
 from dpo_tui.sim import catalog
@@ -131,7 +135,12 @@ def _train(state: SimState, job: dict) -> None:
                                f"pairs used, {report.steps} steps", token_count=tokens * epochs))
     job["events"].append(event(state, "checkpoint_save", "Final checkpoint saved",
                                checkpoint_path=f"s3://sim-bucket/{job['id']}/final"))
-    tuned["fingerprint"] = job["id"]
+    # What the tuned model samples with depends on what it was trained from, never on the job's
+    # id (ids come from an RNG that restarts with the simulator): the same file and settings
+    # give the same model, across restarts.
+    recipe = [hashlib.sha256(state.store.get_blob(job["training_file"]) or b"").hexdigest(), job["model"],
+              method.get("dpo_beta"), epochs, job.get("learning_rate"), batch, job.get("random_seed"), lora]
+    tuned["fingerprint"] = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
     job["_params"] = tuned
     job["_report"] = {"pairs": report.pairs, "used": report.used, "steps": report.steps, "losses": report.losses,
                       "weight_change": report.weight_change}

@@ -21,10 +21,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from dpo_tui.sim.check import extract_examples, passes
 from dpo_tui.sim.mutations import Edit, candidates, normalize
-from dpo_tui.sim.policy import FENCE_RE, Context, content_text, features, parse_context
+from dpo_tui.sim.policy import EX_SCALE, FENCE_RE, Context, content_text, features, parse_context
 
-LR_SCALE = 1.0e6
+LR_SCALE = 3.0e5
 
 
 @dataclass
@@ -75,6 +76,10 @@ def pair_delta(pair: Mapping[str, Any]) -> dict[str, float] | None:
     fc, fr = _edit_features(ctx, chosen), _edit_features(ctx, rejected)
     if fc is None or fr is None:
         return None
+    examples = extract_examples(ctx.failure, ctx.original or ctx.latest or "")
+    if examples:  # the `ex` feature: share of the prompt's examples each answer reproduces
+        pc, pr = passes([chosen, rejected], examples)
+        fc["ex"], fr["ex"] = EX_SCALE * pc / len(examples), EX_SCALE * pr / len(examples)
     keys = set(fc) | set(fr)
     delta = {k: fc.get(k, 0.0) - fr.get(k, 0.0) for k in keys}
     return {k: v for k, v in delta.items() if v}

@@ -48,11 +48,14 @@ _NAIVE = {  # a weaker model: flat, partly misleading priors; barely reads the t
     "k:return": 0.2, "k:insert": 0.4, "k:delete": 0.5, "k:other": 0.0,
     "trace": 0.3, "names": 0.2, "ctl": 0.2, "ret": 0.2, "restart": -0.5, "reccall": 0.1,
 }
-# check_k: how many candidate edits the model "thinks through" on the prompt's examples;
-# check_noise: how often such a check is misjudged. Neither is changed by fine-tuning.
+EX_SCALE = 4.0          # the `ex` feature is EX_SCALE x the share of the prompt's examples reproduced
+_INFORMED["ex"] = 2.0   # trusts what running an edit on the prompt's examples shows
+_NAIVE["ex"] = 0.08     # barely uses that evidence: what DPO on good pairs can teach it
+# check_k: how many of its likeliest edits the model "thinks through" on the prompt's examples
+# (feature `ex`: the share of examples an edit reproduces). check_k is not changed by tuning.
 PROFILES: dict[str, dict[str, Any]] = {
-    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03, "check_k": 40, "check_noise": 0.05},
-    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.05, "check_k": 10, "check_noise": 0.2},
+    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03, "check_k": 40},
+    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.05, "check_k": 10},
 }
 
 
@@ -215,12 +218,12 @@ def choose(params: Mapping[str, Any], opts: list[Option], rng: random.Random, te
         keyed = [(x if greedy else x - math.log(-math.log(rng.random() or 1e-12)), i) for i, x in enumerate(logits)]
         short = [i for _x, i in sorted(keyed, reverse=True)[:k]]
         counts = passes([opts[i].edit.program for i in short], examples)
-        noise = params.get("check_noise", 0.0)
-        judged = [(c if rng.random() >= noise else rng.randrange(len(examples) + 1), -n, i)
-                  for n, (c, i) in enumerate(zip(counts, short))]
-        best = max(judged)
-        if best[0] > 0:
-            return opts[best[2]]
+        beta = params.get("sharpness", 1.0) / max(0.05, 0.7 if temperature is None else temperature)
+        bonus = beta * params["weights"].get("ex", 0.0) * EX_SCALE / len(examples)
+        final = [logits[i] + bonus * c for i, c in zip(short, counts)]
+        if greedy:
+            return opts[short[max(range(len(short)), key=lambda j: final[j])]]
+        return opts[short[_sample(final, rng)]]
     if greedy:
         return opts[max(range(len(opts)), key=lambda i: logits[i])]
     return opts[_sample(logits, rng)]
