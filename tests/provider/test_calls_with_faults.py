@@ -161,3 +161,18 @@ def test_unreadable_success_bodies_are_retried(sim, tmp_path):
     assert {(e.payload["error"], e.payload["status"], e.payload["retryable"], e.payload["possibly_billed"])
             for e in attempts} == {("JSONDecodeError", None, True, True)}
     campaign.close()
+
+
+def test_audit_recomputes_costs_and_refuses_a_second_completion(sim, tmp_path):
+    campaign, provider = make_provider(tmp_path / "c.db", fast_settings(sim.base_url))
+    asyncio.run(provider.chat(CallKey("t/a"), stage="rollouts", model=MODEL, messages=prompt(1), max_tokens=32))
+    assert audit(campaign.store).ok
+    (done,) = events_of(campaign, "call.completed")
+    spend = campaign.state.part(SPEND).total_usd
+    # A second completion of the same key, with a cost that is not usage x price, written by hand:
+    forged = {**done.payload, "cost_usd": done.payload["cost_usd"] * 2}
+    campaign.append("call.completed", forged, actor="system")
+    assert campaign.state.part(SPEND).total_usd == spend, "the fold never counts a key twice"
+    rules = {p.rule for p in audit(campaign.store).problems}
+    assert rules == {"call-completed-once", "call-cost"}
+    campaign.close()
