@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import fcntl
 import random
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import together
 
 from dpo_tui.campaign import pairs as pairs_stage
@@ -78,9 +80,9 @@ class Ctx:
     def client(self):
         """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
         if self._client is None:
-            from dpo_tui.campaign.train import mgmt_client
+            from dpo_tui.campaign.mgmt import mgmt_client
 
-            self._client = mgmt_client(self.settings)
+            self._client = mgmt_client(self.settings, self.campaign)
         return self._client
 
     def decide(self, decision: str, stage: str, allowed: bool, what: str, estimate_usd: float | None = None,
@@ -274,7 +276,9 @@ async def stage_train(ctx: Ctx) -> None:
         file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor, label_swap=ctx.label_swap)
         run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
         if run is None or run.job_id is None and run.status != "requested":
-            est = await asyncio.to_thread(train.estimate, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor)
+            rate = ctx.prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora)
+            est = await asyncio.to_thread(train.estimate, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor,
+                                          fallback_rate_usd_per_mtok=rate)
             train.check_budget(est["estimated_usd"], train.remaining_budget(ctx.campaign))
             ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
                              f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
@@ -316,7 +320,7 @@ async def stage_eval(ctx: Ctx) -> None:
     split = ctx.campaign.state.part(SPLIT).split
     try:
         base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
-        project = (await asyncio.to_thread(client.whoami)).project.id
+        project = (await asyncio.to_thread(client.call, "whoami", client.client.whoami)).project.id
         base = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role="base",
                                        model_ref=base_ref, config=config, price_cents_per_hour=cents,
                                        instance=instance or "?", actor="plan" if ctx.yes else "system", poll_s=0.1)
@@ -371,9 +375,10 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
         except (InputError, StageFailed) as exc:
             ctx.stages[stage] = "failed"
             return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
-        except together.APIError as exc:
+        except (together.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:  # malformed bodies too
             ctx.stages[stage] = "failed"
-            return EXIT_STAGE_FAILED, "failed", f"{stage}: the API failed: {type(exc).__name__}: {exc}"
+            message = ctx.provider.redactor.redact(str(exc).splitlines()[0] if str(exc) else "")
+            return EXIT_STAGE_FAILED, "failed", f"{stage}: the API failed after retries: {type(exc).__name__}: {message}"
         ctx.stages[stage] = "done"
         if stage == until:
             return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"

@@ -15,6 +15,7 @@ from typing import Any
 
 import together
 
+from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.campaign.state_train import ENDPOINTS
 from dpo_tui.errors import InputError
 from dpo_tui.events.campaign import Campaign
@@ -41,9 +42,9 @@ def minute_cost(minutes: int, price_cents_per_hour: int) -> float:
     return minutes * price_cents_per_hour / 100 / 60
 
 
-def base_profile(client: together.Together, model: str) -> tuple[str, str | None]:
+def base_profile(mg: Mgmt, model: str) -> tuple[str, str | None]:
     """(model ref, config) of the catalogue's deployment profile for a base model."""
-    for m in client.models.list_supported():
+    for m in mg.call("models.list_supported", lambda: list(mg.client.models.list_supported())):
         if m.name == model:
             profiles = getattr(m, "deployment_profiles", None) or []
             if profiles:
@@ -51,17 +52,30 @@ def base_profile(client: together.Together, model: str) -> tuple[str, str | None
     raise InputError(f"{model} has no dedicated-endpoint deployment profile in the catalogue")
 
 
-def start(campaign: Campaign, client: together.Together, *, run_id: str, role: str, model_ref: str,
+def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str,
           config: str | None, price_cents_per_hour: int, instance: str, actor: str,
           ready_timeout_s: float = 1800, poll_s: float = 0.5) -> dict[str, Any]:
     """Create an endpoint with one deployment of `model_ref`, wait until it is ready."""
-    slug = client.whoami().project.slug
+    client = m.client
+    slug = m.call("whoami", client.whoami).project.slug
     name = f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
-    ep = client.endpoints.create(name=name)
+
+    def existing_endpoint():
+        return next((e for e in m.call("endpoints.list", client.endpoints.list).data if e.name == name), None)
+
+    ep = m.call("endpoints.create", client.endpoints.create, name=name, recover=existing_endpoint)
     kw: dict[str, Any] = {"name": "d1", "autoscaling": {"minReplicas": 1, "maxReplicas": 1}, "model": model_ref}
     if config:
         kw["config"] = config
-    dep = client.endpoints.deployments.create(ep.id, **kw)
+
+    def existing_deployment():
+        found = m.call("endpoints.retrieve", client.endpoints.retrieve, ep.id)
+        summary = next((d for d in (getattr(found, "deployments", None) or []) if getattr(d, "name", None) == "d1"), None)
+        if summary is None:
+            return None
+        return m.call("deployments.retrieve", client.endpoints.deployments.retrieve, summary.id, endpoint_id=ep.id)
+
+    dep = m.call("deployments.create", client.endpoints.deployments.create, ep.id, **kw, recover=existing_deployment)
     chat_model = f"{slug}/{name}/d1"  # pinned to the deployment: base and tuned on the same path
     campaign.append("endpoint.started", {
         "run_id": run_id, "role": role, "endpoint_id": ep.id, "deployment_id": dep.id, "name": name,
@@ -69,35 +83,39 @@ def start(campaign: Campaign, client: together.Together, *, run_id: str, role: s
         "price_cents_per_hour": price_cents_per_hour, "started_at": format_ts(_now())}, actor=actor)
     deadline = time.monotonic() + ready_timeout_s
     while True:
-        state = client.endpoints.deployments.retrieve(dep.id, endpoint_id=ep.id).status.state
+        state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep.id,
+                       endpoint_id=ep.id).status.state
         if state == READY:
             break
         if state in FAILED or time.monotonic() > deadline:
-            stop(campaign, client, ep.id, reason=f"deployment {state} before ready")
+            stop(campaign, m, ep.id, reason=f"deployment {state} before ready")
             raise InputError(f"endpoint {name} did not become ready ({state})")
         time.sleep(poll_s)
-    client.endpoints.update(ep.id, traffic_split=[{"deploymentId": dep.id, "weight": 1}], update_mask="trafficSplit")
+    m.call("endpoints.update", client.endpoints.update, ep.id, traffic_split=[{"deploymentId": dep.id, "weight": 1}],
+           update_mask="trafficSplit")
     campaign.append("endpoint.ready", {"endpoint_id": ep.id, "ready_at": format_ts(_now())}, actor="system")
     return campaign.state.part(ENDPOINTS).by_id[ep.id]
 
 
-def stop(campaign: Campaign, client: together.Together, endpoint_id: str, *, reason: str,
+def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str,
          stop_timeout_s: float = 600, poll_s: float = 0.5) -> None:
     """Scale to zero, wait until stopped, delete, and log the billed minutes."""
     ep = campaign.state.part(ENDPOINTS).by_id[endpoint_id]
     if ep["state"] == "stopped":
         return
     dep_id = ep["deployment_id"]
+    client = m.client
     try:
-        client.endpoints.deployments.update(dep_id, endpoint_id=endpoint_id, update_mask="autoscaling",
-                                            autoscaling={"minReplicas": 0, "maxReplicas": 0})
+        m.call("deployments.update", client.endpoints.deployments.update, dep_id, endpoint_id=endpoint_id,
+               update_mask="autoscaling", autoscaling={"minReplicas": 0, "maxReplicas": 0})
         deadline = time.monotonic() + stop_timeout_s
-        while client.endpoints.deployments.retrieve(dep_id, endpoint_id=endpoint_id).status.state != STOPPED:
+        while m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep_id,
+                     endpoint_id=endpoint_id).status.state != STOPPED:
             if time.monotonic() > deadline:
                 raise InputError(f"endpoint {endpoint_id} did not stop within {stop_timeout_s:.0f} s: stop it by hand")
             time.sleep(poll_s)
-        client.endpoints.deployments.delete(dep_id, endpoint_id=endpoint_id)
-        client.endpoints.delete(endpoint_id)
+        m.call("deployments.delete", client.endpoints.deployments.delete, dep_id, endpoint_id=endpoint_id)
+        m.call("endpoints.delete", client.endpoints.delete, endpoint_id)
     except together.NotFoundError:
         pass  # already gone (deleted by hand, or by a previous attempt)
     stopped_at = format_ts(_now())
@@ -107,9 +125,9 @@ def stop(campaign: Campaign, client: together.Together, endpoint_id: str, *, rea
                                          "reason": reason}, actor="system")
 
 
-def stop_all(campaign: Campaign, client: together.Together, *, reason: str) -> list[str]:
+def stop_all(campaign: Campaign, m: Mgmt, *, reason: str) -> list[str]:
     """Stop every endpoint the log shows running (e.g. left by a crash)."""
     ids = [e["endpoint_id"] for e in campaign.state.part(ENDPOINTS).running()]
     for endpoint_id in ids:
-        stop(campaign, client, endpoint_id, reason=reason)
+        stop(campaign, m, endpoint_id, reason=reason)
     return ids

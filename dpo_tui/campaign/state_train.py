@@ -40,6 +40,7 @@ class PriceEstimated(Payload):
     estimated_tokens: int
     remaining_budget_usd: float
     limits: dict[str, Any]
+    source: str = "together estimate-price"
 
 
 @event_type("train.job_requested", version=1)

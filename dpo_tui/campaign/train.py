@@ -10,14 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import together
-
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.state_pairs import PAIRS
 from dpo_tui.campaign.state_plan import PLAN
 from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
-from dpo_tui.config import Settings
+from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, sha256
 from dpo_tui.errors import BudgetCapReached, InputError
 from dpo_tui.events.campaign import Campaign
@@ -26,16 +24,6 @@ from dpo_tui.events.core import SPEND
 
 class TrainingFailed(InputError):
     """The provider refused the data or the job ended in error."""
-
-
-def mgmt_client(settings: Settings) -> together.Together:
-    """The SDK for management calls (files, fine-tunes, endpoints): its own bounded retries."""
-    kw: dict[str, Any] = {"api_key": settings.key_value(), "max_retries": 3, "timeout": settings.timeout_s}
-    if settings.base_url:
-        kw["base_url"] = settings.base_url
-    client = together.Together(**kw)
-    project = settings.project_id or client.whoami().project.id
-    return client.with_options(project_id=project)
 
 
 def hyperparameters(plan: Plan) -> dict[str, Any]:
@@ -59,7 +47,7 @@ def current_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str,
     return x
 
 
-def upload(campaign: Campaign, client: together.Together, *, actor: str, label_swap: bool = False) -> str:
+def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False) -> str:
     """Upload the export (once per export sha256) and return the file id; an invalid file stops here."""
     x = current_export(campaign, label_swap=label_swap)
     done = campaign.state.part(TRAINING).files.get(x["together_sha256"])
@@ -72,7 +60,7 @@ def upload(campaign: Campaign, client: together.Together, *, actor: str, label_s
     check = check_together_jsonl(data)
     if not check.ok:
         raise TrainingFailed(f"{path} line {check.problems[0][0]}: {check.problems[0][1]}")
-    resp = client.files.upload(file=path, purpose="fine-tune", check=True)
+    resp = upload_processed(m, path)
     report = resp.model_dump().get("validation_report") if hasattr(resp, "model_dump") else None
     campaign.append("train.file_uploaded", {
         "export_sha256": x["together_sha256"], "file_id": resp.id, "filename": path.name, "bytes": len(data),
@@ -83,22 +71,62 @@ def upload(campaign: Campaign, client: together.Together, *, actor: str, label_s
     return resp.id
 
 
+def upload_processed(m: Mgmt, path: Path, *, grace_s: float = 30, timeout_s: float = 600) -> Any:
+    """Upload and wait for the file's final processing status. A duplicate upload (a retry
+    after a lost reply) returns the existing file, so no second copy is made; a file whose
+    upload was interrupted before processing stays PENDING: after `grace_s` it is deleted
+    and uploaded once more."""
+    resp = m.call("files.upload", m.client.files.upload, file=path, purpose="fine-tune", check=True)
+    try:
+        return wait_processed(m, resp, timeout_s=grace_s)
+    except TrainingFailed:
+        m.call("files.delete", m.client.files.delete, resp.id)
+    resp = m.call("files.upload", m.client.files.upload, file=path, purpose="fine-tune", check=True)
+    return wait_processed(m, resp, timeout_s=timeout_s)
+
+
+def wait_processed(m: Mgmt, resp: Any, *, timeout_s: float = 600, poll_s: float = 0.5) -> Any:
+    """Poll the file until its processing status is final (COMPLETED or INVALID_FORMAT)."""
+    deadline = time.monotonic() + timeout_s
+    while getattr(resp, "processing_status", None) not in ("COMPLETED", "INVALID_FORMAT"):
+        if time.monotonic() > deadline:
+            raise TrainingFailed(f"file {resp.id} still {resp.processing_status} after {timeout_s:.0f} s")
+        time.sleep(poll_s)
+        resp = m.call("files.retrieve", m.client.files.retrieve, resp.id)
+    return resp
+
+
 def remaining_budget(campaign: Campaign) -> float:
     cap = campaign.state.part("budget").cap_usd or 0.0
     return cap - campaign.state.part(SPEND).total_usd - campaign.state.part("calls").in_flight_usd()
 
 
-def estimate(campaign: Campaign, client: together.Together, plan: Plan, run_id: str, file_id: str, *,
-             actor: str) -> dict[str, Any]:
+def own_estimate(campaign: Campaign, plan: Plan, rate_usd_per_mtok: float) -> tuple[float, int]:
+    """(USD, trained tokens) from the export's own token counts x epochs x the table's rate."""
+    built = campaign.state.part(PAIRS).built or {"pairs": []}
+    tokens = sum(p["tokens"] for p in built["pairs"] if p["dropped_by"] is None) * plan.training.n_epochs
+    return tokens * rate_usd_per_mtok / 1e6, tokens
+
+
+def estimate(campaign: Campaign, m: Mgmt, plan: Plan, run_id: str, file_id: str, *,
+             actor: str, fallback_rate_usd_per_mtok: float) -> dict[str, Any]:
     t = plan.training
-    limits = client.fine_tuning.model_limits(model_name=plan.models.policy_base)
-    est = client.fine_tuning.estimate_price(
+    limits = m.call("fine_tuning.model_limits", m.client.fine_tuning.model_limits, model_name=plan.models.policy_base)
+    est = m.call("fine_tuning.estimate_price", m.client.fine_tuning.estimate_price,
         training_file=file_id, model=plan.models.policy_base, n_epochs=t.n_epochs,
         training_method={"method": "dpo", "dpo_beta": t.dpo_beta},
         training_type={"type": "Lora", "lora_r": t.lora_r, "lora_alpha": t.lora_alpha} if t.lora else {"type": "Full"})
-    payload = {"run_id": run_id, "file_id": file_id, "model": plan.models.policy_base,
-               "estimated_usd": float(est.estimated_total_price or 0.0),
-               "estimated_tokens": int(est.estimated_train_token_count or 0),
+    if getattr(est, "estimation_available", True):
+        usd, tokens = float(est.estimated_total_price or 0.0), int(est.estimated_train_token_count or 0)
+        source = "together estimate-price"
+    else:
+        reason = getattr(est, "unavailable_reason", "unknown")
+        if reason == "train_file_invalid":
+            raise TrainingFailed(f"Together cannot estimate file {file_id}: train_file_invalid")
+        usd, tokens = own_estimate(campaign, plan, fallback_rate_usd_per_mtok)
+        source = f"own estimate from the export's tokens x the price table (Together: {reason})"
+    payload = {"run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "estimated_usd": usd,
+               "estimated_tokens": tokens, "source": source,
                "remaining_budget_usd": remaining_budget(campaign), "limits": limits.model_dump(mode="json")}
     campaign.append("train.price_estimated", payload, actor=actor)
     return payload
@@ -114,7 +142,15 @@ def _suffix(campaign: Campaign, plan: Plan, run_id: str) -> str:
     return f"{plan.training.suffix}-{campaign.store.campaign_id[:8]}-{run_id}"[:64]
 
 
-def launch(campaign: Campaign, client: together.Together, plan: Plan, run_id: str, file_id: str, *,
+def _find_job(m: Mgmt, suffix: str, file_id: str):
+    for job in m.call("fine_tuning.list", m.client.fine_tuning.list).data:
+        if (getattr(job, "suffix", None) == suffix or suffix in (getattr(job, "x_model_output_name", "") or "")) \
+                and getattr(job, "training_file", file_id) == file_id:
+            return job
+    return None
+
+
+def launch(campaign: Campaign, m: Mgmt, plan: Plan, run_id: str, file_id: str, *,
            actor: str, label_swap: bool = False) -> str:
     """The job id of `run_id`: reattached if it exists, created once otherwise."""
     run: TrainingRun | None = campaign.state.part(TRAINING).runs.get(run_id)
@@ -122,20 +158,20 @@ def launch(campaign: Campaign, client: together.Together, plan: Plan, run_id: st
         return run.job_id
     suffix = _suffix(campaign, plan, run_id)
     if run is not None and run.status == "requested":
-        for job in client.fine_tuning.list().data:  # the create may have reached the server before a crash
-            if (getattr(job, "suffix", None) == suffix or suffix in (getattr(job, "x_model_output_name", "") or "")) \
-                    and getattr(job, "training_file", file_id) == file_id:
-                campaign.append("train.job_created", {"run_id": run_id, "job_id": job.id, "status": job.status,
-                                                      "reattached": True}, actor="system")
-                return job.id
+        job = _find_job(m, suffix, file_id)  # the create may have reached the server before a crash
+        if job is not None:
+            campaign.append("train.job_created", {"run_id": run_id, "job_id": job.id, "status": job.status,
+                                                  "reattached": True}, actor="system")
+            return job.id
     else:
         split, x = campaign.state.part(SPLIT), current_export(campaign, label_swap=label_swap)
         campaign.append("train.job_requested", {
             "run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "suffix": suffix,
             "hyperparameters": hyperparameters(plan), "plan_hash": campaign.state.part(PLAN).hash,
             "split_hash": split.frozen_hash, "export_sha256": x["together_sha256"]}, actor=actor)
-    job = client.fine_tuning.create(training_file=file_id, model=plan.models.policy_base, suffix=suffix,
-                                    **hyperparameters(plan))
+    job = m.call("fine_tuning.create", m.client.fine_tuning.create, training_file=file_id,
+                 model=plan.models.policy_base, suffix=suffix, **hyperparameters(plan),
+                 recover=lambda: _find_job(m, suffix, file_id))
     campaign.append("train.job_created", {"run_id": run_id, "job_id": job.id, "status": job.status}, actor="system")
     return job.id
 
@@ -144,14 +180,14 @@ def _job_event(e: Any) -> dict[str, Any]:
     return {k: getattr(e, k, None) for k in ("type", "message", "created_at", "level", "step", "total_steps")}
 
 
-def monitor(campaign: Campaign, client: together.Together, run_id: str, *, poll_s: float = 1.0,
+def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0,
             timeout_s: float = 24 * 3600, on_status: Callable[[str], None] | None = None) -> TrainingRun:
     """Poll the job until a terminal status, logging status changes and new job events."""
     run = campaign.state.part(TRAINING).runs[run_id]
     deadline = time.monotonic() + timeout_s
     while True:
-        job = client.fine_tuning.retrieve(run.job_id)
-        events = client.fine_tuning.list_events(run.job_id).data
+        job = m.call("fine_tuning.retrieve", m.client.fine_tuning.retrieve, run.job_id)
+        events = m.call("fine_tuning.list_events", m.client.fine_tuning.list_events, run.job_id).data
         new = [_job_event(e) for e in events[len(run.events):]]
         if job.status != run.status or new:
             campaign.append("train.job_status", {"run_id": run_id, "job_id": run.job_id, "status": job.status,
@@ -172,11 +208,11 @@ def monitor(campaign: Campaign, client: together.Together, run_id: str, *, poll_
         time.sleep(poll_s)
 
 
-def cancel(campaign: Campaign, client: together.Together, run_id: str, *, reason: str, actor: str) -> None:
+def cancel(campaign: Campaign, m: Mgmt, run_id: str, *, reason: str, actor: str) -> None:
     run = campaign.state.part(TRAINING).runs.get(run_id)
     if run is None or not run.job_id:
         raise InputError(f"no job to cancel for run {run_id!r}")
     if run.status in TERMINAL:
         raise InputError(f"job {run.job_id} already {run.status}")
     campaign.append("train.cancel_requested", {"run_id": run_id, "job_id": run.job_id, "reason": reason}, actor=actor)
-    client.fine_tuning.cancel(run.job_id)
+    m.call("fine_tuning.cancel", m.client.fine_tuning.cancel, run.job_id)

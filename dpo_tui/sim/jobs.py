@@ -8,9 +8,8 @@ DPO update runs when training ends; an invalid training file ends in `user_error
 
 from __future__ import annotations
 
-import json
-
 import hashlib
+import json
 
 from typing import Any
 
