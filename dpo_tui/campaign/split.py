@@ -16,7 +16,9 @@ def _state(campaign: Campaign) -> SplitState:
 
 
 def _findings(tasks: PlanTasks, split: Split, plan: Plan) -> list[dict]:
-    return [f.to_json() for f in find_leaks([split_task(t) for t in tasks.pool.values()], split,
+    """Leaks from train into everything the eval will use: the test split and the held-out suite."""
+    evaluated = Split(split.train, tuple(split.test) + tuple(tasks.heldout), split.excluded)
+    return [f.to_json() for f in find_leaks([split_task(t) for t in tasks.all().values()], evaluated,
                                             near_threshold=plan.split.near_duplicate_threshold)]
 
 
