@@ -77,7 +77,11 @@ class SoakReport:
     message: str = ""
     problems: list[str] = field(default_factory=list)
     runs: int = 0
+    mgmt_attempts_failed: int = 0
     stage_failures: list[str] = field(default_factory=list)
+
+    def failing_faults(self) -> int:
+        return sum(v for k, v in self.faults_injected.items() if k != "slow")
 
     def summary(self) -> str:
         inj = ", ".join(f"{k} {v}" for k, v in self.faults_injected.items() if v)
@@ -85,8 +89,10 @@ class SoakReport:
         return (f"fault soak: exit {self.exit_code} in {self.seconds:.0f} s after {self.runs} run(s) "
                 f"({len(self.stage_failures)} stopped by a management-call fault and resumed) ({self.message})\n"
                 f"calls {self.calls} (completed {self.completed}, given up {self.given_up}); "
-                f"retries (call.attempt_failed) {self.retries} [{st}]\n"
-                f"faults injected by the simulator: {sum(self.faults_injected.values())} ({inj})\n"
+                f"retries (call.attempt_failed) {self.retries} [{st}]; "
+                f"management-call attempts failed (api.attempt_failed) {self.mgmt_attempts_failed}\n"
+                f"faults injected by the simulator: {sum(self.faults_injected.values())} ({inj}); failing ones "
+                f"(all but slow) {self.failing_faults()} vs attempts logged {self.retries + self.mgmt_attempts_failed}\n"
                 f"spend reconciliation: logged ${self.logged_cost_usd:.6f} = recomputed ${self.recomputed_cost_usd:.6f} "
                 f"(worst call {self.worst_call_diff_usd:.2e} USD); audit {'ok' if self.audit_ok else 'FAILED'}\n"
                 f"stages: {self.stages}")
@@ -109,6 +115,8 @@ def analyse(db: Path, rep: SoakReport) -> None:
     fails = [e.payload for e in evs if e.type == "call.attempt_failed"]
     rep.retries = len(fails)
     rep.retries_by_status = Counter(f"{p['status']}/{p['error']}" for p in fails)
+    mgmt = [e.payload for e in evs if e.type == "api.attempt_failed"]  # files, fine-tunes, endpoints
+    rep.mgmt_attempts_failed = len(mgmt)
     rep.logged_cost_usd = sum(p["cost_usd"] for p in completed)
     recomputed = [cost_usd(p["usage"], p["price"]) for p in completed]
     rep.recomputed_cost_usd = sum(recomputed)
