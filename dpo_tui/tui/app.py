@@ -25,7 +25,7 @@ from dpo_tui.campaign.progress import Progress
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.events.store import StoredEvent
 from dpo_tui.tui.commands import ActionsProvider
-from dpo_tui.tui.messages import ActionFailed, EventsAppended, RolloutsProgressed, StageReported, StagesFinished
+from dpo_tui.tui.messages import ActionDone, ActionFailed, EventsAppended, RolloutsProgressed, StageReported, StagesFinished
 from dpo_tui.tui.screens.base import StagePane
 from dpo_tui.tui.screens.budget import BudgetPane
 from dpo_tui.tui.screens.log import LogPane
@@ -40,7 +40,7 @@ from dpo_tui.tui.widgets.header import CampaignHeader
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
           ("pairs", "4 Pairs", PairsPane), ("train", "5 Train", TrainPane), ("eval", "6 Eval", EvalPane),
           ("log", "7 Log", LogPane))
-WRITE_ACTIONS = {"record_estimate", "propose_split", "move_task", "exclude_task", "approve_split", "start_rollouts",
+WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "propose_split", "move_task", "exclude_task", "approve_split", "start_rollouts",
                  "pause_resume", "cancel_rollouts", "concurrency", "build_pairs", "pair_decision", "export_pairs"}
 DRAIN_INTERVAL_S = 0.2  # at most five redraws a second from the event stream
 POLL_INTERVAL_S = 0.5   # --readonly: how often to fold what another process appended
@@ -208,10 +208,11 @@ class DpoApp(App):
         self.query_one("#stages", TabbedContent).active = key
         pane = self.pane(key)
         table = pane.query(DataTable).first() if pane.query(DataTable) else None
-        if table is not None:
-            table.focus()
-        else:
-            self.set_focus(None)
+        target = table or pane
+        # focus now, not after queued keys: "7" then "/" typed fast must reach the Log pane
+        self.screen.set_focus(target)
+        if self.focused is not target:
+            target.focus()
 
     def action_leave_input(self) -> None:
         if isinstance(self.focused, Input):
@@ -247,14 +248,18 @@ class DpoApp(App):
             self.post_message(ActionFailed(what, exc.message))
             return
         if done:
-            self.post_message(StageReported(done))
+            self.post_message(ActionDone(done))
 
     def on_action_failed(self, message: ActionFailed) -> None:
         self.notify(f"{message.what}: {message.error}", severity="error", timeout=8)
 
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, timeout=4)
+
     def on_stage_reported(self, message: StageReported) -> None:
+        # the runner's narration (what headless prints on stderr): kept, not toasted; the
+        # panes show the same facts from the state, and the run's end is notified
         self.reports.append(message.line)
-        self.notify(message.line, timeout=6)
 
     def _stage_work(self, what: str, until: str) -> None:
         if self.working is not None:
@@ -282,6 +287,8 @@ class DpoApp(App):
         text = f"{message.what}: {message.status}: {message.message}"
         if message.status == "waiting" and message.what == "pilot":
             text += " - press r on Rollouts to start the rest"
+        if message.status == "waiting" and message.what == "training":
+            text += " - press t on Train to launch"
         self.notify(text, severity="error" if message.status in ("failed", "budget_cap") else "information",
                     timeout=10)
         self.pane("rollouts").sync()
@@ -447,6 +454,55 @@ class DpoApp(App):
         self.push_screen(ConfirmScreen("Export the pairs?", f"Writes {kept} kept pairs as Together preference JSONL, "
                                        "TRL JSONL and a lineage manifest beside the campaign file; their sha256 "
                                        "are logged.", yes="Export"), answer)
+
+    def action_start_training(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.train_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if p["status"] == "completed":
+            self.notify("training has completed")
+            return
+        if p["phase"] == "prepare" or p["launched"]:
+            self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed
+            return
+        left = p["cap_usd"] - p["spend_usd"]
+        body = (f"Launch the DPO job: Together's estimate ${p['estimated_usd']:.4f}.\nSpend so far "
+                f"${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.session.approve("launch_training", "train", reason="confirmed in the TUI",
+                                     estimate_usd=p["estimated_usd"])
+                self._stage_work("training", "train")
+        self.push_screen(ConfirmScreen("Launch training?", body, yes="Launch"), answer)
+
+    def action_start_eval(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.eval_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if p["approved"]:
+            self._stage_work("eval", "eval")
+            return
+        est = f"${p['endpoint_usd']:.3f}" if p["endpoint_usd"] is not None else "unknown"
+        body = (f"Start two dedicated endpoints (base and tuned, billed per minute, always stopped) and run the "
+                f"eval: estimated {est} for ~{p['minutes']:g} minutes each.\nSpend so far ${p['spend_usd']:.3f} of "
+                f"the ${p['cap_usd']:.2f} cap.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.session.approve("run_eval", "eval", reason="confirmed in the TUI", estimate_usd=p["endpoint_usd"])
+                self._stage_work("eval", "eval")
+        self.push_screen(ConfirmScreen("Run the eval?", body, yes="Start"), answer)
 
     def action_verify_chain(self) -> None:
         self.action_show_stage("log")

@@ -29,6 +29,8 @@ ACTIONS = (
     ("Accept the selected pair", "pair_decision('accept')", "pairs.decided"),
     ("Reject the selected pair", "pair_decision('reject')", "pairs.decided"),
     ("Export pairs", "export_pairs", "Together and TRL JSONL with a manifest"),
+    ("Prepare / launch DPO training", "start_training", "upload and price estimate, then launch (asks first)"),
+    ("Run the eval", "start_eval", "dedicated endpoints, base against tuned (asks first)"),
     ("Verify the hash chain", "verify_chain", "audit the whole log"),
     ("Quit", "quit_app", "asks first if work is running"),
 )

@@ -26,6 +26,14 @@ class StageReported(Message):
         self.line = line
 
 
+class ActionDone(Message):
+    """An operator action went through its service."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class StagesFinished(Message):
     """A worker's run of stages ended: (exit code, status, message) as the runner returns."""
 

@@ -223,6 +223,38 @@ class Session:
             ctx.on_engine = on_engine
             return asyncio.run(run_stages(ctx, until))
 
+    def train_plan(self) -> dict[str, Any]:
+        """What "train" would do next: prepare (upload and Together's price estimate, free) or
+        launch (the estimate to confirm against the remaining budget)."""
+        pc = self.need_plan()
+        with self.lock:
+            st = self.campaign.state
+            if st.part(PAIRS).export is None:
+                raise InputError("export the pairs first (Pairs, e): training uploads the exported JSONL")
+            part = st.parts.get("training")
+            run = part.runs.get("run-1") if part is not None else None
+            spend = st.parts["spend"].total_usd
+            cap = st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd
+            launched = st.part(PLAN).has("launch_training")
+        est = getattr(run, "estimated_usd", None) if run is not None else None
+        return {"phase": "launch" if est is not None else "prepare", "estimated_usd": est,
+                "status": getattr(run, "status", None) if run is not None else None, "launched": launched,
+                "spend_usd": spend, "cap_usd": cap}
+
+    def eval_plan(self) -> dict[str, Any]:
+        pc = self.need_plan()
+        with self.lock:
+            st = self.campaign.state
+            part = st.parts.get("training")
+            run = part.runs.get("run-1") if part is not None else None
+            if run is None or getattr(run, "status", None) != "completed":
+                raise InputError("the eval compares base against the tuned model: finish training first")
+            latest = st.part(BUDGET).calibrated or st.part(BUDGET).latest or {"by_stage": {}}
+            endpoint = latest["by_stage"].get("endpoint", {}).get("usd")
+            return {"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
+                    "cap_usd": st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
+                    "minutes": pc.plan.eval.endpoint_minutes, "approved": st.part(PLAN).has("run_eval")}
+
     # -- pairs ---------------------------------------------------------------------------
 
     def build_pairs(self) -> None:

@@ -256,3 +256,31 @@ async def test_every_binding_has_an_id_and_a_description(split_db):
         await pilot.press("q")  # nothing running: quits at once
         await pilot.pause()
     assert app.return_code == 0
+
+
+async def test_training_prepares_free_then_launches_after_a_confirmation_with_its_price(demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot, 0.1)
+        assert "Train: not run yet" in screen_text(app)
+        await pilot.press("t")  # upload and Together's price estimate: no charge, no question
+        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
+        assert app.last_result.status == "waiting", app.last_result.message
+        await settle(pilot)
+        assert "price: estimated $" in screen_text(app)
+        await pilot.press("t")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Launch training?" in modal and "Together's estimate $" in modal and "remains" in modal
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None, timeout=180)
+        assert app.last_result.status in ("waiting", "done"), app.last_result.message
+        await settle(pilot)
+        text = screen_text(app)
+    launched = [e for e in events_of(demo_db, "decision.recorded") if e.payload["decision"] == "launch_training"]
+    assert [e.actor for e in launched] == [ACTOR] and launched[0].payload["estimate_usd"] > 0
+    with Campaign.open(demo_db, readonly=True) as c:
+        t = c.state.to_json()["training"]
+    assert t["status"] == "completed" and f"job {t['job_id']}" in text and "status completed" in text

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from dpo_tui.tui.session import Session
 
 
-class StagePane(Vertical):
+class StagePane(Vertical, can_focus=True):
+    """Focusable, so its bindings work on panes without a table (Train, Eval)."""
+
     stage = ""
 
     @property

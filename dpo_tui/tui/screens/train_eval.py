@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from dpo_tui.tui.screens.base import StagePane
@@ -19,6 +20,7 @@ def _part_json(session, key: str) -> dict[str, Any] | None:
 
 class TrainPane(StagePane):
     stage = "train"
+    BINDINGS = [Binding("t", "app.start_training", "Prepare/launch", id="train.start")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="train-body", markup=False)
@@ -30,12 +32,16 @@ class TrainPane(StagePane):
         t = _part_json(self.session, "training")
         e = _part_json(self.session, "endpoint")
         body = self.query_one("#train-body", Static)
-        if not t or not (t.get("job_id") or t.get("file_id") or t.get("status")):
-            body.update("Train: not run yet. No training file uploaded and no DPO job in this campaign's log."
+        if t and not (t.get("job_id") or t.get("status")) and t.get("runs"):
+            t = {**list(t["runs"].values())[-1], "runs": t["runs"]}  # prepared (uploaded, priced), not launched
+        if not t or not (t.get("job_id") or t.get("file_id") or t.get("status") or t.get("estimated_usd")):
+            body.update("Train: not run yet. No training file uploaded and no DPO job in this campaign's log.\n"
+                        "t uploads the exported pairs and asks Together for the price (free), then t launches."
                         + ("" if t is not None else "\n(this dpo-tui has no training stage)"))
             return
         hp = t.get("hyperparameters") or {}
-        lines = [f"Train: job {t.get('job_id') or '-'}   status {t.get('status') or '-'}",
+        lines = [f"Train: job {t.get('job_id') or '- (not launched: t asks, then launches)'}   "
+                 f"status {t.get('status') or '-'}",
                  f"file {t.get('file_id') or '-'}   base {t.get('base_model') or '-'}",
                  f"output model {t.get('model') or '-'}",
                  f"price: estimated {_usd(t.get('estimated_usd'))}, charged {_usd(t.get('price_usd'))}",
@@ -61,6 +67,7 @@ def _pct(x: Any) -> str:
 
 class EvalPane(StagePane):
     stage = "eval"
+    BINDINGS = [Binding("e", "app.start_eval", "Run eval", id="eval.start")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="eval-title", classes="pane-title")
@@ -80,7 +87,7 @@ class EvalPane(StagePane):
         t.clear()
         if not ev or not ev.get("suites"):
             self.query_one("#eval-title", Static).update("Eval: not run yet. No eval results in this campaign's log.")
-            self.query_one("#eval-decision", Static).update("decision: not run yet")
+            self.query_one("#eval-decision", Static).update("decision: not run yet (e runs the eval after training)")
             return
         self.query_one("#eval-title", Static).update(f"Eval {ev.get('run_id') or ''}: base against tuned, pass@1 "
                                                      "per suite")
