@@ -63,7 +63,7 @@ def test_dpo_on_good_pairs_helps_held_out_and_swapped_does_not(env, tasks, tmp_p
         held_pairs = ev.build_pairs(client, base_name, held, runner, seeds=list(range(8)))
     finally:
         stop()
-    assert len(pairs) >= 8 and len(held_pairs) >= 4
+    assert len(pairs) >= 4 and len(held_pairs) >= 4
     good, bad = tmp_path / "good.jsonl", tmp_path / "swapped.jsonl"
     good.write_text("".join(ev.json.dumps(p) + "\n" for p in pairs))
     bad.write_text("".join(ev.json.dumps(p) + "\n" for p in ev.swapped(pairs)))
