@@ -110,6 +110,9 @@ async def test_readonly_disables_every_action(split_db):
         await pilot.press("3", "r", "4", "a", "e", "1", "ctrl+r")
         await settle(pilot)
         assert "[read-only]" in screen_text(app)
+        await pilot.click("#--content-tab-log")  # stages by mouse too
+        await settle(pilot)
+        assert app.active_stage == "log" and "chain:" in screen_text(app)
     assert _count(split_db) == before
 
 

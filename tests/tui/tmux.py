@@ -41,7 +41,7 @@ class Tmux:
     def type(self, text: str) -> None:
         self._tmux("send-keys", "-t", "t", "-l", text)
 
-    def wait_for(self, predicate: Callable[[str], bool] | str, timeout: float = 30.0) -> str:
+    def wait_for(self, predicate: Callable[[str], bool] | str, timeout: float = 60.0) -> str:
         check = (lambda s: predicate in s) if isinstance(predicate, str) else predicate
         end = time.monotonic() + timeout
         screen = ""
