@@ -202,3 +202,33 @@ def test_cancel_job(client, tmp_path):
                                     batch_size=8)
     assert client.fine_tuning.cancel(job.id).status in ("cancel_requested", "cancelled")
     assert _wait_job(client, job.id).status == "cancelled"
+
+
+def test_registry_adapters_and_lists_parse_strictly(sim, tmp_path):
+    client = together.Together(api_key="sim-key", base_url=sim.base_url, _strict_response_validation=True,
+                               max_retries=0, project_id="proj_sim")
+    f = client.files.upload(file=write_jsonl(tmp_path / "r.jsonl", [dpo_line("x", "y")] * 2), purpose="fine-tune")
+    job = _wait_job(client, client.fine_tuning.create(training_file=f.id, model=BASE7, training_method="dpo",
+                                                      lora=True, batch_size=8).id)
+    mid = job.api_model_object_id
+    reg = client.models.retrieve(mid)
+    assert reg.weights.type == "WEIGHTS_TYPE_ADAPTER" and reg.base_model_id == "ml_qwen25_7b"
+    assert mid in [m.id for m in client.models.list()]
+    assert client.models.retrieve_supported("sm_qwen25_7b").name == BASE7
+    assert client.endpoints.hardware.retrieve("1xnvidia-h100-80gb").gpu_count == 1
+    ep = client.endpoints.create(name="multi-lora")
+    dep = client.endpoints.deployments.create(ep.id, name="base", autoscaling={"minReplicas": 1, "maxReplicas": 1},
+                                              model="projects/proj_pub/models/ml_qwen25_7b")
+    ad = client.endpoints.adapters.create(endpoint_id=ep.id, deployment_id=dep.id, adapter_model_id=mid)
+    assert ad.id.startswith("dad_")
+    assert [a.id for a in client.endpoints.adapters.list(endpoint_id=ep.id, deployment_id=dep.id)] == [ad.id]
+    assert ep.id in [e.id for e in client.endpoints.list()]
+    assert [d.id for d in client.endpoints.deployments.list(ep.id)] == [dep.id]
+    _wait_state(client, ep.id, dep.id, "DEPLOYMENT_STATE_READY")
+    r = client.chat.completions.create(model=job.adapter_object_name, messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content  # the adapter is served by the deployment it is attached to
+    client.endpoints.adapters.delete(ad.id, endpoint_id=ep.id, deployment_id=dep.id, etag="x")
+    client.endpoints.deployments.update(dep.id, endpoint_id=ep.id, autoscaling={"minReplicas": 0, "maxReplicas": 0},
+                                        update_mask="autoscaling")
+    client.endpoints.deployments.delete(dep.id, endpoint_id=ep.id)
+    client.endpoints.delete(ep.id)
