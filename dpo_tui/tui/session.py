@@ -257,6 +257,24 @@ class Session:
 
     # -- pairs ---------------------------------------------------------------------------
 
+    def preview_funnel(self, min_margin: float, per_task_cap: int) -> dict[str, int]:
+        """The funnel these thresholds would give (nothing is logged: the plan's thresholds
+        are what pairs.built records)."""
+        from dataclasses import replace
+
+        from dpo_tui.campaign.state_pairs import ordered_funnel
+
+        pc = self.plan
+        if pc is None:
+            raise InputError(self.plan_error or "no plan")
+        if not 0 <= min_margin <= 1 or per_task_cap < 1:
+            raise InputError("min margin is 0..1 and the per-task cap at least 1")
+        filters = replace(pairs_stage._filters(pc.plan), min_margin=min_margin, per_task_cap=per_task_cap)
+        with self.lock:
+            _pairs, result, _infos, _prompts = pairs_stage.compute_pairs(self.campaign, pc.plan, pc.tasks,
+                                                                         self.tokenizer(), filters=filters)
+        return ordered_funnel(result.funnel)
+
     def build_pairs(self) -> None:
         pc = self.need_plan()
         pairs_stage.build(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor)

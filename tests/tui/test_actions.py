@@ -287,3 +287,29 @@ async def test_training_prepares_free_then_launches_after_a_confirmation_with_it
     with Campaign.open(demo_db, readonly=True) as c:
         t = c.state.to_json()["training"]
     assert t["status"] == "completed" and f"job {t['job_id']}" in text and "status completed" in text
+
+
+async def test_pair_thresholds_preview_the_funnel_without_logging(demo_db):
+    from dpo_tui.campaign.pairs import compute_pairs
+    from dpo_tui.tui.session import Session
+
+    before = _count(demo_db)
+    app = make_app(demo_db, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        app.query_one("#th-margin").value = "0.5"
+        await settle(pilot, 0.3)
+        text = screen_text(app)
+    s = Session(demo_db, readonly=True)
+    try:
+        from dataclasses import replace
+
+        from dpo_tui.campaign.pairs import _filters
+        filters = replace(_filters(s.plan.plan), min_margin=0.5)
+        _p, result, _i, _pr = compute_pairs(s.campaign, s.plan.plan, s.plan.tasks, s.tokenizer(), filters=filters)
+    finally:
+        s.close()
+    assert f"→ {result.funnel['manual']} kept (low_margin {result.funnel['low_margin']}" in text
+    assert _count(demo_db) == before

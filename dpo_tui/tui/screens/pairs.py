@@ -8,8 +8,10 @@ import difflib
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual import work
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.message import Message
+from textual.widgets import DataTable, Input, Label, Static
 
 from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
 from dpo_tui.tui.screens.base import StagePane
@@ -40,6 +42,12 @@ class PairsPane(StagePane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pairs-funnel", classes="pane-title")
+        with Horizontal(id="pairs-thresholds"):
+            yield Label("what if: min margin", classes="field-label")
+            yield Input(id="th-margin", classes="field", restrict=r"[0-9.]*")
+            yield Label("per-task cap", classes="field-label")
+            yield Input(id="th-cap", classes="field", restrict=r"[0-9]*")
+            yield Static("", id="th-funnel")
         yield DataTable(id="pairs-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="pairs-diff"):
             with VerticalScroll(classes="diff-side"):
@@ -55,7 +63,38 @@ class PairsPane(StagePane):
             t.add_column(label, key=key, width=width)
         self._shown: tuple = ()
         self._pairs: dict[str, dict] = {}
+        pc = self.session.plan
+        if pc is not None:
+            self.query_one("#th-margin", Input).value = f"{pc.plan.pairs.min_margin:g}"
+            self.query_one("#th-cap", Input).value = str(pc.plan.pairs.per_task_cap)
         self.sync()
+
+    class FunnelPreviewed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in ("th-margin", "th-cap") and self.session.plan is not None:
+            self._preview(self.query_one("#th-margin", Input).value, self.query_one("#th-cap", Input).value)
+
+    @work(thread=True, exclusive=True, group="funnel-preview")
+    def _preview(self, margin: str, cap: str) -> None:
+        from dpo_tui.errors import DpoTuiError
+
+        try:
+            funnel = self.session.preview_funnel(float(margin), int(cap))
+        except ValueError:
+            self.post_message(self.FunnelPreviewed("enter numbers"))
+            return
+        except DpoTuiError as exc:
+            self.post_message(self.FunnelPreviewed(exc.message))
+            return
+        self.post_message(self.FunnelPreviewed(f"→ {funnel.get('manual', 0)} kept "
+                                               f"(low_margin {funnel.get('low_margin')}, cap {funnel.get('per_task_cap')})"))
+
+    def on_pairs_pane_funnel_previewed(self, message: FunnelPreviewed) -> None:
+        self.query_one("#th-funnel", Static).update(message.text)
 
     def selected_pair(self) -> str | None:
         t = self.query_one("#pairs-table", DataTable)
