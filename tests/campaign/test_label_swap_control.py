@@ -1,0 +1,49 @@
+"""The simulator's fine-tune really learns: a demo-sized campaign's tuned model beats its
+base on held-out tasks, and the control trained on the same pairs with preferred and
+non-preferred exchanged does not pass the gate (issue 7).
+
+At demo size the evidence is thin and the test says so in its output: 5 held-out tasks x 3
+seeds (measured: base 0/15, tuned 2/15, control 1/15), the gate inconclusive for both with
+an MDE near 37 points. Everything is seeded, so the figures are the same on every run. The
+simulator's learning at a larger scale is measured in tests/sim/test_learning.py and
+tests/perf/bench_learning.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dpo_tui.campaign.plan import demo_plan_path
+from tests.conftest import run_dpo_tui
+
+# The demo plan itself: 13 train tasks, 5 held-out test tasks x 3 seeds per arm.
+PLAN = demo_plan_path().read_text()
+
+
+def _pass1(summary: dict) -> tuple[float, float]:
+    test = summary["eval"]["suites"]["test"]
+    return test["base"]["pass@1"], test["tuned"]["pass@1"]
+
+
+@pytest.mark.slow
+def test_label_swap_control(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    db = tmp_path / "c.db"
+    real = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=600)
+    assert real.returncode == 0, real.stderr
+    control = run_dpo_tui("train", "--plan", plan, "--db", db, "--run-id", "control", "--label-swap-control",
+                          "--yes", timeout=600)
+    assert control.returncode == 0, control.stderr
+    real_s, control_s = json.loads(real.stdout), json.loads(control.stdout)
+    (base, tuned), (control_base, control_tuned) = _pass1(real_s), _pass1(control_s)
+    print(f"\n[simulated] held-out pass@1 (5 tasks x 3 seeds): base {base:.1%}, tuned on the pairs {tuned:.1%} "
+          f"(gate: {real_s['eval']['decision']}); label-swapped control: base {control_base:.1%}, "
+          f"tuned {control_tuned:.1%} (gate: {control_s['eval']['decision']})")
+    assert tuned > base, "DPO on the campaign's pairs should help the simulated policy on held-out tasks"
+    assert control_s["eval"]["decision"] != "ship", "the label-swapped control must not pass the gate"
+    assert control_tuned < tuned, "the control should do worse than the real run"
+    replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
+    assert set(replay["eval"]["runs"]) == {"run-1", "control"} and replay["training"]["runs"]["control"]["job_id"]
+    assert run_dpo_tui("audit", "--db", db).returncode == 0
