@@ -162,7 +162,9 @@ class CallsState:
     def to_json(self) -> dict[str, Any]:
         ratio = self.prompt_tokens / self.est_prompt_tokens if self.est_prompt_tokens else None
         return {"started": self.started, "completed": self.completed, "failed": self.failed,
-                "orphaned": self.orphaned, "failed_attempts": self.attempts, "in_flight": len(self.in_flight),
+                "orphaned": self.orphaned, "failed_attempts": self.attempts,
+                # every attempt made: each failed one, plus the one that succeeded for each completed call
+                "attempts": self.attempts + self.completed, "in_flight": len(self.in_flight),
                 "in_flight_usd": self.in_flight_usd(), "orphaned_usd": self.orphaned_usd,
                 "possibly_billed_attempts": self.possibly_billed_attempts,
                 "possibly_billed_max_usd": self.possibly_billed_max_usd,
