@@ -42,7 +42,7 @@ STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), (
           ("log", "7 Log", LogPane))
 WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "propose_split", "move_task", "exclude_task", "approve_split", "start_rollouts",
                  "pause_resume", "cancel_rollouts", "concurrency", "build_pairs", "pair_decision", "export_pairs"}
-DRAIN_INTERVAL_S = 0.2  # at most five redraws a second from the event stream
+DRAIN_INTERVAL_S = 0.5  # at most two redraws a second from the event stream (rendering costs the engine CPU)
 POLL_INTERVAL_S = 0.5   # --readonly: how often to fold what another process appended
 
 
@@ -291,7 +291,9 @@ class DpoApp(App):
             text += " - press t on Train to launch"
         self.notify(text, severity="error" if message.status in ("failed", "budget_cap") else "information",
                     timeout=10)
+        self._drain()  # whatever the run appended last is on screen now
         self.pane("rollouts").sync()
+        self.pane(self.active_stage).sync()
 
     def on_rollouts_progressed(self, message: RolloutsProgressed) -> None:
         self.pane("rollouts").engine_progress(message.label, message.progress)  # type: ignore[attr-defined]

@@ -65,10 +65,10 @@ def make_app(db: Path, *, readonly: bool = False, poll_s: float = 0.5):
     return DpoApp(Session(db, readonly=readonly, actor=ACTOR), poll_s=poll_s)
 
 
-async def settle(pilot, seconds: float = 0.35) -> None:
+async def settle(pilot, seconds: float = 0.6) -> None:
     """Let workers finish and the coalesced event stream drain into the widgets."""
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause(seconds)
+    await pilot.pause(seconds)  # longer than the app's drain interval (0.5 s)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 

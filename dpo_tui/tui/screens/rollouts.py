@@ -111,7 +111,8 @@ class RolloutsPane(StagePane):
 
     def engine_progress(self, label: str, progress: dict) -> None:
         self._engine = {"label": label, **progress}
-        self.sync()
+        if progress.get("status") != "running" or time.monotonic() - getattr(self.app, "_last_drain", 0.0) > 1.0:
+            self.sync()  # status changes at once; counts ride on the event stream's drains
 
     def _sample(self) -> None:
         s = self.session
@@ -122,8 +123,8 @@ class RolloutsPane(StagePane):
             fin = sum(r.finished.values())
             passed = sum(r.passed.values())
         self._samples.append((time.monotonic(), spend, fin, passed))
-        if self.display:
-            self.sync()
+        if self.display and time.monotonic() - getattr(self.app, "_last_drain", 0.0) > 1.0:
+            self.sync()  # the event stream's drains redraw it while events flow
 
     def sync(self) -> None:
         s = self.session
@@ -147,13 +148,14 @@ class RolloutsPane(StagePane):
         total_rows = getattr(self, "_total_rows", 0)
         if total_rows > SHOWN:
             parts.append(f"(table: newest {SHOWN} of {total_rows})")
-        self.query_one("#roll-progress", Static).update("  ".join(parts))
+        self.set_text("#roll-progress", "  ".join(parts))
         bar = self.query_one("#roll-bar", ProgressBar)
         if eng.get("total"):
-            bar.update(total=eng["total"], progress=eng.get("finished", 0))
-        elif by_stage:
-            n = sum(v[0] for v in by_stage.values())
-            bar.update(total=max(n, 1), progress=sum(v[1] for v in by_stage.values()))
+            total, done = eng["total"], eng.get("finished", 0)
+        else:
+            total, done = max(sum(v[0] for v in by_stage.values()), 1), sum(v[1] for v in by_stage.values())
+        if (bar.total, bar.progress) != (total, done):
+            bar.update(total=total, progress=done)
         samples = list(self._samples)
         rate, eta = 0.0, "-"
         if len(samples) >= 2:
@@ -167,11 +169,15 @@ class RolloutsPane(StagePane):
         fin = sum(v[1] for v in by_stage.values())
         passed = sum(v[2] for v in by_stage.values())
         pass_s = f"{passed / fin:.0%}" if fin else "-"
-        self.query_one("#roll-rates", Static).update(
+        self.set_text("#roll-rates", 
             f"pass {pass_s}  spend ${spend:.3f} (${rate:.3f}/min)  tokens {tokens:,}  retries {retries}  "
             f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}")
-        self.query_one("#spark-spend", Sparkline).data = [x[1] for x in samples[-40:]] or [0]
-        self.query_one("#spark-pass", Sparkline).data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
+        spend_data = [x[1] for x in samples[-40:]] or [0]
+        pass_data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
+        for sel, data in (("#spark-spend", spend_data), ("#spark-pass", pass_data)):
+            spark = self.query_one(sel, Sparkline)
+            if list(spark.data or []) != data:
+                spark.data = data
 
     def action_open_rollout(self) -> None:
         t = self.query_one("#roll-table", DataTable)

@@ -36,4 +36,6 @@ class CampaignHeader(Static):
         for stage, state in stages.items():
             t.append(f" {SHORT.get(stage, stage)}:", style="dim")
             t.append(SHORT.get(state, state), style="bold green" if state in GOOD else "")
-        self.update(t)
+        if t.plain != getattr(self, "_last_plain", None):  # every update is a repaint
+            self._last_plain = t.plain
+            self.update(t)
