@@ -32,7 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str], str]] = {
     "sim": ([], [], r"^concurrency"),
     "provider": ([], ["--calls", "600", "--rounds", "1"], r"^(ideal|direct|stock|provider)\b|calls x"),
     "runner": ([], ["--skip-busy"], r"pytest .* ours|target"),
-    "tui": ([], ["--events", "20000", "--rounds", "1"], r"frame|events/s|ratio|%"),
+    "tui": ([], ["--events", "20000", "--rounds", "1"], r"^(first full frame|round \d|engine events)"),
     "learning": ([], ["--seeds", "2", "--rollout-seeds", "1"], r"solved|pass@1|accuracy"),
 }
 
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             text = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         secs = time.monotonic() - t0
         (out / f"{name}.txt").write_text(text)
-        lines = [ln.strip() for ln in text.splitlines() if re.search(BENCHES[name][2], ln)][:8]
+        lines = [ln.strip() for ln in text.splitlines()
+                 if re.search(BENCHES[name][2], ln) and not ln.startswith(("dpo-tui:", "{"))][:8]
         rows.append((name, shown, secs, code, lines))
         print(f"  {name}: exit {code} in {secs:.0f} s", flush=True)
     print()
