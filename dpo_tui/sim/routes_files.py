@@ -9,7 +9,7 @@ import re
 from aiohttp import web
 
 from dpo_tui.sim.dpo_format import validate_dpo
-from dpo_tui.sim.server import STATE, ApiError, json_body
+from dpo_tui.sim.server import STATE, ApiError, ClientGone, json_body, read_body
 
 routes = web.RouteTableDef()
 PURPOSES = ("fine-tune", "calibration", "eval", "batch-api")
@@ -36,7 +36,10 @@ def get_file(request: web.Request, file_id: str) -> dict:
 @routes.post("/v1/files")
 async def create_upload(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ConnectionError as exc:
+        raise ClientGone() from exc
     purpose = str(form.get("purpose", "fine-tune"))
     name = str(form.get("file_name", "") or "upload.jsonl")
     ftype = str(form.get("file_type", "jsonl"))
@@ -66,7 +69,7 @@ async def put_content(request: web.Request) -> web.Response:
     if not _ID_RE.match(file_id):
         raise ApiError(400, "bad file id")
     rec = get_file(request, file_id)
-    content = await request.read()
+    content = await read_body(request)
     state.store.put_blob(file_id, content)
     with state.lock:
         rec.update(bytes=len(content), uploaded=True, sha256=hashlib.sha256(content).hexdigest())

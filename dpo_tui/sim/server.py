@@ -49,8 +49,23 @@ def json_body(obj: Any, status: int = 200, headers: dict[str, str] | None = None
                         content_type="application/json", headers=headers)
 
 
+class ClientGone(Exception):
+    """The client hung up while we read its request: nothing to answer, nothing to log."""
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise ClientGone() from exc
+    except Exception as exc:  # aiohttp's payload errors when the body ends early
+        if "payload" in type(exc).__name__.lower() or "connection" in str(exc).lower():
+            raise ClientGone() from exc
+        raise
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         return {}
     try:
@@ -68,6 +83,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except ClientGone:
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=400, text="client hung up")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
