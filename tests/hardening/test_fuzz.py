@@ -1,8 +1,8 @@
 """Bad inputs, fuzzed (hypothesis, bounded so the default run stays fast): the plan file,
-the JSONL suite format, model replies, and event payloads of older schema versions. Every
-input gets a clear one-line error or a handled path, never another exception. Each class
-prints how many inputs it tried. (Malformed simulator replies are exercised end to end by
-tests/hardening/test_fault_soak.py: the `malformed` fault, logged and retried.)"""
+the JSONL suite format, model replies, malformed simulator replies (up to always: a clean
+give-up), and event payloads of older schema versions. Every input gets a clear one-line
+error or a handled path, never another exception. The last test prints how many inputs each
+class tried. (The soak, tests/hardening/test_fault_soak.py, runs malformed replies end to end.)"""
 
 from __future__ import annotations
 
@@ -237,6 +237,52 @@ def test_older_schema_payloads_upcast_or_are_reported_never_a_crash(tmp_path_fac
                 fold(store.read())
             except DpoTuiError as exc:  # replay stops at the bad row with one line
                 one_line(exc)
+
+
+# -- simulator replies: malformed bodies, at rates up to always ---------------------------
+
+
+def test_malformed_simulator_replies_are_logged_retried_or_given_up_never_a_traceback(tmp_path):
+    from dpo_tui.provider.provider import CallGaveUp, CallKey
+    from dpo_tui.sim.server import SimServer
+    from tests.provider.conftest import MODEL, events_of, fast_settings, make_provider, prompt
+
+    outcomes: Counter = Counter()
+    with SimServer(seed=3) as sim:
+        for rate in (0.2, 0.6, 1.0):
+            sim.set_faults(f"malformed={rate}")
+            campaign, provider = make_provider(tmp_path / f"m{rate}.db", fast_settings(sim.base_url, max_attempts=4))
+
+            async def one(i: int):
+                try:
+                    return await provider.chat(CallKey(f"fuzz/{rate}/{i}"), stage="rollouts", model=MODEL,
+                                               messages=prompt(i), seed=i, max_tokens=32)
+                except CallGaveUp as exc:
+                    return exc
+
+            results = _gather(one, 12)
+            TRIED["simulator reply"] += 12
+            gave_up = [r for r in results if isinstance(r, CallGaveUp)]
+            outcomes["given up"] += len(gave_up)
+            outcomes["completed"] += len(results) - len(gave_up)
+            attempts = events_of(campaign, "call.attempt_failed")
+            assert {e.payload["error"] for e in attempts} <= {"JSONDecodeError"}, attempts[:1]
+            assert len(events_of(campaign, "call.failed")) == len(gave_up)
+            if rate == 1.0:
+                assert len(gave_up) == 12 and len(attempts) == 12 * 4, "always malformed: every call gives up after 4"
+            with open_store(tmp_path / f"m{rate}.db", readonly=True) as store:
+                assert audit(store).ok
+            campaign.close()
+    print(f"\nmalformed simulator replies: {dict(outcomes)}")
+
+
+def _gather(one, n: int):
+    import asyncio
+
+    async def run():
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+    return asyncio.run(run())
 
 
 def test_zz_inputs_tried_per_class():
