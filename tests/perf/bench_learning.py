@@ -27,7 +27,8 @@ from dpo_tui.tasks.suites import load_suite
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quixbugs", default="/work/shared/benchmarks/quixbugs")
+    ap.add_argument("--quixbugs", default=str(Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "quixbugs"),
+                    help="QuixBugs checkout (default: ../shared/benchmarks/quixbugs beside the project)")
     ap.add_argument("--seeds", type=int, default=8, help="samples per held-out task for pass@1")
     ap.add_argument("--rollout-seeds", type=int, default=2)
     args = ap.parse_args(argv)

@@ -16,8 +16,9 @@ from together import Together
 from dpo_tui.sim import evaluate as ev
 from dpo_tui.sim.policy import base_params
 from dpo_tui.sim.server import SimServer
+from tests.conftest import SHARED
 
-QUIXBUGS = Path("/work/shared/benchmarks/quixbugs")
+QUIXBUGS = SHARED / "benchmarks" / "quixbugs"
 # quick tasks (no hangs in the buggy program) with examples in their feedback
 TRAIN = ("gcd", "knapsack", "pascal", "quicksort", "sieve", "flatten", "get_factors", "next_palindrome",
          "to_base", "kheapsort", "levenshtein", "lis")
