@@ -65,8 +65,9 @@ class PairsPane(StagePane):
         self._pairs: dict[str, dict] = {}
         pc = self.session.plan
         if pc is not None:
-            self.query_one("#th-margin", Input).value = f"{pc.plan.pairs.min_margin:g}"
-            self.query_one("#th-cap", Input).value = str(pc.plan.pairs.per_task_cap)
+            with self.prevent(Input.Changed):  # the plan's own values: nothing to preview yet
+                self.query_one("#th-margin", Input).value = f"{pc.plan.pairs.min_margin:g}"
+                self.query_one("#th-cap", Input).value = str(pc.plan.pairs.per_task_cap)
         self.sync()
 
     class FunnelPreviewed(Message):
