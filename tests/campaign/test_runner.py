@@ -39,6 +39,21 @@ def finished_rollouts(db: Path) -> dict[str, tuple]:
                 for e in store.read() if e.type == "rollout.finished"}
 
 
+def _finished_count(db: Path) -> int:
+    """rollout.finished events in the log so far (0 before the file exists)."""
+    if not db.exists():
+        return 0
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        n = conn.execute("SELECT count(*) FROM event WHERE type = 'rollout.finished'").fetchone()[0]
+        conn.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
 def completed_keys(db: Path) -> Counter:
     with open_store(db, readonly=True) as store:
         return Counter(e.payload["idempotency_key"] for e in store.read() if e.type == "call.completed")
@@ -95,14 +110,18 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(plan, tmp
     cmd = [sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(plan), "--db", str(db), "--until", "rollouts",
            "--yes"]
     kills = 0
-    for _ in range(4):  # four SIGKILLs at random moments, each after the previous run made progress
+    for _ in range(4):  # four SIGKILLs, each after a random amount of new progress (not a fixed delay,
+        # which an idle machine outruns): 1-6 more rollouts finished, or a rollout mid-call
+        before = _finished_count(db)
+        target = before + rng.randint(1, 6)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=rng.uniform(2.0, 6.0))
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and _finished_count(db) < target:
+            time.sleep(0.02)
+        if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
             kills += 1
+        proc.wait()
     final = run_dpo_tui(*cmd[3:], timeout=300)  # then a restart left to finish
     assert final.returncode == 0, final.stderr
     print(f"\nSIGKILL resume: {kills} kills at random moments, then a clean finish")
