@@ -48,3 +48,31 @@ def run_dpo_tui(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
 @pytest.fixture
 def dpo_tui_proc():
     return run_dpo_tui
+
+
+def count_events(db: Path, type_: str) -> int:
+    """Events of one type in a campaign another process may be writing (0 before it exists)."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        n = conn.execute("SELECT count(*) FROM event WHERE type = ?", (type_,)).fetchone()[0]
+        conn.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def small_demo_plan(**more: str) -> str:
+    """The demo plan, smaller: 2 rollouts per task, 3 iterations, a pilot of 4 (plus `more` replacements)."""
+    from dpo_tui.campaign.plan import demo_plan_path
+
+    text = (demo_plan_path().read_text()
+            .replace("rollouts_per_task = 4", "rollouts_per_task = 2")
+            .replace("max_iters = 4", "max_iters = 3")
+            .replace("pilot_rollouts = 8", "pilot_rollouts = 4"))
+    for old, new in more.items():
+        text = text.replace(old, new)
+    return text

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.campaign.plan import demo_plan_path
 from dpo_tui.events.audit import audit
 from dpo_tui.events.store import open_store
-from tests.conftest import run_dpo_tui
+from tests.conftest import count_events, run_dpo_tui, small_demo_plan
 
-SMALL = (demo_plan_path().read_text()
-         .replace("rollouts_per_task = 4", "rollouts_per_task = 2")
-         .replace("max_iters = 4", "max_iters = 3")
-         .replace("pilot_rollouts = 8", "pilot_rollouts = 4"))
+SMALL = small_demo_plan()
 
 
 @pytest.fixture
@@ -37,21 +33,6 @@ def finished_rollouts(db: Path) -> dict[str, tuple]:
     with open_store(db, readonly=True) as store:
         return {e.payload["rollout_id"]: (e.payload["passed"], e.payload["final_program"], e.payload["iterations"])
                 for e in store.read() if e.type == "rollout.finished"}
-
-
-def _finished_count(db: Path) -> int:
-    """rollout.finished events in the log so far (0 before the file exists)."""
-    if not db.exists():
-        return 0
-    import sqlite3
-
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        n = conn.execute("SELECT count(*) FROM event WHERE type = 'rollout.finished'").fetchone()[0]
-        conn.close()
-        return n
-    except sqlite3.Error:
-        return 0
 
 
 def completed_keys(db: Path) -> Counter:
@@ -112,11 +93,11 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(plan, tmp
     kills = 0
     for _ in range(4):  # four SIGKILLs, each after a random amount of new progress (not a fixed delay,
         # which an idle machine outruns): 1-6 more rollouts finished, or a rollout mid-call
-        before = _finished_count(db)
+        before = count_events(db, "rollout.finished")
         target = before + rng.randint(1, 6)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline and _finished_count(db) < target:
+        while proc.poll() is None and time.monotonic() < deadline and count_events(db, "rollout.finished") < target:
             time.sleep(0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,30 +13,13 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.campaign.evaluation import override
-from dpo_tui.campaign.plan import demo_plan_path
 from dpo_tui.errors import InputError
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
-from tests.conftest import run_dpo_tui
+from tests.conftest import count_events, run_dpo_tui, small_demo_plan
 
-SMALL = (demo_plan_path().read_text()
-         .replace("rollouts_per_task = 4", "rollouts_per_task = 2")
-         .replace("max_iters = 4", "max_iters = 3")
-         .replace("pilot_rollouts = 8", "pilot_rollouts = 4")
-         .replace("seeds = [11, 12, 13]", "seeds = [11, 12]").replace("k = 3", "k = 2"))
-
-
-def _count(db: Path, type_: str) -> int:
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        n = conn.execute("SELECT count(*) FROM event WHERE type = ?", (type_,)).fetchone()[0]
-        conn.close()
-        return n
-    except sqlite3.Error:
-        return 0
+SMALL = small_demo_plan(**{"seeds = [11, 12, 13]": "seeds = [11, 12]", "k = 3": "k = 2"})
 
 
 def _run_until_event(cmd: list[str], db: Path, type_: str, timeout: float = 240) -> bool:
@@ -46,7 +28,7 @@ def _run_until_event(cmd: list[str], db: Path, type_: str, timeout: float = 240)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if _count(db, type_) > 0:
+            if count_events(db, type_) > 0:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return True
