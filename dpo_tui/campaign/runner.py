@@ -299,7 +299,6 @@ async def stage_eval(ctx: Ctx) -> None:
     from dpo_tui.campaign import evaluation, serving
     from dpo_tui.campaign.state_eval import EVAL
     from dpo_tui.campaign.state_train import TRAINING
-    from dpo_tui.provider.events import Price
 
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
     client = await asyncio.to_thread(ctx.client)
@@ -330,9 +329,7 @@ async def stage_eval(ctx: Ctx) -> None:
                                         actor="plan" if ctx.yes else "system", poll_s=0.1)
         models = {"base": base["chat_model"], "tuned": tuned["chat_model"]}
         for arm, model in models.items():
-            ctx.provider.prices.prices[model] = Price(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0,
-                                                      source=f"dedicated endpoint ({arm}): billed per minute")
-        ctx.provider.record_prices()
+            ctx.provider.price_endpoint_model(model, note=arm)
         ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path")
         specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
         await _run_specs(ctx, specs, "eval")

@@ -97,9 +97,6 @@ class RolloutsState:
     finished: dict[str, int] = field(default_factory=dict)
     passed: dict[str, int] = field(default_factory=dict)
 
-    def for_stage(self, stage: str) -> list[RolloutRecord]:
-        return [r for r in self.by_id.values() if r.stage == stage]
-
     def to_json(self) -> dict[str, Any]:
         stages = sorted(set(self.started))
         return {"total": self.started.get("rollouts", 0), "finished": self.finished.get("rollouts", 0),

@@ -60,9 +60,7 @@ class AuditReport:
 
 
 def _check_triggers(store: EventStore, report: AuditReport) -> None:
-    rows = store._conn.execute(  # noqa: SLF001 - audit inspects the schema itself
-        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'event'").fetchall()
-    names = {r[0] for r in rows}
+    names = store.trigger_names()
     for name in ("event_no_update", "event_no_delete"):
         if name not in names:
             report.problems.append(Problem(None, "append-only", f"trigger {name} is missing: the log could be edited"))

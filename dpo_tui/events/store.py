@@ -183,6 +183,13 @@ class EventStore:
             raise StoreError(f"{self.path}: event {seq}: {exc}") from None
         return StoredEvent(seq, cid, type_, version, actor, ts, payload, row_prev, row_hash)
 
+    def trigger_names(self) -> set[str]:
+        """The triggers on the event table (audit checks the append-only ones are there)."""
+        with db_errors(self.path, "reading the schema"):
+            rows = self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'event'").fetchall()
+        return {r[0] for r in rows}
+
     def event_at(self, seq: int) -> StoredEvent:
         """One event by seq (not chain-verified on its own: the fold that found it was)."""
         with db_errors(self.path, "reading an event"):

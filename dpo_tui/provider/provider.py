@@ -134,6 +134,14 @@ class Provider:
         if self.guard.prices != payload.model_dump(mode="json"):
             self.campaign.append("prices.recorded", payload, actor=self.actor)
 
+    def price_endpoint_model(self, model: str, *, note: str) -> None:
+        """A model served on a dedicated endpoint costs nothing per token (its minutes are
+        billed under endpoint spend): give it an explicit $0 price whose source says so, and
+        log the prices, so no chat call is ever priced at $0 silently."""
+        self.prices.prices[model] = ev.Price(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0,
+                                             source=f"dedicated endpoint ({note}): billed per minute")
+        self.record_prices()
+
     def set_cap(self, cap_usd: float, *, reason: str = "", actor: str | None = None) -> None:
         if not cap_usd > 0:
             raise InputError(f"budget cap must be a positive number of USD, not {cap_usd!r}")
