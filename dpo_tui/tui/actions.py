@@ -1,0 +1,230 @@
+"""The operator's actions: each asks first when it costs money or cannot be undone, then
+goes through the same service as the headless runner (via the session), off the UI thread.
+
+A mixin of the app: it uses the app's `act` (a worker per action), `_stage_work` (a worker
+running stages), `push_screen` and `notify`, and reads the state under the session's lock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dpo_tui.errors import DpoTuiError
+from dpo_tui.tui.screens.modals import ConfirmScreen, ReasonScreen
+
+if TYPE_CHECKING:
+    from dpo_tui.tui.session import Session
+
+
+class OperatorActions:
+    """`action_*` methods bound to keys on the panes and listed in the command palette."""
+
+    session: Session
+    engine: object | None
+    working: str | None
+
+    def action_record_estimate(self) -> None:
+        budget, rollouts = self.pane("budget").edits()  # type: ignore[attr-defined]
+        self.act("record estimate", lambda: self.session.record_what_if(budget, rollouts), "estimate recorded")
+
+    def action_propose_split(self) -> None:
+        self.act("propose split", self.session.propose_split, "split proposed")
+
+    def _selected_task(self) -> str | None:
+        tid = self.pane("split").selected_task()  # type: ignore[attr-defined]
+        if tid is None:
+            self.notify("no task selected", severity="warning")
+        return tid
+
+    def action_move_task(self) -> None:
+        tid = self._selected_task()
+        if tid is None:
+            return
+        with self.session.lock:
+            split = self.session.campaign.state.parts["split"].split
+        side = split.side_of(tid) if split else None
+        to = "test" if side == "train" else "train"
+        self.act("move task", lambda: self.session.move(tid, to, reason="moved in the TUI"), f"{tid} moved to {to}")
+
+    def action_exclude_task(self) -> None:
+        tid = self._selected_task()
+        if tid is None:
+            return
+
+        def got(reason: str | None) -> None:
+            if reason:
+                self.act("exclude task", lambda: self.session.exclude(tid, reason), f"{tid} excluded")
+        self.push_screen(ReasonScreen(f"Exclude {tid}", "Why is this task excluded from both train and test? "
+                                      "The reason is logged with your name."), got)
+
+    def action_approve_split(self) -> None:
+        with self.session.lock:
+            s = self.session.campaign.state.parts["split"]
+            split, frozen, findings = s.split, s.frozen, len(s.findings)
+        if split is None:
+            self.notify("no split yet: propose one first (P on Split)", severity="warning")
+            return
+        if frozen:
+            self.notify(f"the split is already frozen ({s.frozen_hash[:12]})")
+            return
+        body = (f"This freezes the split:\n  {len(split.train)} train tasks, {len(split.test)} test tasks, "
+                f"{len(split.excluded)} excluded\n  hash {split.hash()[:16]}…\n  {findings} open leakage findings\n\n"
+                "Rollouts and pairs use the frozen split. Changing it afterwards needs an explicit, "
+                "reasoned unfreeze decision.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("approve split", self.session.approve_split, "split approved and frozen")
+        self.push_screen(ConfirmScreen("Approve the split?", body, yes="Approve"), answer)
+
+    def action_start_rollouts(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.rollout_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        money = f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap (remaining " \
+                f"${p['cap_usd'] - p['spend_usd']:.3f}); the cap stops every call before it is crossed."
+        if p["phase"] == "pilot":
+            est = f"${p['pilot_usd']:.3f}" if p["pilot_usd"] is not None else "unknown (no estimate logged)"
+            body = (f"Run the pilot: {p['pilot_rollouts']} rollouts, estimated {est} "
+                    f"(the rollout stage: {p['total']} rollouts, ${p['stage_usd'] or 0:.3f} uncalibrated).\n"
+                    f"Its measured costs calibrate the estimate before the rest.\n\n{money}")
+            decision, estimate, title = "run_pilot", p["pilot_usd"], "Run the pilot?"
+        elif p["approved"]:
+            if p["finished"] >= p["total"]:
+                self.notify(f"all {p['total']} rollouts have finished")
+                return
+            self._stage_work("rollouts", "rollouts")
+            return
+        else:
+            left = p["total"] - p["pilot_rollouts"]
+            body = (f"Start the rollouts: {left} more (of {p['total']}), estimated ${p['stage_usd'] or 0:.3f} for "
+                    f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n{money}")
+            decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.session.approve(decision, "rollouts", reason=f"confirmed in the TUI ({title[:-1].lower()})",
+                                     estimate_usd=estimate)
+            except DpoTuiError as exc:
+                self.notify(exc.message, severity="error")
+                return
+            self._stage_work("pilot" if decision == "run_pilot" else "rollouts", "rollouts")
+        self.push_screen(ConfirmScreen(title, body, yes="Start"), answer)
+
+    def _engine_note(self, text: str) -> None:
+        self.act("note", lambda: self.session.campaign.append("note.added", {"text": text, "stage": "rollouts"},
+                                                              actor=self.session.actor))
+
+    def action_pause_resume(self) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+        if self.engine.progress.status == "paused":
+            self.engine.resume()
+            self._engine_note("rollouts resumed by the operator")
+            self.notify("resumed")
+        else:
+            self.engine.pause()
+            self._engine_note("rollouts paused by the operator (calls in flight finish)")
+            self.notify("paused: calls in flight finish, no new steps start")
+
+    def action_cancel_rollouts(self) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.engine is not None:
+                self.engine.cancel()
+                self._engine_note("rollouts cancelled by the operator; unfinished rollouts resume on the next start")
+        self.push_screen(ConfirmScreen("Cancel the rollouts?", "Running rollouts stop at their next step; finished "
+                                       "ones are kept, unfinished ones resume next time.", yes="Cancel them"), answer)
+
+    def action_concurrency(self, delta: int) -> None:
+        if self.engine is None:
+            self.notify("no rollouts are running", severity="warning")
+            return
+        n = max(1, self.engine.concurrency + delta)
+        self.engine.set_concurrency(n)
+        self._engine_note(f"rollout concurrency set to {n} by the operator")
+        self.notify(f"concurrency {n}")
+
+    def action_build_pairs(self) -> None:
+        self.act("build pairs", self.session.build_pairs, "pairs built")
+
+    def action_pair_decision(self, decision: str) -> None:
+        pid = self.pane("pairs").selected_pair()  # type: ignore[attr-defined]
+        if pid is None:
+            self.notify("no pair selected", severity="warning")
+            return
+        self.act(f"{decision} pair", lambda: self.session.decide_pair(pid, decision), f"pair {pid}: {decision}")
+
+    def action_export_pairs(self) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("export pairs", self.session.export_pairs, "pairs exported")
+        with self.session.lock:
+            built = self.session.campaign.state.parts["pairs"].built
+        if built is None:
+            self.notify("no pairs built yet (b builds them)", severity="warning")
+            return
+        kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
+        self.push_screen(ConfirmScreen("Export the pairs?", f"Writes {kept} kept pairs as Together preference JSONL, "
+                                       "TRL JSONL and a lineage manifest beside the campaign file; their sha256 "
+                                       "are logged.", yes="Export"), answer)
+
+    def action_start_training(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.train_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if p["status"] == "completed":
+            self.notify("training has completed")
+            return
+        if p["phase"] == "prepare" or p["launched"]:
+            self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed
+            return
+        left = p["cap_usd"] - p["spend_usd"]
+        body = (f"Launch the DPO job: Together's estimate ${p['estimated_usd']:.4f}.\nSpend so far "
+                f"${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.session.approve("launch_training", "train", reason="confirmed in the TUI",
+                                     estimate_usd=p["estimated_usd"])
+                self._stage_work("training", "train")
+        self.push_screen(ConfirmScreen("Launch training?", body, yes="Launch"), answer)
+
+    def action_start_eval(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is already running", severity="warning")
+            return
+        try:
+            p = self.session.eval_plan()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if p["approved"]:
+            self._stage_work("eval", "eval")
+            return
+        est = f"${p['endpoint_usd']:.3f}" if p["endpoint_usd"] is not None else "unknown"
+        body = (f"Start two dedicated endpoints (base and tuned, billed per minute, always stopped) and run the "
+                f"eval: estimated {est} for ~{p['minutes']:g} minutes each.\nSpend so far ${p['spend_usd']:.3f} of "
+                f"the ${p['cap_usd']:.2f} cap.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.session.approve("run_eval", "eval", reason="confirmed in the TUI", estimate_usd=p["endpoint_usd"])
+                self._stage_work("eval", "eval")
+        self.push_screen(ConfirmScreen("Run the eval?", body, yes="Start"), answer)
