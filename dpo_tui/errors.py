@@ -5,7 +5,7 @@ Exit codes (documented in the README):
   1  a check failed (audit found a problem, a tampered or corrupt log)
   2  usage or input error (bad arguments, bad plan, not a campaign file, locked database)
   3  budget cap reached
-  4  waiting for an operator decision
+  4  waiting for an operator decision (or stopped by the operator; a rerun resumes)
   5  a stage failed
   6  the eval gate decided rollback (only with --fail-on-rollback)
 """
@@ -63,3 +63,10 @@ class BudgetCapReached(DpoTuiError):
     """A call would cross the campaign's budget cap; nothing was spent on it."""
 
     exit_code = EXIT_BUDGET_CAP
+
+
+class Stopped(DpoTuiError):
+    """An operator stopped a stage (cancelled rollouts, stopped following a training job):
+    not a failure; what finished is in the log and the next run resumes the rest."""
+
+    exit_code = EXIT_WAITING

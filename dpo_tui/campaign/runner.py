@@ -14,6 +14,7 @@ import contextlib
 import json
 import fcntl
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
 from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BudgetCapReached,
-                            DpoTuiError, InputError, StoreError)
+                            DpoTuiError, InputError, Stopped, StoreError)
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.catalog import build_price_book
 from dpo_tui.provider.prices import PriceTable, load_prices
@@ -76,6 +77,7 @@ class Ctx:
     stages: dict[str, str] = field(default_factory=dict)
     _client: Any = None
     on_engine: Callable[[RolloutEngine], None] | None = None  # a front end's handle on the running engine
+    stop: threading.Event | None = None  # set by a front end that quits: stop following a training job
 
     def client(self):
         """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
@@ -95,8 +97,9 @@ class Ctx:
         if not (self.yes and allowed):
             raise Waiting(f"waiting for an operator decision: {what} (in the TUI, or run with --yes and "
                           f"decisions.{decision} = true in the plan)")
-        record_decision(self.campaign, decision, stage, reason=f"plan {self.plan_path.name}: decisions.{decision} = true",
-                        actor="plan", estimate_usd=estimate_usd)
+        record_decision(self.campaign, label or decision, stage,
+                        reason=f"plan {self.plan_path.name}: decisions.{decision} = true", actor="plan",
+                        estimate_usd=estimate_usd)
 
 
 @contextlib.contextmanager
@@ -154,19 +157,24 @@ async def stage_budget(ctx: Ctx) -> None:
         inp, est = plan_estimate(ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool), n_heldout=len(ctx.tasks.heldout))
         record_estimate(ctx.campaign, inp, est, prices=ctx.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
                         actor="plan")
-    if b.cap_usd != ctx.plan.budget.cap_usd:
+    if b.cap_usd is None or b.plan_cap_usd != ctx.plan.budget.cap_usd:
+        # the plan's cap, unless an operator set one since (a changed plan's new cap applies)
         ctx.provider.set_cap(ctx.plan.budget.cap_usd, reason="plan budget.cap_usd", actor="plan")
-    est = ctx.campaign.state.part(BUDGET).latest
+    b = ctx.campaign.state.part(BUDGET)
+    est = b.latest
     ctx.progress.say(f"budget: estimate ${est['total_usd']:.2f} (${est['low_usd']:.2f}-${est['high_usd']:.2f}), "
-                     f"cap ${ctx.plan.budget.cap_usd:.2f}")
+                     f"cap ${b.cap_usd:.2f}" + ("" if b.cap_set_by == "plan" else f" (set by {b.cap_set_by})"))
 
 
 async def stage_split(ctx: Ctx) -> None:
     split = propose_split(ctx.campaign, ctx.plan, ctx.tasks, actor="plan")
     s = ctx.campaign.state.part(SPLIT)
     if not s.frozen:
+        # after an unfreeze, approving again is a new decision (not the first approval taken again)
+        label = f"approve_split:{s.approvals + 1}" if s.approvals else None
         ctx.decide("approve_split", "split", ctx.plan.decisions.approve_split,
-                   f"approve the split ({len(split.train)} train, {len(split.test)} test, {len(s.findings)} leakage findings)")
+                   f"approve the split ({len(split.train)} train, {len(split.test)} test, {len(s.findings)} leakage findings)",
+                   label=label)
         approve_split(ctx.campaign, actor="plan")
     s = ctx.campaign.state.part(SPLIT)
     ctx.progress.say(f"split: frozen {s.frozen_hash[:12]} ({len(s.split.train)} train, {len(s.split.test)} test, "
@@ -194,10 +202,13 @@ async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str) -> None:
     if ctx.on_engine is not None:
         ctx.on_engine(engine)
     try:
-        await engine.run(specs)
+        progress = await engine.run(specs)
     finally:
         engine.close()
         ctx.progress.done()
+    if progress.status == "cancelled":
+        raise Stopped(f"{label}: cancelled by the operator after {progress.finished} of {progress.total} rollouts; "
+                      "the next start resumes the unfinished ones")
 
 
 def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
@@ -289,7 +300,7 @@ async def stage_train(ctx: Ctx) -> None:
                                          label_swap=ctx.label_swap)
         ctx.progress.say(f"train: job {job_id} running")
         run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
-                                      on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"))
+                                      on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"), stop=ctx.stop)
         if run.status != "completed":
             raise StageFailed(f"training job {run.job_id} ended {run.status}")
     ctx.progress.say(f"train: {run.job_id} completed -> {run.output_model} (${run.price_usd:.4f})")
@@ -366,6 +377,9 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
         except Waiting as exc:
             ctx.stages[stage] = "waiting"
             return EXIT_WAITING, "waiting", exc.message
+        except Stopped as exc:
+            ctx.stages[stage] = "stopped"
+            return EXIT_WAITING, "stopped", exc.message
         except BudgetCapReached as exc:
             ctx.stages[stage] = "budget_cap"
             return EXIT_BUDGET_CAP, "budget_cap", exc.message
@@ -438,7 +452,7 @@ def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
     state = ctx.campaign.state.to_json()
     return {"campaign": state["campaign"]["name"], "db": str(ctx.campaign.store.path), "backend": ctx.backend,
             "status": status, "exit_code": code, "message": message, "stages": ctx.stages,
-            "spend": state["spend"], "budget_cap_usd": ctx.plan.budget.cap_usd,
+            "spend": state["spend"], "budget_cap_usd": state["budget"]["cap_usd"] or ctx.plan.budget.cap_usd,
             "split": {k: state["split"][k] for k in ("frozen", "frozen_hash")} | {
                 "train": len(state["split"]["train"]), "test": len(state["split"]["test"])},
             "rollouts": state["rollouts"], "pairs": {k: state["pairs"][k] for k in ("built", "exported", "funnel",

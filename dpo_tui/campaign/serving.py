@@ -97,10 +97,13 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
     return campaign.state.part(ENDPOINTS).by_id[ep.id]
 
 
-def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str,
+def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str, actor: str = "system",
          stop_timeout_s: float = 600, poll_s: float = 0.5) -> None:
-    """Scale to zero, wait until stopped, delete, and log the billed minutes."""
-    ep = campaign.state.part(ENDPOINTS).by_id[endpoint_id]
+    """Scale to zero, wait until stopped, delete, and log the billed minutes (as `actor`:
+    the system when eval ends, an operator who stops it by hand)."""
+    ep = campaign.state.part(ENDPOINTS).by_id.get(endpoint_id)
+    if ep is None:
+        raise InputError(f"no endpoint {endpoint_id!r} in this campaign's log")
     if ep["state"] == "stopped":
         return
     dep_id = ep["deployment_id"]
@@ -122,7 +125,7 @@ def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str,
     minutes = billed_minutes(ep["started_at"], stopped_at)
     campaign.append("endpoint.stopped", {"endpoint_id": endpoint_id, "stopped_at": stopped_at, "minutes": minutes,
                                          "cost_usd": minute_cost(minutes, ep["price_cents_per_hour"]),
-                                         "reason": reason}, actor="system")
+                                         "reason": reason}, actor=actor)
 
 
 def stop_all(campaign: Campaign, m: Mgmt, *, reason: str) -> list[str]:

@@ -39,9 +39,11 @@ class BudgetState:
     pilot: dict[str, Any] | None = None
     pair_yield: dict[str, Any] | None = None
     cap_usd: float | None = None
+    cap_set_by: str | None = None  # the actor of the cap in force (plan, or operator:<name>)
+    plan_cap_usd: float | None = None  # the last cap the plan set: a changed plan sets its new one
 
     def to_json(self) -> dict[str, Any]:
-        return {"cap_usd": self.cap_usd, "estimate": self.first, "latest": self.latest,
+        return {"cap_usd": self.cap_usd, "cap_set_by": self.cap_set_by, "estimate": self.first, "latest": self.latest,
                 "calibrated": self.calibrated, "pilot": self.pilot, "pair_yield": self.pair_yield}
 
 
@@ -66,4 +68,7 @@ def _calibrated(state: CampaignState, event: StoredEvent) -> None:
 
 @on("budget.cap_set")
 def _cap(state: CampaignState, event: StoredEvent) -> None:
-    state.part(BUDGET).cap_usd = event.payload["cap_usd"]
+    b: BudgetState = state.part(BUDGET)
+    b.cap_usd, b.cap_set_by = event.payload["cap_usd"], event.actor
+    if event.actor == "plan":
+        b.plan_cap_usd = event.payload["cap_usd"]

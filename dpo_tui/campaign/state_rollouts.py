@@ -90,8 +90,19 @@ class RolloutRecord:
 
 
 @dataclass
+class TaskProgress:
+    """One task's rollouts in one stage: how many started, finished and passed, what they cost."""
+
+    started: int = 0
+    finished: int = 0
+    passed: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
 class RolloutsState:
     by_id: dict[str, RolloutRecord] = field(default_factory=dict)
+    by_task: dict[tuple[str, str], TaskProgress] = field(default_factory=dict)  # (stage, task id)
     baselines: dict[str, int] = field(default_factory=dict)  # task id -> seq of its task.baseline
     started: dict[str, int] = field(default_factory=dict)  # stage -> count
     finished: dict[str, int] = field(default_factory=dict)
@@ -122,6 +133,7 @@ def _started(state: CampaignState, event: StoredEvent) -> None:
     r.by_id[p["rollout_id"]] = RolloutRecord(p["rollout_id"], p["task_id"], p["stage"], p["model"], p["seed"],
                                              p.get("arm"), p.get("suite"), p.get("run_id"))
     r.started[p["stage"]] = r.started.get(p["stage"], 0) + 1
+    r.by_task.setdefault((p["stage"], p["task_id"]), TaskProgress()).started += 1
 
 
 @on("rollout.iteration")
@@ -143,8 +155,12 @@ def _finished(state: CampaignState, event: StoredEvent) -> None:
         return
     rec.finished = {k: v for k, v in event.payload.items() if k != "final_program"} | {"seq": event.seq}
     r.finished[rec.stage] = r.finished.get(rec.stage, 0) + 1
+    task = r.by_task[(rec.stage, rec.task_id)]
+    task.finished += 1
+    task.cost_usd += event.payload["cost_usd"]
     if event.payload["passed"]:
         r.passed[rec.stage] = r.passed.get(rec.stage, 0) + 1
+        task.passed += 1
 
 
 @invariant("rollout-once", "rollout.started")

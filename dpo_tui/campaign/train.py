@@ -5,6 +5,7 @@ call, and a restart reattaches to the job instead of launching a second one."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,13 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
 from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, sha256
-from dpo_tui.errors import BudgetCapReached, InputError
+from dpo_tui.errors import BudgetCapReached, InputError, Stopped
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.core import SPEND
+
+
+class Detached(Stopped):
+    """The front end stopped following a job that is still running (not a failure)."""
 
 
 class TrainingFailed(InputError):
@@ -181,8 +186,10 @@ def _job_event(e: Any) -> dict[str, Any]:
 
 
 def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0,
-            timeout_s: float = 24 * 3600, on_status: Callable[[str], None] | None = None) -> TrainingRun:
-    """Poll the job until a terminal status, logging status changes and new job events."""
+            timeout_s: float = 24 * 3600, on_status: Callable[[str], None] | None = None,
+            stop: threading.Event | None = None) -> TrainingRun:
+    """Poll the job until a terminal status, logging status changes and new job events.
+    `stop` set (the console quits) detaches: the job runs on and the next run reattaches."""
     run = campaign.state.part(TRAINING).runs[run_id]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -205,7 +212,11 @@ def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0,
             return campaign.state.part(TRAINING).runs[run_id]
         if time.monotonic() > deadline:
             raise TrainingFailed(f"job {run.job_id} still {job.status} after {timeout_s:.0f} s")
-        time.sleep(poll_s)
+        if stop is None:
+            time.sleep(poll_s)
+        elif stop.wait(poll_s):
+            raise Detached(f"stopped following job {run.job_id} ({job.status}); it runs on at Together, and the "
+                           "next run reattaches to it")
 
 
 def cancel(campaign: Campaign, m: Mgmt, run_id: str, *, reason: str, actor: str) -> None:

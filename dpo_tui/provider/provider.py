@@ -14,6 +14,7 @@ are atomic; every event is committed before `chat` returns.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,10 +144,7 @@ class Provider:
         self.record_prices()
 
     def set_cap(self, cap_usd: float, *, reason: str = "", actor: str | None = None) -> None:
-        if not cap_usd > 0:
-            raise InputError(f"budget cap must be a positive number of USD, not {cap_usd!r}")
-        self.campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=cap_usd, reason=reason),
-                             actor=actor or self.actor)
+        set_cap(self.campaign, cap_usd, reason=reason, actor=actor or self.actor)
 
     def recover_orphans(self) -> list[str]:
         """Mark every call started but never finished (the process died) as `call.orphaned`.
@@ -376,3 +374,10 @@ class Provider:
 
 def _is_api_failure(exc: BaseException) -> bool:
     return isinstance(exc, together.APIError) or is_retryable(exc)
+
+
+def set_cap(campaign: Campaign, cap_usd: float, *, reason: str, actor: str) -> None:
+    """Set the budget cap every later call is held against (the plan's, or an operator's)."""
+    if not (isinstance(cap_usd, int | float) and math.isfinite(cap_usd) and cap_usd > 0):
+        raise InputError(f"budget cap must be a positive number of USD, not {cap_usd!r}")
+    campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=float(cap_usd), reason=reason), actor=actor)

@@ -8,6 +8,7 @@ appends (a worker), so readers in the UI thread take `lock` while they look.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
-from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split
+from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.campaign.state_pairs import PAIRS
 from dpo_tui.campaign.state_plan import PLAN
@@ -75,6 +76,11 @@ class Session:
         self.plan_error: str | None = None
         self.plan: PlanContext | None = None
         self._tokenizer = None
+        self._backend_lock = threading.Lock()
+        self._backend_stack: contextlib.ExitStack | None = None
+        self._backend: tuple[Any, str] | None = None
+        self._mgmt = None
+        self.stop = threading.Event()  # set when the console quits: running stages stop following jobs
         self._load_plan(plan_path)
 
     # -- plan ----------------------------------------------------------------------------
@@ -135,6 +141,32 @@ class Session:
             self._tokenizer = get_tokenizer()
         return self._tokenizer
 
+    # -- backend -------------------------------------------------------------------------
+
+    def backend(self) -> tuple[Any, str]:
+        """(settings, backend label) for this console's life: the embedded simulator started
+        once (stages and management actions share it, as jobs and endpoints live in it), or
+        the real API's settings. Stopped by close()."""
+        from dpo_tui.campaign.runner import backend_settings
+
+        pc = self.need_plan()
+        with self._backend_lock:
+            if self._backend is None:
+                stack = contextlib.ExitStack()
+                self._backend = stack.enter_context(backend_settings(pc.plan, self.db))
+                self._backend_stack = stack
+            return self._backend
+
+    def mgmt(self):
+        """The management client (files, fine-tunes, endpoints) on the console's backend."""
+        from dpo_tui.campaign.mgmt import mgmt_client
+
+        settings, _label = self.backend()
+        with self._backend_lock:
+            if self._mgmt is None:
+                self._mgmt = mgmt_client(settings, self.campaign)
+            return self._mgmt
+
     # -- budget --------------------------------------------------------------------------
 
     def what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]):
@@ -162,6 +194,29 @@ class Session:
         record_estimate(self.campaign, inp, est, prices=pc.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
                         actor=self.actor)
 
+    def cap_state(self) -> dict[str, Any]:
+        """The cap in force, who set it, and what is spent and estimated against it."""
+        with self.lock:
+            st = self.campaign.state
+            b = st.part(BUDGET)
+            latest = b.calibrated or b.latest
+            return {"cap_usd": st.parts["budget_guard"].cap_usd or (self.plan.plan.budget.cap_usd if self.plan else None),
+                    "set_by": b.cap_set_by, "spend_usd": st.parts["spend"].total_usd,
+                    "estimate_usd": latest["total_usd"] if latest else None,
+                    "plan_cap_usd": self.plan.plan.budget.cap_usd if self.plan else None}
+
+    def set_cap(self, raw: str, reason: str) -> float:
+        """Set the budget cap from the operator's text; raises InputError naming what is wrong."""
+        from dpo_tui.provider.provider import set_cap
+
+        self.need_plan()
+        try:
+            cap = float(raw.strip().lstrip("$"))
+        except ValueError:
+            raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
+        set_cap(self.campaign, cap, reason=reason, actor=self.actor)
+        return cap
+
     # -- split ---------------------------------------------------------------------------
 
     def propose_split(self) -> None:
@@ -179,6 +234,20 @@ class Session:
     def approve_split(self) -> str:
         self.need_plan()
         return approve_split(self.campaign, actor=self.actor)
+
+    def unfreeze_split(self, reason: str) -> None:
+        self.need_plan()
+        unfreeze_split(self.campaign, reason=reason, actor=self.actor)
+
+    def built_on_split(self) -> dict[str, Any]:
+        """What was done on the frozen split (an unfreeze leaves it in the log, tied to its hash)."""
+        with self.lock:
+            st = self.campaign.state
+            r, p = st.part(ROLLOUTS), st.part(PAIRS)
+            part = st.parts.get("training")
+            return {"rollouts": sum(r.finished.values()), "pairs_built": p.built is not None,
+                    "exported": p.export is not None,
+                    "training_runs": len(part.runs) if part is not None else 0}
 
     # -- rollouts ------------------------------------------------------------------------
 
@@ -215,13 +284,14 @@ class Session:
         from a worker thread). Decisions the operator has not recorded stop it (waiting)."""
         import asyncio
 
-        from dpo_tui.campaign.runner import backend_settings, make_ctx, run_stages
+        from dpo_tui.campaign.runner import make_ctx, run_stages
 
         pc = self.need_plan()
-        with backend_settings(pc.plan, self.db) as (settings, backend):
-            ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress)
-            ctx.on_engine = on_engine
-            return asyncio.run(run_stages(ctx, until))
+        settings, backend = self.backend()
+        ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress)
+        ctx.on_engine, ctx.stop = on_engine, self.stop
+        ctx._client = self._mgmt  # share the console's management client once it exists
+        return asyncio.run(run_stages(ctx, until))
 
     def train_plan(self) -> dict[str, Any]:
         """What "train" would do next: prepare (upload and Together's price estimate, free) or
@@ -298,7 +368,48 @@ class Session:
             seq = rec.finished["seq"] if rec and rec.finished else None
         return self.event_at(seq).payload["final_program"] if seq else ""
 
+    # -- training and endpoints ------------------------------------------------------------
+
+    def training_run(self) -> dict[str, Any] | None:
+        """The latest training run as the log has it, with its job events."""
+        with self.lock:
+            part = self.campaign.state.parts.get("training")
+            if part is None or not part.runs:
+                return None
+            run = part.runs.get(part.latest) if part.latest else list(part.runs.values())[-1]
+            run = run or list(part.runs.values())[-1]
+            return {**run.to_json(), "events": list(run.events)}
+
+    def cancel_training(self, reason: str) -> str:
+        """Ask Together to cancel the latest run's job (logged first, with the reason)."""
+        from dpo_tui.campaign import train
+
+        self.need_plan()
+        run = self.training_run()
+        if run is None or not run.get("job_id"):
+            raise InputError("no DPO job has been launched in this campaign")
+        train.cancel(self.campaign, self.mgmt(), run["run_id"], reason=reason, actor=self.actor)
+        return run["job_id"]
+
+    def running_endpoints(self) -> list[dict[str, Any]]:
+        from dpo_tui.campaign.state_train import ENDPOINTS
+
+        with self.lock:
+            return [dict(e) for e in self.campaign.state.part(ENDPOINTS).running()]
+
+    def stop_endpoint(self, endpoint_id: str, reason: str) -> None:
+        """Stop one dedicated endpoint by hand (scale to zero, delete, log its billed minutes)."""
+        from dpo_tui.campaign import serving
+
+        self.need_plan()
+        serving.stop(self.campaign, self.mgmt(), endpoint_id, reason=reason, actor=self.actor)
+
     def close(self) -> None:
+        self.stop.set()
+        with self._backend_lock:
+            stack, self._backend_stack, self._backend, self._mgmt = self._backend_stack, None, None, None
+        if stack is not None:
+            stack.close()
         self.campaign.close()
 
 

@@ -46,4 +46,8 @@ def test_label_swap_control(tmp_path):
     assert control_tuned < tuned, "the control should do worse than the real run"
     replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     assert set(replay["eval"]["runs"]) == {"run-1", "control"} and replay["training"]["runs"]["control"]["job_id"]
+    decisions = {(d["decision"], d["actor"]) for d in replay["plan"]["decisions"]}
+    # each run's costly go is its own logged decision, not run-1's taken again
+    assert {("launch_training:control", "plan"), ("run_eval:control", "plan"), ("launch_training", "plan"),
+            ("run_eval", "plan")} <= decisions
     assert run_dpo_tui("audit", "--db", db).returncode == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dpo_tui.errors import InputError
 from dpo_tui.events.audit import audit
 from dpo_tui.events.store import open_store
 from tests.conftest import count_events, run_dpo_tui, small_demo_plan
@@ -114,3 +115,26 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(plan, tmp
         orphans = sum(1 for e in store.read() if e.type == "call.orphaned")
     assert report.ok, report.problems
     print(f"orphaned calls recorded (possibly billed, kept in spend): {orphans}")
+
+
+def test_an_operators_cap_holds_across_reruns_until_the_plan_changes_its_own(plan, tmp_path):
+    from dpo_tui.campaign.runner import run_campaign
+    from dpo_tui.events.campaign import Campaign
+    from dpo_tui.provider.provider import set_cap
+
+    db = tmp_path / "c.db"
+    assert run_campaign(plan, db, until="budget").exit_code == 0
+    with Campaign.open(db) as c:
+        set_cap(c, 1.25, reason="finance asked for less", actor="operator:alice")
+    assert run_campaign(plan, db, until="budget").exit_code == 0
+    with Campaign.open(db, readonly=True) as c:
+        assert (c.state.part("budget").cap_usd, c.state.part("budget").cap_set_by) == (1.25, "operator:alice")
+        assert c.state.parts["budget_guard"].cap_usd == 1.25
+    plan.write_text(SMALL.replace("cap_usd = 5.00", "cap_usd = 7.00"))
+    assert run_campaign(plan, db, until="budget").exit_code == 0
+    with Campaign.open(db, readonly=True) as c:
+        caps = [(e.payload["cap_usd"], e.actor) for e in c.store.read() if e.type == "budget.cap_set"]
+    assert caps == [(5.0, "plan"), (1.25, "operator:alice"), (7.0, "plan")]
+    with pytest.raises(InputError, match="positive number"):
+        with Campaign.open(db) as c:
+            set_cap(c, float("nan"), reason="", actor="operator:alice")

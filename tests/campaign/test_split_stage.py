@@ -66,3 +66,23 @@ def test_audit_flags_an_edit_of_a_frozen_split_without_unfreezing(setup):
     with open_store(path, readonly=True) as store:
         report = audit(store)
     assert report.first_bad_seq == seq + 1 and report.problems[0].rule == "split-frozen"
+
+
+def test_after_an_unfreeze_the_runner_waits_for_a_new_approval(tmp_path):
+    """The plan's approval under --yes covered the first freeze only: once an operator
+    unfreezes, a run without --yes waits, and one with --yes logs a second decision."""
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = tmp_path / "c.db"
+    assert run_campaign(demo_plan_path(), db, until="split", yes=True).exit_code == 0
+    with Campaign.open(db) as c:
+        first = c.state.part(SPLIT).frozen_hash
+        unfreeze_split(c, reason="a leak found in review", actor="operator:alice")
+    waiting = run_campaign(demo_plan_path(), db, until="split")
+    assert waiting.status == "waiting" and "approve the split" in waiting.message
+    assert run_campaign(demo_plan_path(), db, until="split", yes=True).exit_code == 0
+    with Campaign.open(db, readonly=True) as c:
+        s = c.state.part(SPLIT)
+        decisions = [d["decision"] for d in c.state.part("plan").decisions]
+    assert s.frozen and s.frozen_hash == first and s.approvals == 2
+    assert decisions == ["approve_split", "approve_split:2"]
