@@ -25,7 +25,8 @@ def _usd(x: float | None) -> str:
 
 class BudgetPane(StagePane):
     stage = "budget"
-    BINDINGS = [Binding("ctrl+r", "app.record_estimate", "Record estimate", id="budget.record")]
+    BINDINGS = [Binding("ctrl+r", "app.record_estimate", "Record estimate", id="budget.record"),
+                Binding("c", "app.set_cap", "Set cap", id="budget.cap")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="budget-title", classes="pane-title")
@@ -80,8 +81,9 @@ class BudgetPane(StagePane):
             b = s.campaign.state.part(BUDGET)
             first, latest, cal, yld = b.first, b.latest, b.calibrated, b.pair_yield
             cap = s.campaign.state.parts["budget_guard"].cap_usd or b.cap_usd
+            cap_by = b.cap_set_by
         if cap is None and s.plan:
-            cap = s.plan.plan.budget.cap_usd
+            cap, cap_by = s.plan.plan.budget.cap_usd, "plan, not logged yet"
         edited, error = None, ""
         if s.plan is not None:
             try:
@@ -94,7 +96,8 @@ class BudgetPane(StagePane):
         title = "Budget: estimate per stage"
         if base is None:
             title += " (none logged yet: the plan's estimate is in '$ edited'; ctrl+r records it)"
-        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}")
+        by = f" ({cap_by})" if cap_by and cap_by != "plan" else ""
+        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}{by} (c sets)")
         t = self.query_one("#budget-table", DataTable)
         t.clear()
         stages = list((base or edited or {"by_stage": {}})["by_stage"])

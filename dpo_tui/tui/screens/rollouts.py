@@ -31,7 +31,8 @@ class RolloutsPane(StagePane):
                 Binding("c", "app.cancel_rollouts", "Cancel", id="rollouts.cancel"),
                 Binding("plus,equals_sign", "app.concurrency(1)", "Conc+", id="rollouts.more"),
                 Binding("minus", "app.concurrency(-1)", "Conc-", id="rollouts.less"),
-                Binding("o", "open_rollout", "Conversation", id="rollouts.open")]
+                Binding("o", "open_rollout", "Conversation", id="rollouts.open"),
+                Binding("v", "toggle_view", "Per task", id="rollouts.view")]
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="roll-top"):
@@ -45,8 +46,15 @@ class RolloutsPane(StagePane):
                 yield Static("pass rate", classes="spark-label")
                 yield Sparkline([], id="spark-pass")
         yield DataTable(id="roll-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="roll-tasks", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
+        tasks = self.query_one("#roll-tasks", DataTable)
+        for key, label, width in (("task", "task", 26), ("stage", "stage", 8), ("done", "done", 7),
+                                  ("pass", "passed", 6), ("rate", "pass", 5), ("usd", "$", 8)):
+            tasks.add_column(label, key=key, width=width)
+        tasks.display = False
+        self._task_rows: dict[str, tuple] = {}
         t = self.query_one("#roll-table", DataTable)
         for key, label, width in (("id", "rollout", 26), ("stage", "stage", 8), ("status", "result", 7),
                                   ("tests", "tests", 6), ("iters", "iters", 5), ("usd", "$", 8)):
@@ -174,10 +182,46 @@ class RolloutsPane(StagePane):
             f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}")
         spend_data = [x[1] for x in samples[-40:]] or [0]
         pass_data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
+        if self.query_one("#roll-tasks", DataTable).display:
+            self._sync_tasks()
         for sel, data in (("#spark-spend", spend_data), ("#spark-pass", pass_data)):
             spark = self.query_one(sel, Sparkline)
             if list(spark.data or []) != data:
                 spark.data = data
+
+    def action_toggle_view(self) -> None:
+        """Switch the table between rollouts (newest first) and progress per task."""
+        rollouts, tasks = self.query_one("#roll-table", DataTable), self.query_one("#roll-tasks", DataTable)
+        per_task = not tasks.display
+        tasks.display, rollouts.display = per_task, not per_task
+        if per_task:
+            self._sync_tasks()
+        (tasks if per_task else rollouts).focus()
+
+    def _sync_tasks(self) -> None:
+        """Progress per (stage, task) from the fold's counters; only changed rows are touched."""
+        with self.session.lock:
+            by_task = [(stage, task, p.started, p.finished, p.passed, p.cost_usd)
+                       for (stage, task), p in self.session.campaign.state.part(ROLLOUTS).by_task.items()]
+        t = self.query_one("#roll-tasks", DataTable)
+        added = False
+        for stage, task, started, finished, passed, cost in by_task:
+            key = f"{stage}:{task}"
+            row = (task, stage, f"{finished}/{started}", str(passed), f"{passed / finished:.0%}" if finished else "-",
+                   f"{cost:.4f}")
+            old = self._task_rows.get(key)
+            if old == row:
+                continue
+            if old is None:
+                t.add_row(*row, key=key)
+                added = True
+            else:
+                for col, value, was in zip(("done", "pass", "rate", "usd"), row[2:], old[2:]):
+                    if value != was:
+                        t.update_cell(key, col, value)
+            self._task_rows[key] = row
+        if added:
+            t.sort("stage", "task")
 
     def action_open_rollout(self) -> None:
         t = self.query_one("#roll-table", DataTable)

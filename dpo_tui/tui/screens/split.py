@@ -20,6 +20,7 @@ class SplitPane(StagePane):
     BINDINGS = [Binding("m", "app.move_task", "Move", id="split.move"),
                 Binding("x", "app.exclude_task", "Exclude", id="split.exclude"),
                 Binding("A", "app.approve_split", "Approve", id="split.approve"),
+                Binding("U", "app.unfreeze_split", "Unfreeze", id="split.unfreeze"),
                 Binding("P", "app.propose_split", "Propose", id="split.propose", show=False)]
 
     def compose(self) -> ComposeResult:

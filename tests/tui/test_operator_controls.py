@@ -1,0 +1,202 @@
+"""The console's controls beyond the stages' main path: the budget cap, unfreezing the split,
+per-task rollout progress, cancelling the training job, stopping an endpoint by hand,
+quitting while work runs, and what --readonly offers. Each through the real App (Pilot),
+asserting on the events appended (actor operator:<name>) and on the screen."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dpo_tui.events.audit import audit
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import open_store
+from tests.tui.conftest import ACTOR, events_of, make_app, settle, wait_for
+from tests.tui.screen_text import screen_text
+
+pytestmark = pytest.mark.anyio
+
+
+async def _type(pilot, text: str) -> None:
+    await pilot.press(*("space" if ch == " " else ch for ch in text))
+
+
+async def test_cap_is_set_with_a_reason_and_validated_in_the_modal(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Set the budget cap" in modal and "Cap now $5.00" in modal and "Spent $" in modal
+        amount = app.screen.query_one("#cap-amount")
+        amount.value = "0"
+        await pilot.press("enter")  # on to the reason
+        await _type(pilot, "finance")
+        await pilot.press("enter")  # submitted: the amount is refused, the modal stays
+        await pilot.pause()
+        assert "positive number" in screen_text(app) and app.screen.query_one("#cap-amount").has_focus
+        amount.value = "2.5"
+        await pilot.press("enter")
+        await settle(pilot)
+        text = screen_text(app)
+    caps = [(e.payload["cap_usd"], e.payload["reason"], e.actor) for e in events_of(split_db, "budget.cap_set")]
+    assert caps[-1] == (2.5, "finance", ACTOR) and len(caps) == 2  # the plan's, then the operator's
+    assert "/$2.50 cap" in text.splitlines()[1] and f"cap $2.50 ({ACTOR})" in text
+
+
+async def test_unfreeze_asks_why_showing_what_was_built_then_the_split_is_editable(demo_db):
+    with Campaign.open(demo_db, readonly=True) as c:
+        finished = sum(c.state.part("rollouts").finished.values())
+        old_hash = c.state.part("split").frozen_hash
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "U")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Unfreeze the split?" in modal and f"{finished} rollouts" in modal and old_hash[:12] in modal
+        await _type(pilot, "a test task leaks into train")
+        await pilot.press("enter")
+        await settle(pilot)
+        text = screen_text(app)
+    ev = events_of(demo_db, "split.unfrozen")
+    assert [(e.payload["previous_hash"], e.payload["reason"], e.actor) for e in ev] == [
+        (old_hash, "a test task leaks into train", ACTOR)]
+    assert "proposed, editable" in text and "split:prop" in text
+
+
+async def test_rollouts_per_task_view_counts_each_task(demo_db):
+    with Campaign.open(demo_db, readonly=True) as c:
+        by_task = {task: (p.started, p.finished, p.passed) for (stage, task), p in
+                   c.state.part("rollouts").by_task.items() if stage == "rollouts"}
+    app = make_app(demo_db, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("3", "v")
+        await settle(pilot, 0.2)
+        text = screen_text(app)
+        await pilot.press("v")
+        await settle(pilot, 0.2)
+        back = screen_text(app)
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.lstrip().startswith("fixtures/")}
+    assert len(rows) >= 10  # every row that fits at 80x24
+    for name, cells in rows.items():
+        task = next(t for t in by_task if t.startswith(name.rstrip("…")))
+        started, finished, passed = by_task[task]
+        assert cells[1:4] == ["rollouts", f"{finished}/{started}", str(passed)], cells
+    assert "passed" in text and "/r0" not in text and "/r0" in back  # v switches back to the rollouts
+
+
+async def test_readonly_offers_no_action_that_writes(demo_db):
+    app = make_app(demo_db, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot, 0.2)
+        footer = screen_text(app).splitlines()[-1]
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await _type(pilot, "split")
+        await pilot.pause(0.5)
+        palette = screen_text(app)
+    assert "Quit" in footer and not any(w in footer for w in ("Move", "Exclude", "Approve", "Unfreeze"))
+    assert "Go to Split" in palette and "Approve (freeze) the split" not in palette
+    writer = make_app(demo_db)
+    async with writer.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot, 0.2)
+        assert "Unfreeze" in screen_text(writer).splitlines()[-1]
+
+
+async def test_cancel_the_training_job_with_a_reason(demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("5", "c")
+        await pilot.pause()
+        assert "no DPO job has been launched" in screen_text(app)
+        await pilot.press("t")  # upload and price: free
+        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: (app.session.training_run() or {}).get("job_id") is not None, timeout=60)
+        await pilot.press("c")
+        await pilot.pause()
+        assert "Cancel the training job?" in screen_text(app)
+        await _type(pilot, "wrong beta")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.working is None, timeout=120)
+        await settle(pilot)
+        app.clear_notifications()  # the toasts cover the pane's right half
+        await pilot.pause()
+        text = screen_text(app)
+        result = app.last_result
+    asked = events_of(demo_db, "train.cancel_requested")
+    assert [(e.payload["reason"], e.actor) for e in asked] == [("wrong beta", ACTOR)]
+    finished = events_of(demo_db, "train.job_finished")
+    assert [e.payload["status"] for e in finished] == ["cancelled"]
+    assert result.status == "failed" and "cancelled" in result.message
+    assert "status cancelled" in text and "cancel_requested" in text and "job_stopped" in text
+
+
+async def test_stop_an_endpoint_by_hand(demo_db):
+    from dpo_tui.campaign import serving
+
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        s = app.session
+        prices = s.plan.prices
+        model = s.plan.plan.models.policy_base
+        instance = prices.dedicated[model]
+
+        def start_one():  # as the eval starts its base endpoint, through the same service
+            m = s.mgmt()
+            ref, config = serving.base_profile(m, model)
+            return serving.start(s.campaign, m, run_id="run-1", role="base", model_ref=ref, config=config,
+                                 price_cents_per_hour=prices.instances[instance].price_cents_per_hour,
+                                 instance=instance, actor="system", poll_s=0.1)
+        ep = await asyncio.to_thread(start_one)
+        await pilot.press("5")
+        await settle(pilot)
+        assert ep["endpoint_id"] in screen_text(app) and "1 running" in screen_text(app)
+        await pilot.press("s")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Stop the endpoint?" in modal and "/min" in modal
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not s.running_endpoints(), timeout=60)
+        await settle(pilot)
+        text = screen_text(app)
+    stopped = events_of(demo_db, "endpoint.stopped")
+    assert [(e.payload["endpoint_id"], e.actor) for e in stopped] == [(ep["endpoint_id"], ACTOR)]
+    assert "0 running" in text and "stopped" in text
+
+
+async def test_quit_while_rollouts_run_stops_them_then_exits(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        app.session.approve_split()
+        await settle(pilot)
+        await pilot.press("3", "r")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await pilot.press("q")
+        await pilot.pause()
+        assert "Quit while work is running?" in screen_text(app)
+        await pilot.press("y")
+        await pilot.pause(0.2)
+        assert app.quitting and "stopping pilot" in screen_text(app)  # it waits for the stage to stop
+        await wait_for(pilot, lambda: not app.is_running, timeout=120)
+    assert app.last_result.status == "stopped", app.last_result.message
+    with open_store(split_db, readonly=True) as store:
+        assert audit(store).ok
+        started = [e for e in store.read() if e.type == "call.started"]
+        ended = {e.payload["idempotency_key"] for e in store.read() if e.type in ("call.completed", "call.failed")}
+    assert all(e.payload["idempotency_key"] in ended for e in started)  # nothing left in flight
