@@ -94,13 +94,19 @@ def gate(campaign: Campaign, plan: Plan, run_id: str, results: dict[str, Any]) -
     return campaign.state.part(EVAL).runs[run_id].to_json()
 
 
+def check_override_reason(reason: str) -> str:
+    """The override's written reason, stripped; InputError when it is not a sentence."""
+    if len(reason.strip()) < 10:
+        raise InputError("an override needs a written reason (a sentence, at least 10 characters)")
+    return reason.strip()
+
+
 def override(campaign: Campaign, run_id: str, decision: str, *, reason: str, actor: str) -> None:
     run = campaign.state.part(EVAL).runs.get(run_id)
     if run is None or run.gate_decision is None:
         raise InputError(f"run {run_id!r} has no gate decision to override")
     if not actor.startswith("operator:"):
         raise InputError("only an operator can override the gate")
-    if len(reason.strip()) < 10:
-        raise InputError("an override needs a written reason (a sentence, at least 10 characters)")
+    check_override_reason(reason)
     campaign.append("decision.gate_overridden", {"run_id": run_id, "decision": decision, "previous": run.decision,
                                                  "reason": reason.strip()}, actor=actor)

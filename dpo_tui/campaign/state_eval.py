@@ -43,6 +43,22 @@ class GateOverridden(Payload):
     reason: str = Field(min_length=10, description="a written reason, at least a sentence")
 
 
+def task_outcomes(per_task: dict[str, dict[str, list[bool]]]) -> dict[str, Any]:
+    """Per task: base and tuned passes of their runs (seeds) and the result, "win" when the
+    tuned model passed a larger share of its runs, "loss" when a smaller one, else "tie";
+    and the suite's tally of each."""
+    out: dict[str, dict[str, Any]] = {}
+    for task, arms in sorted(per_task.items()):
+        base, tuned = arms.get("base", []), arms.get("tuned", [])
+        bk, bn, tk, tn = sum(base), len(base), sum(tuned), len(tuned)
+        diff = tk * bn - bk * tn  # tk/tn against bk/bn without dividing (equal runs: tk against bk)
+        out[task] = {"base_passed": bk, "base_runs": bn, "tuned_passed": tk, "tuned_runs": tn,
+                     "result": "win" if diff > 0 else "loss" if diff < 0 else "tie"}
+    results = [t["result"] for t in out.values()]
+    return {"per_task": out, "wins": results.count("win"), "losses": results.count("loss"),
+            "ties": results.count("tie")}
+
+
 @dataclass
 class EvalRun:
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -61,7 +77,8 @@ class EvalRun:
                              "tuned": {"pass@1": c["tuned_pass1"], f"pass@{c['k']}": c["tuned_passk"]},
                              "delta": c["delta"], "ci": [c["ci_low"], c["ci_high"]], "ci_level": c["level"],
                              "p_value": c["sign_p"], "mcnemar_p": c["mcnemar_p"], "mde": c["mde"],
-                             "tasks": c["tasks"], "runs": c["runs"], "serving": r["serving"]}
+                             "tasks": c["tasks"], "runs": c["runs"], "serving": r["serving"],
+                             **task_outcomes(r.get("per_task") or {})}
         return {"suites": suites, "decision": self.decision, "decided_by": self.decided_by,
                 "criterion": self.criterion, "reason": self.reason, "gate_decision": self.gate_decision,
                 "overridden": self.overridden}
