@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpo_tui.errors import DpoTuiError
-from dpo_tui.tui.screens.modals import ConfirmScreen, ReasonScreen
+from dpo_tui.campaign.state_train import TERMINAL
+from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, OverrideScreen, ReasonScreen
 
 if TYPE_CHECKING:
     from dpo_tui.tui.session import Session
@@ -26,6 +27,23 @@ class OperatorActions:
     def action_record_estimate(self) -> None:
         budget, rollouts = self.pane("budget").edits()  # type: ignore[attr-defined]
         self.act("record estimate", lambda: self.session.record_what_if(budget, rollouts), "estimate recorded")
+
+    def action_set_cap(self) -> None:
+        c = self.session.cap_state()
+        cap = f"${c['cap_usd']:.2f}" if c["cap_usd"] is not None else "none"
+        est = f"${c['estimate_usd']:.2f}" if c["estimate_usd"] is not None else "none logged"
+        body = (f"Cap now {cap} (set by {c['set_by'] or 'the plan'}); the plan says ${c['plan_cap_usd']:.2f}.\n"
+                f"Spent ${c['spend_usd']:.3f}; latest estimate {est}.\n"
+                "Every later call is held against the new cap (one below the spend stops the next call). "
+                "It holds across reruns until the plan's own cap is changed.")
+
+        def got(answer: tuple[str, str] | None) -> None:
+            if answer:
+                amount, reason = answer
+                self.act("set cap", lambda: self.session.set_cap(amount, reason),
+                         f"budget cap set to ${self.session.parse_cap(amount):.2f}")
+        self.push_screen(CapScreen(body, f"{c['cap_usd']:g}" if c["cap_usd"] else "", check=self.session.parse_cap),
+                         got)
 
     def action_propose_split(self) -> None:
         self.act("propose split", self.session.propose_split, "split proposed")
@@ -76,6 +94,24 @@ class OperatorActions:
             if yes:
                 self.act("approve split", self.session.approve_split, "split approved and frozen")
         self.push_screen(ConfirmScreen("Approve the split?", body, yes="Approve"), answer)
+
+    def action_unfreeze_split(self) -> None:
+        with self.session.lock:
+            s = self.session.campaign.state.parts["split"]
+            frozen, fhash = s.frozen, s.frozen_hash
+        if not frozen:
+            self.notify("the split is not frozen", severity="warning")
+            return
+        done = self.session.built_on_split()
+        body = (f"Unfreeze split {fhash[:12]} so tasks can be moved or excluded again.\n"
+                f"Done on it so far: {done['rollouts']} rollouts, pairs {'built' if done['pairs_built'] else 'not built'}"
+                f"{', exported' if done['exported'] else ''}, {done['training_runs']} training runs; they stay in "
+                "the log tied to this hash. Approving again freezes the new split.\nWhy unfreeze?")
+
+        def got(reason: str | None) -> None:
+            if reason:
+                self.act("unfreeze split", lambda: self.session.unfreeze_split(reason), "split unfrozen")
+        self.push_screen(ReasonScreen("Unfreeze the split?", body, ok="Unfreeze"), got)
 
     def action_start_rollouts(self) -> None:
         if self.working is not None:
@@ -192,6 +228,10 @@ class OperatorActions:
         if p["status"] == "completed":
             self.notify("training has completed")
             return
+        if p["status"] in TERMINAL:
+            self.notify(f"the job ended {p['status']}; another needs a new run: dpo-tui train --run-id run-2",
+                        severity="warning", timeout=10)
+            return
         if p["phase"] == "prepare" or p["launched"]:
             self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed
             return
@@ -205,6 +245,41 @@ class OperatorActions:
                                      estimate_usd=p["estimated_usd"])
                 self._stage_work("training", "train")
         self.push_screen(ConfirmScreen("Launch training?", body, yes="Launch"), answer)
+
+    def action_cancel_training(self) -> None:
+        run = self.session.training_run()
+        if run is None or not run.get("job_id"):
+            self.notify("no DPO job has been launched", severity="warning")
+            return
+        if run["status"] in TERMINAL:
+            self.notify(f"job {run['job_id']} already {run['status']}", severity="warning")
+            return
+        body = (f"Cancel DPO job {run['job_id']} ({run['status']})? Together stops it; steps it already ran may "
+                "still be billed. A new job needs a new run (dpo-tui train --run-id ...).\nWhy cancel?")
+
+        def got(reason: str | None) -> None:
+            if reason:
+                self.act("cancel training", lambda: self.session.cancel_training(reason),
+                         f"cancel requested for {run['job_id']}")
+        self.push_screen(ReasonScreen("Cancel the training job?", body, ok="Cancel job"), got)
+
+    def action_stop_endpoint(self) -> None:
+        endpoint_id = self.pane("train").selected_endpoint()  # type: ignore[attr-defined]
+        running = {e["endpoint_id"]: e for e in self.session.running_endpoints()}
+        if not running:
+            self.notify("no endpoint is running", severity="warning")
+            return
+        ep = running.get(endpoint_id or "") or next(iter(running.values()))
+        per_min = ep["price_cents_per_hour"] / 100 / 60
+        body = (f"Stop endpoint {ep['endpoint_id']} ({ep['role']}, {ep['instance']}, ${per_min:.4f}/min) and "
+                "delete it; its billed minutes are logged."
+                + ("\nAn eval is running: its calls to this endpoint will fail." if self.working == "eval" else ""))
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("stop endpoint", lambda: self.session.stop_endpoint(
+                    ep["endpoint_id"], "stopped by hand in the console"), f"endpoint {ep['endpoint_id']} stopped")
+        self.push_screen(ConfirmScreen("Stop the endpoint?", body, yes="Stop it"), answer)
 
     def action_start_eval(self) -> None:
         if self.working is not None:
@@ -228,3 +303,22 @@ class OperatorActions:
                 self.session.approve("run_eval", "eval", reason="confirmed in the TUI", estimate_usd=p["endpoint_usd"])
                 self._stage_work("eval", "eval")
         self.push_screen(ConfirmScreen("Run the eval?", body, yes="Start"), answer)
+
+    def action_override_gate(self) -> None:
+        if self.working == "eval":
+            self.notify("the eval is running: override its gate when it has decided", severity="warning")
+            return
+        g = self.session.gate()
+        if g is None:
+            self.notify("the gate has not decided yet: nothing to override", severity="warning")
+            return
+        body = (f"Eval {g['run_id']}: the decision now is {g['decision']} (by {g['decided_by']}"
+                f"{', an override' if g['overridden'] else ''}).\ncriterion: {g['criterion']}\n"
+                f"reason: {g['reason']}\nPick the new decision and write why; it is logged with your name.")
+
+        def got(answer: tuple[str, str] | None) -> None:
+            if answer:
+                decision, reason = answer
+                self.act("override gate", lambda: self.session.override_gate(decision, reason),
+                         f"gate overridden: {decision}")
+        self.push_screen(OverrideScreen(body, g["choices"], check=self.session.check_override_reason), got)

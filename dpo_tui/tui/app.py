@@ -42,8 +42,10 @@ from dpo_tui.tui.widgets.header import CampaignHeader
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
           ("pairs", "4 Pairs", PairsPane), ("train", "5 Train", TrainPane), ("eval", "6 Eval", EvalPane),
           ("log", "7 Log", LogPane))
-WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "propose_split", "move_task", "exclude_task", "approve_split", "start_rollouts",
-                 "pause_resume", "cancel_rollouts", "concurrency", "build_pairs", "pair_decision", "export_pairs"}
+WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "set_cap", "propose_split", "move_task",
+                 "exclude_task", "approve_split", "unfreeze_split", "start_rollouts", "pause_resume", "cancel_rollouts",
+                 "concurrency", "build_pairs", "pair_decision", "export_pairs", "cancel_training", "stop_endpoint",
+                 "override_gate"}
 DRAIN_INTERVAL_S = 0.5  # at most two redraws a second from the event stream (rendering costs the engine CPU)
 POLL_INTERVAL_S = 0.5   # --readonly: how often to fold what another process appended
 
@@ -90,6 +92,7 @@ class DpoApp(OperatorActions, App):
         self.poll_s = poll_s
         self.engine = None
         self.working: str | None = None
+        self.quitting = False  # the operator quit while work ran: exit when it has stopped
         self.last_result: StagesFinished | None = None
         self.reports: deque[str] = deque(maxlen=50)
         self._pending: deque[StoredEvent] = deque()
@@ -201,8 +204,10 @@ class DpoApp(OperatorActions, App):
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or (s.plan.plan.budget.cap_usd if s.plan else None)
             stages = stage_states(s)
+        working = None if self.working is None else (
+            f"stopping {self.working}" if self.quitting else f"{self.working} running")
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
-                                            readonly=s.readonly, working=self.working)
+                             readonly=s.readonly, working=working)
 
     # -- navigation ------------------------------------------------------------------------
 
@@ -216,28 +221,38 @@ class DpoApp(OperatorActions, App):
         if self.focused is not target:
             target.focus()
 
+    def action_rollouts_per_task(self) -> None:
+        self.action_show_stage("rollouts")
+        self.pane("rollouts").action_toggle_view()  # type: ignore[attr-defined]
+
     def action_leave_input(self) -> None:
         if isinstance(self.focused, Input):
             self.set_focus(None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in WRITE_ACTIONS and self.session.readonly:
-            return None  # shown, disabled
+            return False  # read-only: not run, and not offered in the footer
         return True
 
     def action_quit_app(self) -> None:
-        if self.working is None:
-            self.exit()
+        if self.working is None or self.quitting:
+            self.exit()  # nothing running, or q again while stopping: now
             return
 
         def answer(yes: bool | None) -> None:
-            if yes:
-                if self.engine is not None:
-                    self.engine.cancel()
-                self.exit()
+            if not yes:
+                return
+            self.quitting = True
+            self.session.stop.set()  # a training job is no longer followed (it runs on)
+            if self.engine is not None:
+                self.engine.cancel()
+            self._refresh_header()
+            self.notify(f"stopping {self.working}: calls in flight finish and endpoints are stopped, then the console "
+                        "quits (q again quits at once)", timeout=30)
         self.push_screen(ConfirmScreen("Quit while work is running?",
-                                       f"{self.working} is running. Quitting stops it; finished calls and rollouts "
-                                       "are in the log, and unfinished ones resume next time.", yes="Quit"), answer)
+                                       f"{self.working} is running. Quitting stops it: calls in flight finish, "
+                                       "endpoints are stopped, a training job runs on at Together. Finished work is "
+                                       "in the log; the rest resumes next time.", yes="Quit"), answer)
 
     # -- running services ------------------------------------------------------------------
 
@@ -285,6 +300,9 @@ class DpoApp(OperatorActions, App):
     def on_stages_finished(self, message: StagesFinished) -> None:
         self.working, self.engine = None, None
         self.last_result = message
+        if self.quitting:
+            self.exit()
+            return
         self._refresh_header()
         text = f"{message.what}: {message.status}: {message.message}"
         if message.status == "waiting" and message.what == "pilot":

@@ -16,21 +16,27 @@ ACTIONS = (
     ("Go to Eval", "show_stage('eval')", "base against tuned, the gate"),
     ("Go to Log", "show_stage('log')", "events, payloads, chain verification"),
     ("Record the edited budget estimate", "record_estimate", "budget.estimated as you"),
+    ("Set the budget cap", "set_cap", "asks the amount and a reason; budget.cap_set as you"),
     ("Propose the split", "propose_split", "the plan's seeded split with leakage findings"),
     ("Move the selected task to the other side", "move_task", "split.task_moved"),
     ("Exclude the selected task", "exclude_task", "asks for a reason"),
     ("Approve (freeze) the split", "approve_split", "asks first; logs the split's hash"),
+    ("Unfreeze the split", "unfreeze_split", "asks for a reason; split.unfrozen"),
     ("Start the pilot / rollouts", "start_rollouts", "asks first, showing the estimated cost"),
     ("Pause or resume rollouts", "pause_resume", "the running engine"),
     ("Cancel rollouts", "cancel_rollouts", "unfinished rollouts resume later"),
     ("Concurrency up", "concurrency(1)", "one more rollout at a time"),
     ("Concurrency down", "concurrency(-1)", "one fewer rollout at a time"),
+    ("Rollouts per task", "rollouts_per_task", "switch the Rollouts table between rollouts and tasks"),
     ("Build pairs", "build_pairs", "pairs.built from finished rollouts"),
     ("Accept the selected pair", "pair_decision('accept')", "pairs.decided"),
     ("Reject the selected pair", "pair_decision('reject')", "pairs.decided"),
     ("Export pairs", "export_pairs", "Together and TRL JSONL with a manifest"),
     ("Prepare / launch DPO training", "start_training", "upload and price estimate, then launch (asks first)"),
+    ("Cancel the training job", "cancel_training", "asks for a reason; train.cancel_requested"),
+    ("Stop a dedicated endpoint", "stop_endpoint", "the selected one on Train (asks first)"),
     ("Run the eval", "start_eval", "dedicated endpoints, base against tuned (asks first)"),
+    ("Override the gate", "override_gate", "another decision, with a written reason; decision.gate_overridden"),
     ("Verify the hash chain", "verify_chain", "audit the whole log"),
     ("Quit", "quit_app", "asks first if work is running"),
 )
@@ -40,13 +46,17 @@ class ActionsProvider(Provider):
     def _run(self, action: str) -> None:
         self.app.call_later(self.app.run_action, action)
 
+    def _offered(self) -> list[tuple[str, str, str]]:
+        """The actions the app would run now (--readonly offers none that write)."""
+        return [a for a in ACTIONS if self.app.check_action(a[1].split("(")[0], ()) is not False]
+
     async def discover(self) -> Hits:
-        for title, action, help_ in ACTIONS:
+        for title, action, help_ in self._offered():
             yield DiscoveryHit(title, partial(self._run, action), help=help_)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for title, action, help_ in ACTIONS:
+        for title, action, help_ in self._offered():
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), partial(self._run, action), help=help_)

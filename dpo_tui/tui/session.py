@@ -9,6 +9,7 @@ appends (a worker), so readers in the UI thread take `lock` while they look.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -205,15 +206,23 @@ class Session:
                     "estimate_usd": latest["total_usd"] if latest else None,
                     "plan_cap_usd": self.plan.plan.budget.cap_usd if self.plan else None}
 
+    @staticmethod
+    def parse_cap(raw: str) -> float:
+        """The operator's cap text as USD; InputError naming what is wrong."""
+        try:
+            cap = float(raw.strip().lstrip("$").replace(",", ""))
+        except ValueError:
+            raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
+        if not (math.isfinite(cap) and cap > 0):
+            raise InputError(f"budget cap must be a positive number of USD, not {raw.strip()!r}")
+        return cap
+
     def set_cap(self, raw: str, reason: str) -> float:
-        """Set the budget cap from the operator's text; raises InputError naming what is wrong."""
+        """Set the budget cap every later call is held against (logged with the reason)."""
         from dpo_tui.provider.provider import set_cap
 
         self.need_plan()
-        try:
-            cap = float(raw.strip().lstrip("$"))
-        except ValueError:
-            raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
+        cap = self.parse_cap(raw)
         set_cap(self.campaign, cap, reason=reason, actor=self.actor)
         return cap
 
@@ -325,6 +334,39 @@ class Session:
                     "cap_usd": st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
                     "minutes": pc.plan.eval.endpoint_minutes, "approved": st.part(PLAN).has("run_eval")}
 
+    def gate(self) -> dict[str, Any] | None:
+        """The latest eval run's gate: its run id, decision, criterion, reason and who decided
+        (None before the gate has decided), and the decisions an override can choose."""
+        from typing import get_args
+
+        from dpo_tui.campaign.state_eval import EVAL, Decision
+
+        with self.lock:
+            e = self.campaign.state.part(EVAL)
+            run = e.runs.get(e.latest or "")
+            if run is None or run.gate_decision is None:
+                return None
+            return {"run_id": e.latest, "decision": run.decision, "criterion": run.criterion, "reason": run.reason,
+                    "decided_by": run.decided_by, "overridden": run.overridden,
+                    "choices": [d for d in get_args(Decision) if d != run.decision]}
+
+    @staticmethod
+    def check_override_reason(reason: str) -> str:
+        """The service's own rule for an override's written reason (InputError when refused)."""
+        from dpo_tui.campaign.evaluation import check_override_reason
+
+        return check_override_reason(reason)
+
+    def override_gate(self, decision: str, reason: str) -> None:
+        """Override the latest eval run's gate decision, as the operator, with a written reason."""
+        from dpo_tui.campaign import evaluation
+
+        self.need_plan()
+        g = self.gate()
+        if g is None:
+            raise InputError("the gate has not decided yet: nothing to override")
+        evaluation.override(self.campaign, g["run_id"], decision, reason=reason, actor=self.actor)
+
     # -- pairs ---------------------------------------------------------------------------
 
     def preview_funnel(self, min_margin: float, per_task_cap: int) -> dict[str, int]:
@@ -376,8 +418,7 @@ class Session:
             part = self.campaign.state.parts.get("training")
             if part is None or not part.runs:
                 return None
-            run = part.runs.get(part.latest) if part.latest else list(part.runs.values())[-1]
-            run = run or list(part.runs.values())[-1]
+            run = part.runs.get(part.latest or "") or list(part.runs.values())[-1]
             return {**run.to_json(), "events": list(run.events)}
 
     def cancel_training(self, reason: str) -> str:

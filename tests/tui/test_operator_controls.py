@@ -43,7 +43,7 @@ async def test_cap_is_set_with_a_reason_and_validated_in_the_modal(split_db):
         text = screen_text(app)
     caps = [(e.payload["cap_usd"], e.payload["reason"], e.actor) for e in events_of(split_db, "budget.cap_set")]
     assert caps[-1] == (2.5, "finance", ACTOR) and len(caps) == 2  # the plan's, then the operator's
-    assert "/$2.50 cap" in text.splitlines()[1] and f"cap $2.50 ({ACTOR})" in text
+    assert "/$2.50 cap" in text.splitlines()[0] and f"cap $2.50 ({ACTOR})" in text
 
 
 async def test_unfreeze_asks_why_showing_what_was_built_then_the_split_is_editable(demo_db):

@@ -34,8 +34,8 @@ async def test_every_stage_shows_its_content_at_80x24(demo_db):
 
     head = seen["1"].splitlines()[:2]
     assert "[simulated]" in head[0] and "[read-only]" in head[0]
-    assert f"${state['spend']['total_usd']:.3f}/$5.00 cap" in head[1]
-    assert "split:frozen" in head[1]
+    assert f"${state['spend']['total_usd']:.3f}/$5.00 cap" in head[0]
+    assert "split:frozen" in head[1] and head[1].rstrip().endswith("eval:-")  # every stage fits 80 columns
 
     budget = seen["1"]
     assert "calls" in budget and "$ est" in budget and "$ calib" in budget

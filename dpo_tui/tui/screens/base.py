@@ -25,12 +25,13 @@ class StagePane(Vertical, can_focus=True):
     def first_show(self) -> None:
         """Called when the pane is shown for the first time (the costly loads go here)."""
 
-    def set_text(self, selector: str, text: object) -> None:
-        """Update a Static only when its content changed (every update is a repaint)."""
+    def set_text(self, selector: str, text: object, *, layout: bool = True) -> None:
+        """Update a Static only when its content changed (every update is a repaint). A Static
+        of fixed size passes layout=False: no layout pass over the screen for new text."""
         cache = self.__dict__.setdefault("_texts", {})
         if cache.get(selector) != text:
             cache[selector] = text
-            self.query_one(selector).update(text)  # type: ignore[attr-defined]
+            self.query_one(selector).update(text, layout=layout)  # type: ignore[attr-defined]
 
     def sync(self) -> None:
         """Redraw from the state (the app calls it on the visible pane after new events)."""

@@ -17,47 +17,72 @@ def _pct(x: Any) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+RESULT_ORDER = {"loss": 0, "win": 1, "tie": 2}  # the per-task table: losses, then wins, then ties
+
+
+def _decision_lines(ev: dict[str, Any]) -> list[str]:
+    head = f"decision: {ev.get('decision') or 'not decided yet'}"
+    if ev.get("overridden"):
+        head += f", overridden by {ev.get('decided_by')} (the gate said {ev.get('gate_decision')})"
+    elif ev.get("decided_by"):
+        head += f" (by {ev['decided_by']})"
+    lines = [head]
+    if ev.get("criterion") or ev.get("reason"):
+        lines.append(f"criterion: {ev.get('criterion') or '-'}; reason: {ev.get('reason') or '-'}")
+    for suite, r in ev["suites"].items():
+        ks = [f"{k} {_pct(r['base'][k])} -> {_pct(r['tuned'].get(k))}" for k in r["base"] if k != "pass@1"]
+        lines.append(f"{suite}: wins {r.get('wins', 0)}, losses {r.get('losses', 0)}, ties {r.get('ties', 0)}"
+                     + (f"; {', '.join(ks)}" if ks else ""))
+    return lines
+
+
 class EvalPane(StagePane):
     stage = "eval"
-    BINDINGS = [Binding("e", "app.start_eval", "Run eval", id="eval.start")]
+    BINDINGS = [Binding("e", "app.start_eval", "Run eval", id="eval.start"),
+                Binding("o", "app.override_gate", "Override gate", id="eval.override")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="eval-title", classes="pane-title")
         yield DataTable(id="eval-table", cursor_type="row")
         yield Static("", id="eval-decision", markup=False)
+        yield DataTable(id="eval-tasks", cursor_type="row")
 
     def on_mount(self) -> None:
         t = self.query_one("#eval-table", DataTable)
         for key, label, width in (("suite", "suite", 8), ("base", "base pass@1", 11), ("tuned", "tuned pass@1", 12),
                                   ("delta", "delta", 7), ("ci", "CI", 16), ("p", "p", 6), ("mde", "MDE", 6)):
             t.add_column(label, key=key, width=width)
+        tasks = self.query_one("#eval-tasks", DataTable)
+        for key, label, width in (("suite", "suite", 12), ("task", "task", 34), ("base", "base", 6),
+                                  ("tuned", "tuned", 6), ("result", "result", 6)):
+            tasks.add_column(label, key=key, width=width)
         self.sync()
 
     def sync(self) -> None:
         ev = part_json(self.session, "eval")
+        if ev == self.__dict__.get("_shown", ...):
+            return  # unchanged: keep the tables' cursors where the operator left them
+        self._shown = ev
         t = self.query_one("#eval-table", DataTable)
         t.clear()
+        self.query_one("#eval-tasks", DataTable).clear()
         if not ev or not ev.get("suites"):
-            self.query_one("#eval-title", Static).update("Eval: not run yet. No eval results in this campaign's log.")
-            self.query_one("#eval-decision", Static).update("decision: not run yet (e runs the eval after training)")
+            self.set_text("#eval-title", "Eval: not run yet. No eval results in this campaign's log.")
+            self.set_text("#eval-decision", "decision: not run yet (e runs the eval after training)")
             return
-        self.query_one("#eval-title", Static).update(f"Eval {ev.get('run_id') or ''}: base against tuned, pass@1 "
-                                                     "per suite")
+        self.set_text("#eval-title", f"Eval {ev.get('run_id') or ''}: base against tuned, pass@1 per suite")
         for suite, r in ev["suites"].items():
             ci = r.get("ci") or [None, None]
             t.add_row(suite, _pct(r["base"].get("pass@1")), _pct(r["tuned"].get("pass@1")), _pct(r.get("delta")),
                       f"[{_pct(ci[0])}, {_pct(ci[1])}]", f"{r['p_value']:.3f}" if r.get("p_value") is not None else "-",
                       _pct(r.get("mde")), key=suite)
-        lines = [f"decision: {ev.get('decision') or 'not decided yet'}"
-                 + (f" (by {ev['decided_by']})" if ev.get("decided_by") else "")
-                 + (" - overridden" if ev.get("overridden") else "")]
-        if ev.get("criterion"):
-            lines.append(f"criterion: {ev['criterion']}")
-        if ev.get("reason"):
-            lines.append(f"reason: {ev['reason']}")
-        for suite, r in ev["suites"].items():
-            for arm in ("base", "tuned"):
-                ks = [f"{k} {_pct(v)}" for k, v in r[arm].items() if k != "pass@1"]
-                if ks:
-                    lines.append(f"{suite} {arm}: " + ", ".join(ks))
-        self.query_one("#eval-decision", Static).update("\n".join(lines))
+        self.set_text("#eval-decision", "\n".join(_decision_lines(ev)))
+        self._task_rows(ev["suites"])
+
+    def _task_rows(self, suites: dict[str, Any]) -> None:
+        rows = [(RESULT_ORDER.get(o["result"], 3), suite, task, o)
+                for suite, r in suites.items() for task, o in (r.get("per_task") or {}).items()]
+        table = self.query_one("#eval-tasks", DataTable)
+        for _order, suite, task, o in sorted(rows, key=lambda x: x[:3]):
+            table.add_row(suite, task, f"{o['base_passed']}/{o['base_runs']}", f"{o['tuned_passed']}/{o['tuned_runs']}",
+                          o["result"], key=f"{suite}/{task}")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from dpo_tui.errors import DpoTuiError
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -35,13 +39,15 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class ReasonScreen(ModalScreen["str | None"]):
-    """Ask for a written reason (required); None when cancelled."""
+    """Ask for a written reason (required); None when cancelled. `check`, when given, is the
+    service's own validation: the error it raises is shown here and the modal stays open."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel")]
 
-    def __init__(self, title: str, prompt: str) -> None:
+    def __init__(self, title: str, prompt: str, *, check: Callable[[str], object] | None = None,
+                 ok: str = "OK") -> None:
         super().__init__()
-        self.title_text, self.prompt = title, prompt
+        self.title_text, self.prompt, self.check, self.ok = title, prompt, check, ok
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal"):
@@ -50,7 +56,7 @@ class ReasonScreen(ModalScreen["str | None"]):
             yield Input(placeholder="reason (required)", id="reason")
             yield Static("", id="reason-error", classes="error")
             with Horizontal(classes="modal-buttons"):
-                yield Button("OK (enter)", id="ok", variant="primary")
+                yield Button(f"{self.ok} (enter)", id="ok", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -61,9 +67,73 @@ class ReasonScreen(ModalScreen["str | None"]):
         if not text:
             self.query_one("#reason-error", Static).update("a reason is required")
             return
+        if self.check is not None:
+            try:
+                self.check(text)
+            except DpoTuiError as exc:
+                self.query_one("#reason-error", Static).update(exc.message)
+                return
         self.dismiss(text)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class CapScreen(ModalScreen["tuple[str, str] | None"]):
+    """Ask for a new budget cap and the reason for it; (amount, reason), None when cancelled.
+    `check(amount)` is the service's validation; its error keeps the modal open."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cap.cancel")]
+
+    def __init__(self, body: str, current: str, *, check: Callable[[str], object]) -> None:
+        super().__init__()
+        self.body, self.current, self.check = body, current, check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal"):
+            yield Label("Set the budget cap", classes="modal-title")
+            yield Static(self.body, classes="modal-body")
+            with Horizontal(classes="modal-row"):
+                yield Label("cap $ ", classes="field-label")
+                yield Input(self.current, id="cap-amount", restrict=r"[0-9.$]*")
+            yield Input(placeholder="reason (required)", id="cap-reason")
+            yield Static("", id="cap-error", classes="error")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Set cap (enter)", id="ok", variant="warning")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cap-amount", Input).focus()
+
+    def _submit(self) -> None:
+        amount = self.query_one("#cap-amount", Input).value.strip()
+        reason = self.query_one("#cap-reason", Input).value.strip()
+        error = self.query_one("#cap-error", Static)
+        try:
+            self.check(amount)
+        except DpoTuiError as exc:
+            error.update(exc.message)
+            self.query_one("#cap-amount", Input).focus()
+            return
+        if not reason:
+            error.update("a reason is required (it is logged with your name)")
+            self.query_one("#cap-reason", Input).focus()
+            return
+        self.dismiss((amount, reason))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "cap-amount" and not self.query_one("#cap-reason", Input).value.strip():
+            self.query_one("#cap-reason", Input).focus()
+            return
         self._submit()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -92,4 +162,60 @@ class TextScreen(ModalScreen[None]):
                 yield Static(self.text, id="text-body", markup=False)
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class OverrideScreen(ModalScreen["tuple[str, str] | None"]):
+    """Override the gate: pick a decision other than the current one and write why;
+    (decision, reason), None when cancelled. `check(reason)` is the service's rule for the
+    reason; its error keeps the modal open."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="override.cancel")]
+
+    def __init__(self, body: str, choices: list[str], *, check: Callable[[str], object]) -> None:
+        super().__init__()
+        self.body, self.choices, self.check = body, choices, check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal"):
+            yield Label("Override the gate?", classes="modal-title")
+            yield Static(self.body, classes="modal-body", markup=False)
+            with Horizontal(classes="modal-row"):
+                yield Label("new decision ", classes="field-label")
+                with RadioSet(id="override-decision", compact=True):
+                    for i, choice in enumerate(self.choices):
+                        yield RadioButton(choice, value=i == 0, id=f"override-{choice}", compact=True)
+            yield Input(placeholder="why (required, logged with your name)", id="override-reason")
+            yield Static("", id="override-error", classes="error")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Override (enter)", id="ok", variant="warning")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#override-decision", RadioSet).focus()
+
+    def decision(self) -> str:
+        pressed = self.query_one("#override-decision", RadioSet).pressed_button
+        return pressed.id.removeprefix("override-") if pressed is not None and pressed.id else self.choices[0]
+
+    def _submit(self) -> None:
+        reason = self.query_one("#override-reason", Input).value.strip()
+        try:
+            self.check(reason)
+        except DpoTuiError as exc:
+            self.query_one("#override-error", Static).update(exc.message)
+            self.query_one("#override-reason", Input).focus()
+            return
+        self.dismiss((self.decision(), reason))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -156,7 +156,7 @@ class RolloutsPane(StagePane):
         total_rows = getattr(self, "_total_rows", 0)
         if total_rows > SHOWN:
             parts.append(f"(table: newest {SHOWN} of {total_rows})")
-        self.set_text("#roll-progress", "  ".join(parts))
+        self.set_text("#roll-progress", "  ".join(parts), layout=False)  # fixed height: no layout pass
         bar = self.query_one("#roll-bar", ProgressBar)
         if eng.get("total"):
             total, done = eng["total"], eng.get("finished", 0)
@@ -177,9 +177,9 @@ class RolloutsPane(StagePane):
         fin = sum(v[1] for v in by_stage.values())
         passed = sum(v[2] for v in by_stage.values())
         pass_s = f"{passed / fin:.0%}" if fin else "-"
-        self.set_text("#roll-rates", 
-            f"pass {pass_s}  spend ${spend:.3f} (${rate:.3f}/min)  tokens {tokens:,}  retries {retries}  "
-            f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}")
+        self.set_text("#roll-rates",
+                      f"pass {pass_s}  spend ${spend:.3f} (${rate:.3f}/min)  tokens {tokens:,}  retries {retries}  "
+                      f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}", layout=False)
         spend_data = [x[1] for x in samples[-40:]] or [0]
         pass_data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
         if self.query_one("#roll-tasks", DataTable).display:

@@ -24,18 +24,17 @@ class CampaignHeader(Static):
         if readonly:
             t.append(" [read-only]", style="bold cyan")
         if working:
-            t.append(f" [{working} running]", style="bold green")
-        t.append(" ")
+            t.append(f" [{working}]", style="bold green")
+        cap_s = f"${cap:.2f}" if cap is not None else "no cap"
+        over = cap is not None and spend > 0.9 * cap
+        t.append(f" ${spend:.3f}/{cap_s} cap", style="bold red" if over else "bold")
+        t.append("  ")
         room = max(10, (self.size.width or 80) - 2 - t.cell_len)
         t.append(name if len(name) <= room else name[: room - 1] + "…", style="bold")
         t.append("\n")
-        cap_s = f"${cap:.2f}" if cap is not None else "no cap"
-        over = cap is not None and spend > 0.9 * cap
-        t.append(f"${spend:.3f}/{cap_s} cap", style="bold red" if over else "bold")
-        t.append(" ")
-        for stage, state in stages.items():
-            t.append(f" {SHORT.get(stage, stage)}:", style="dim")
+        for i, (stage, state) in enumerate(stages.items()):  # a line of its own: fits 80 columns
+            t.append(f"{' ' if i else ''}{SHORT.get(stage, stage)}:", style="dim")
             t.append(SHORT.get(state, state), style="bold green" if state in GOOD else "")
         if t.plain != getattr(self, "_last_plain", None):  # every update is a repaint
             self._last_plain = t.plain
-            self.update(t)
+            self.update(t, layout=False)  # two fixed lines: no layout pass

@@ -1,0 +1,161 @@
+"""The Eval pane through the real App on the embedded simulator: the eval asks with the
+endpoints' estimated cost, runs base against tuned and shows pass@1 per suite, the gate's
+verdict and the per-task wins and losses; the gate's override needs a written reason, is
+logged as the operator, and --readonly offers none of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.events.campaign import Campaign
+from tests.tui.conftest import (
+    ACTOR,
+    copy_campaign,
+    events_of,
+    make_app,
+    settle,
+    wait_for,
+)
+from tests.tui.screen_text import screen_text
+
+pytestmark = pytest.mark.anyio
+
+
+def _copy_with_sim(src: Path, dst_dir: Path) -> Path:
+    """A campaign and its simulator's state: the trained model lives in the simulator, so an
+    eval on a copy needs the simulator that trained it."""
+    dst = copy_campaign(src, dst_dir)
+    shutil.copytree(src.with_name(f"{src.name}.sim"), dst.with_name(f"{dst.name}.sim"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo plan run through training (the DPO job completed), no eval yet."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = tmp_path_factory.mktemp("trained") / "trained.db"
+    result = run_campaign(demo_plan_path(), db, until="train", yes=True)
+    assert result.exit_code == 0, result.message
+    return db
+
+
+@pytest.fixture(scope="session")
+def evaluated_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same campaign run through every stage: evaluated, the gate decided."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = _copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
+    result = run_campaign(demo_plan_path(), db, until=None, yes=True)
+    assert result.exit_code == 0, result.message
+    return db
+
+
+def _count(db: Path) -> int:
+    with Campaign.open(db, readonly=True) as c:
+        return c.state.events
+
+
+def _eval_state(db: Path) -> dict:
+    with Campaign.open(db, readonly=True) as c:
+        return c.state.to_json()["eval"]
+
+
+async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_per_task_results(
+        trained_template, tmp_path):
+    db = _copy_with_sim(trained_template, tmp_path)
+    with Campaign.open(db, readonly=True) as c:
+        b = c.state.part(BUDGET)
+        endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
+    app = make_app(db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        assert "not run yet" in screen_text(app)
+        await pilot.press("o")  # no gate decision yet
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0] and "nothing to override" in screen_text(app)
+        await pilot.press("e")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Run the eval?" in modal and f"estimated ${endpoint_usd:.3f}" in modal
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None and app.session.gate() is not None, timeout=180)
+        await settle(pilot)
+        text = screen_text(app)
+    run_eval = [e for e in events_of(db, "decision.recorded") if e.payload["decision"] == "run_eval"]
+    assert [(e.actor, e.payload["estimate_usd"]) for e in run_eval] == [(ACTOR, endpoint_usd)]
+    assert events_of(db, "eval.results") and len(events_of(db, "decision.gate")) == 1
+    started, stopped = events_of(db, "endpoint.started"), events_of(db, "endpoint.stopped")
+    assert len(started) == 2 and len(stopped) == len(started)
+
+    ev = _eval_state(db)
+    assert "pass@1" in text and f"decision: {ev['decision']} (by system)" in text
+    lines = text.splitlines()
+    for suite, r in ev["suites"].items():
+        row = next(line for line in lines if line.lstrip().startswith(suite) and "[" in line)
+        assert f"{r['base']['pass@1']:.1%}" in row and f"{r['tuned']['pass@1']:.1%}" in row, row
+        assert f"{suite}: wins {r['wins']}, losses {r['losses']}, ties {r['ties']}" in text
+        assert r["wins"] + r["losses"] + r["ties"] == r["tasks"]
+    task_rows = [(suite, task, o) for suite, r in ev["suites"].items() for task, o in r["per_task"].items()]
+    shown = []
+    for suite, task, o in task_rows:
+        row = next(line for line in lines if f" {task} " in line)
+        assert row.split() == [suite, task, f"{o['base_passed']}/{o['base_runs']}",
+                               f"{o['tuned_passed']}/{o['tuned_runs']}", o["result"]], row
+        shown.append((lines.index(row), o["result"]))
+    order = [result for _i, result in sorted(shown)]
+    assert order == sorted(order, key=["loss", "win", "tie"].index)  # losses, then wins, then ties
+
+
+async def test_gate_override_needs_a_written_reason_and_is_logged_as_the_operator(evaluated_template, tmp_path):
+    from textual.widgets import RadioButton
+
+    from dpo_tui.tui.screens.modals import OverrideScreen
+
+    db = copy_campaign(evaluated_template, tmp_path)
+    gate = events_of(db, "decision.gate")[-1].payload
+    choices = [d for d in ("ship", "rollback", "inconclusive") if d != gate["decision"]]
+    reason = "the CI is too wide to act on"
+    before = _count(db)
+    app = make_app(db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("6", "o")
+        await pilot.pause()
+        assert isinstance(app.screen, OverrideScreen)
+        modal = screen_text(app)
+        assert f"the decision now is {gate['decision']}" in modal and f"criterion: {gate['criterion']}" in modal
+        assert [str(b.label) for b in app.screen.query(RadioButton)] == choices  # all but the current one
+        await pilot.press("right", "enter", "tab", *"too short", "enter")  # the second choice; 9 characters
+        await pilot.pause()
+        assert isinstance(app.screen, OverrideScreen)  # refused inside the modal
+        assert "an override needs a written reason (a sentence, at least 10" in screen_text(app)  # the service's words
+        assert _count(db) == before
+        app.screen.query_one("#override-reason").value = ""
+        await pilot.press(*reason, "enter")
+        await settle(pilot)
+        assert app.screen is app.screen_stack[0]
+        text = screen_text(app)
+    ev = events_of(db, "decision.gate_overridden")
+    assert [(e.actor, e.payload["decision"], e.payload["previous"], e.payload["reason"]) for e in ev] == [
+        (ACTOR, choices[1], gate["decision"], reason)]
+    assert _count(db) == before + 1
+    assert f"decision: {choices[1]}, overridden by {ACTOR} (the gate said {gate['decision']})" in text
+    assert f"criterion: operator override; reason: {reason}" in text
+
+    ro = make_app(db, readonly=True)
+    async with ro.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("6", "o")
+        await settle(pilot)
+        assert ro.screen is ro.screen_stack[0]  # no modal
+        text = screen_text(ro)
+        assert "Override gate" not in text and f"overridden by {ACTOR}" in text
+    assert _count(db) == before + 1
