@@ -221,6 +221,14 @@ class DpoApp(OperatorActions, App):
         if self.focused is not target:
             target.focus()
 
+    def action_log_filter(self) -> None:
+        self.action_show_stage("log")
+        self.pane("log").action_focus_filter()  # type: ignore[attr-defined]
+
+    def action_open_selected_rollout(self) -> None:
+        self.action_show_stage("rollouts")
+        self.pane("rollouts").action_open_rollout()  # type: ignore[attr-defined]
+
     def action_rollouts_per_task(self) -> None:
         self.action_show_stage("rollouts")
         self.pane("rollouts").action_toggle_view()  # type: ignore[attr-defined]

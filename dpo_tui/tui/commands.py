@@ -28,6 +28,7 @@ ACTIONS = (
     ("Concurrency up", "concurrency(1)", "one more rollout at a time"),
     ("Concurrency down", "concurrency(-1)", "one fewer rollout at a time"),
     ("Rollouts per task", "rollouts_per_task", "switch the Rollouts table between rollouts and tasks"),
+    ("Show the selected rollout's conversation", "open_selected_rollout", "prompt, replies, test output"),
     ("Build pairs", "build_pairs", "pairs.built from finished rollouts"),
     ("Accept the selected pair", "pair_decision('accept')", "pairs.decided"),
     ("Reject the selected pair", "pair_decision('reject')", "pairs.decided"),
@@ -38,6 +39,7 @@ ACTIONS = (
     ("Run the eval", "start_eval", "dedicated endpoints, base against tuned (asks first)"),
     ("Override the gate", "override_gate", "another decision, with a written reason; decision.gate_overridden"),
     ("Verify the hash chain", "verify_chain", "audit the whole log"),
+    ("Filter the log", "log_filter", "type:… actor:… stage:… text"),
     ("Quit", "quit_app", "asks first if work is running"),
 )
 

@@ -314,3 +314,14 @@ async def test_pair_thresholds_preview_the_funnel_without_logging(demo_db):
         s.close()
     assert f"→ {result.funnel['manual']} kept (low_margin {result.funnel['low_margin']}" in text
     assert _count(demo_db) == before
+
+
+def test_the_palette_names_real_actions_and_offers_every_pane_action():
+    from dpo_tui.tui.app import STAGES, DpoApp
+    from dpo_tui.tui.commands import ACTIONS
+
+    names = {action.split("(")[0] for _title, action, _help in ACTIONS}
+    assert all(hasattr(DpoApp, f"action_{n}") for n in names), [n for n in names if not hasattr(DpoApp, f"action_{n}")]
+    pane_actions = {b.action.removeprefix("app.").split("(")[0] for _k, _l, cls in STAGES for b in cls.BINDINGS
+                    if b.action.startswith("app.")}
+    assert pane_actions <= names, pane_actions - names  # every key's action is in the palette too

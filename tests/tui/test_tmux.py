@@ -165,3 +165,22 @@ def test_a_second_writer_is_refused_with_a_pointer_to_readonly(split_db):
             assert "--readonly" in screen and "Traceback" not in screen
         finally:
             t.close()
+
+
+@pytest.mark.parametrize("colorterm, escape", [("truecolor", "38;2;"), ("", "38;5;")])
+def test_true_colour_or_256_colours_and_resizing(demo_db, colorterm, escape):
+    """In true colour when the terminal says so (COLORTERM), 256 colours otherwise; every
+    resize redraws the whole layout (header, tabs, pane, footer) at the new size."""
+    t = Tmux([*TUI, "--db", str(demo_db), "--readonly"], cwd=demo_db.parent, env={"COLORTERM": colorterm})
+    try:
+        t.wait_for("$ est")
+        painted = t._tmux("capture-pane", "-p", "-e", "-t", "t")  # with the colour escapes
+        assert escape in painted and ("38;5;" if escape == "38;2;" else "38;2;") not in painted
+        for width, height in ((120, 40), (80, 24), (100, 30)):
+            t._tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
+            screen = t.wait_for(lambda s, w=width, h=height: len(s.splitlines()) == h and "q Quit" in s.splitlines()[-1]
+                                and "split:frozen" in s and "$ est" in s and "7 Log" in s)
+            assert max(len(line) for line in screen.splitlines()) <= width
+            assert "total" in screen  # the estimate table's last row: nothing cut at any size
+    finally:
+        t.close()
