@@ -200,3 +200,90 @@ async def test_quit_while_rollouts_run_stops_them_then_exits(split_db):
         started = [e for e in store.read() if e.type == "call.started"]
         ended = {e.payload["idempotency_key"] for e in store.read() if e.type in ("call.completed", "call.failed")}
     assert all(e.payload["idempotency_key"] in ended for e in started)  # nothing left in flight
+
+
+@pytest.fixture
+def planned_db(tmp_path):
+    """A campaign with its plan and first estimate logged, and no split yet."""
+    from dpo_tui.campaign.budget import plan_estimate, record_estimate
+    from dpo_tui.campaign.plan import demo_plan_path, load_plan
+    from dpo_tui.campaign.runner import record_plan
+    from dpo_tui.campaign.suites import load_plan_tasks
+    from dpo_tui.provider.prices import load_prices
+
+    prices = load_prices()
+    plan = load_plan(demo_plan_path(), prices=prices)
+    tasks = load_plan_tasks(plan)
+    db = tmp_path / "planned.db"
+    with Campaign.create(db, name="planned", actor="plan") as c:
+        record_plan(c, plan, demo_plan_path())
+        inp, est = plan_estimate(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout))
+        record_estimate(c, inp, est, prices=prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks, actor="plan")
+    return db
+
+
+async def test_propose_the_split_then_verify_the_chain(planned_db):
+    app = make_app(planned_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot, 0.1)
+        assert "not proposed yet" in screen_text(app)
+        await pilot.press("P")
+        await settle(pilot)
+        split_text = screen_text(app)
+        await pilot.press("7")
+        await settle(pilot)
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "chain: ok" in screen_text(app), timeout=30)
+        log_text = screen_text(app)
+    proposed = events_of(planned_db, "split.proposed")
+    assert [e.actor for e in proposed] == [ACTOR]
+    train, test = proposed[0].payload["train"], proposed[0].payload["test"]
+    assert f"Split: {len(train)} train, {len(test)} test" in split_text and "proposed, editable" in split_text
+    assert f"chain: ok - {len(events_of(planned_db))} events verified" in log_text
+
+
+async def test_build_pairs_again_as_the_operator(demo_db):
+    before = len(events_of(demo_db, "pairs.built"))
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("4", "b")
+        await settle(pilot)
+        text = screen_text(app)
+    built = events_of(demo_db, "pairs.built")
+    assert len(built) == before + 1 and built[-1].actor == ACTOR
+    assert f"built {built[-1].payload['funnel']['built']}" in text
+
+
+async def test_cancel_rollouts_stops_the_stage_and_the_next_start_resumes(split_db):
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        app.session.approve_split()
+        await settle(pilot)
+        await pilot.press("3", "r")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await pilot.press("c")
+        await pilot.pause()
+        assert "Cancel the rollouts?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None, timeout=120)
+        stopped = app.last_result
+        cut = len(events_of(split_db, "rollout.finished"))
+        await pilot.press("r")  # the pilot again: it asks again, and runs only what is left
+        await pilot.pause()
+        assert "Run the pilot?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None and app.last_result is not stopped, timeout=120)
+        resumed = app.last_result
+    assert stopped.status == "stopped" and "cancelled by the operator" in stopped.message, stopped.message
+    assert cut < 8 and resumed.status == "waiting", resumed.message  # the pilot done, waiting for the rest's go
+    finished = [e.payload["rollout_id"] for e in events_of(split_db, "rollout.finished")]
+    assert len(finished) == len(set(finished)) == 8  # none run twice
+    notes = [e.payload["text"] for e in events_of(split_db, "note.added") if e.actor == ACTOR]
+    assert any("cancelled by the operator" in n for n in notes)
+    assert [d.payload["decision"] for d in events_of(split_db, "decision.recorded")].count("run_pilot") == 1
