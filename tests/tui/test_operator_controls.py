@@ -22,6 +22,17 @@ async def _type(pilot, text: str) -> None:
     await pilot.press(*("space" if ch == " " else ch for ch in text))
 
 
+async def _start_pilot(pilot, app) -> None:
+    """Freeze the split, then start the pilot through its confirmation; returns once it runs."""
+    await settle(pilot)
+    app.session.approve_split()
+    await settle(pilot)
+    await pilot.press("3", "r")
+    await pilot.pause()
+    await pilot.press("y")
+    await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+
+
 async def test_cap_is_set_with_a_reason_and_validated_in_the_modal(split_db):
     app = make_app(split_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
@@ -180,13 +191,7 @@ async def test_stop_an_endpoint_by_hand(demo_db):
 async def test_quit_while_rollouts_run_stops_them_then_exits(split_db):
     app = make_app(split_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await settle(pilot)
-        app.session.approve_split()
-        await settle(pilot)
-        await pilot.press("3", "r")
-        await pilot.pause()
-        await pilot.press("y")
-        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await _start_pilot(pilot, app)
         await pilot.press("q")
         await pilot.pause()
         assert "Quit while work is running?" in screen_text(app)
@@ -260,13 +265,7 @@ async def test_build_pairs_again_as_the_operator(demo_db):
 async def test_cancel_rollouts_stops_the_stage_and_the_next_start_resumes(split_db):
     app = make_app(split_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await settle(pilot)
-        app.session.approve_split()
-        await settle(pilot)
-        await pilot.press("3", "r")
-        await pilot.pause()
-        await pilot.press("y")
-        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await _start_pilot(pilot, app)
         await pilot.press("c")
         await pilot.pause()
         assert "Cancel the rollouts?" in screen_text(app)

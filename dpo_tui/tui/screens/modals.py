@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,6 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from dpo_tui.errors import DpoTuiError
+
+T = TypeVar("T")
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -38,7 +41,27 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class ReasonScreen(ModalScreen["str | None"]):
+class FormScreen(ModalScreen[T]):
+    """A modal form: OK (or enter in an input) submits through `_submit`, which validates and
+    dismisses with the answer; Cancel or escape dismisses with None."""
+
+    def _submit(self) -> None:
+        raise NotImplementedError
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ReasonScreen(FormScreen["str | None"]):
     """Ask for a written reason (required); None when cancelled. `check`, when given, is the
     service's own validation: the error it raises is shown here and the modal stays open."""
 
@@ -75,20 +98,8 @@ class ReasonScreen(ModalScreen["str | None"]):
                 return
         self.dismiss(text)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class CapScreen(ModalScreen["tuple[str, str] | None"]):
+class CapScreen(FormScreen["tuple[str, str] | None"]):
     """Ask for a new budget cap and the reason for it; (amount, reason), None when cancelled.
     `check(amount)` is the service's validation; its error keeps the modal open."""
 
@@ -131,19 +142,11 @@ class CapScreen(ModalScreen["tuple[str, str] | None"]):
         self.dismiss((amount, reason))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.prevent_default()  # not FormScreen's too (Textual runs every class's handler)
         if event.input.id == "cap-amount" and not self.query_one("#cap-reason", Input).value.strip():
             self.query_one("#cap-reason", Input).focus()
             return
         self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class TextScreen(ModalScreen[None]):
@@ -165,7 +168,7 @@ class TextScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-class OverrideScreen(ModalScreen["tuple[str, str] | None"]):
+class OverrideScreen(FormScreen["tuple[str, str] | None"]):
     """Override the gate: pick a decision other than the current one and write why;
     (decision, reason), None when cancelled. `check(reason)` is the service's rule for the
     reason; its error keeps the modal open."""
@@ -208,14 +211,3 @@ class OverrideScreen(ModalScreen["tuple[str, str] | None"]):
             return
         self.dismiss((self.decision(), reason))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
