@@ -108,5 +108,7 @@ def override(campaign: Campaign, run_id: str, decision: str, *, reason: str, act
     if not actor.startswith("operator:"):
         raise InputError("only an operator can override the gate")
     check_override_reason(reason)
+    if decision == run.decision:
+        raise InputError(f"the decision is already {decision}: an override changes it")
     campaign.append("decision.gate_overridden", {"run_id": run_id, "decision": decision, "previous": run.decision,
                                                  "reason": reason.strip()}, actor=actor)

@@ -94,6 +94,8 @@ def test_replay_reproduces_the_run_and_the_gate_override_needs_an_operator_and_a
             override(c, "run-1", other, reason="the plan says so, really", actor="plan")
         with pytest.raises(InputError, match="written reason"):
             override(c, "run-1", other, reason="ok", actor="operator:alice")
+        with pytest.raises(InputError, match=f"already {decision}"):
+            override(c, "run-1", decision, reason="a sentence that changes nothing", actor="operator:alice")
         override(c, "run-1", other, reason="Held-out suite is too small; shipping to canary only.",
                  actor="operator:alice")
         ev = c.state.to_json()["eval"]
