@@ -40,8 +40,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_note(args: argparse.Namespace) -> int:
     if not args.text.strip():
         raise InputError("--text is empty")
+    from dpo_tui.provider.secrets import operator_text
+
     with Campaign.open(args.db) as c:
-        ev = c.append("note.added", {"text": args.text, "stage": args.stage}, actor=operator_actor(args.actor))
+        ev = c.append("note.added", {"text": operator_text(args.text), "stage": args.stage},
+                      actor=operator_actor(args.actor))
         print(f"note added as event {ev.seq} by {ev.actor}")
     return EXIT_OK
 

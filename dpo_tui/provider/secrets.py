@@ -90,3 +90,11 @@ def install_log_redaction(secrets: Iterable[str | None]) -> None:
         logger = logging.getLogger(name)
         if _LOG_FILTER not in logger.filters:
             logger.addFilter(_LOG_FILTER)
+
+
+def operator_text(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Free text an operator typed (a reason, a note) as it may be logged: the API key of the
+    environment and any key-like string masked, like everything else that reaches the log."""
+    import os
+
+    return Redactor([os.environ.get("TOGETHER_API_KEY"), *secrets]).redact(text)

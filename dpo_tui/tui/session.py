@@ -128,6 +128,14 @@ class Session:
         kind = self.plan.plan.backend.kind if self.plan else self.campaign.state.part(PLAN).backend
         return {"simulator": "simulated", None: "no backend"}.get(kind, kind or "no backend")
 
+    def text(self, typed: str) -> str:
+        """Text the operator typed, as it may be logged: secrets masked (the environment's API
+        key, the backend's, anything key-like)."""
+        from dpo_tui.provider.secrets import operator_text
+
+        key = self._backend[0].api_key if self._backend is not None else None
+        return operator_text(typed, [key.get_secret_value() if key is not None else None])
+
     def need_plan(self) -> PlanContext:
         if self.readonly:
             raise ReadOnly("read-only: actions are disabled (opened with --readonly)")
@@ -223,7 +231,7 @@ class Session:
 
         self.need_plan()
         cap = self.parse_cap(raw)
-        set_cap(self.campaign, cap, reason=reason, actor=self.actor)
+        set_cap(self.campaign, cap, reason=self.text(reason), actor=self.actor)
         return cap
 
     # -- split ---------------------------------------------------------------------------
@@ -234,11 +242,11 @@ class Session:
 
     def move(self, task_id: str, to: str, reason: str = "") -> None:
         pc = self.need_plan()
-        move_task(self.campaign, pc.plan, pc.tasks, task_id, to, actor=self.actor, reason=reason)
+        move_task(self.campaign, pc.plan, pc.tasks, task_id, to, actor=self.actor, reason=self.text(reason))
 
     def exclude(self, task_id: str, reason: str) -> None:
         pc = self.need_plan()
-        exclude_task(self.campaign, pc.plan, pc.tasks, task_id, reason=reason, actor=self.actor)
+        exclude_task(self.campaign, pc.plan, pc.tasks, task_id, reason=self.text(reason), actor=self.actor)
 
     def approve_split(self) -> str:
         self.need_plan()
@@ -246,7 +254,7 @@ class Session:
 
     def unfreeze_split(self, reason: str) -> None:
         self.need_plan()
-        unfreeze_split(self.campaign, reason=reason, actor=self.actor)
+        unfreeze_split(self.campaign, reason=self.text(reason), actor=self.actor)
 
     def built_on_split(self) -> dict[str, Any]:
         """What was done on the frozen split (an unfreeze leaves it in the log, tied to its hash)."""
@@ -285,7 +293,7 @@ class Session:
 
     def approve(self, decision: str, stage: str, *, reason: str, estimate_usd: float | None) -> bool:
         self.need_plan()
-        return record_decision(self.campaign, decision, stage, reason=reason, actor=self.actor,
+        return record_decision(self.campaign, decision, stage, reason=self.text(reason), actor=self.actor,
                                estimate_usd=estimate_usd)
 
     def run_stages(self, until: str, *, progress, on_engine: Callable | None = None) -> tuple[int, str, str]:
@@ -365,7 +373,7 @@ class Session:
         g = self.gate()
         if g is None:
             raise InputError("the gate has not decided yet: nothing to override")
-        evaluation.override(self.campaign, g["run_id"], decision, reason=reason, actor=self.actor)
+        evaluation.override(self.campaign, g["run_id"], decision, reason=self.text(reason), actor=self.actor)
 
     # -- pairs ---------------------------------------------------------------------------
 
@@ -394,7 +402,7 @@ class Session:
     def decide_pair(self, pair_id: str, decision: str, reason: str = "") -> None:
         pc = self.need_plan()
         pairs_stage.decide(self.campaign, pc.plan, pc.tasks, self.tokenizer(), pair_id, decision,
-                           reason=reason or f"{decision}ed in the TUI", actor=self.actor)
+                           reason=self.text(reason) or f"{decision}ed in the TUI", actor=self.actor)
 
     def export_pairs(self) -> dict[str, Any]:
         pc = self.need_plan()
@@ -429,7 +437,7 @@ class Session:
         run = self.training_run()
         if run is None or not run.get("job_id"):
             raise InputError("no DPO job has been launched in this campaign")
-        train.cancel(self.campaign, self.mgmt(), run["run_id"], reason=reason, actor=self.actor)
+        train.cancel(self.campaign, self.mgmt(), run["run_id"], reason=self.text(reason), actor=self.actor)
         return run["job_id"]
 
     def running_endpoints(self) -> list[dict[str, Any]]:
@@ -443,7 +451,7 @@ class Session:
         from dpo_tui.campaign import serving
 
         self.need_plan()
-        serving.stop(self.campaign, self.mgmt(), endpoint_id, reason=reason, actor=self.actor)
+        serving.stop(self.campaign, self.mgmt(), endpoint_id, reason=self.text(reason), actor=self.actor)
 
     def close(self) -> None:
         self.stop.set()

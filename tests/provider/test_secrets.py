@@ -93,3 +93,15 @@ def test_redactor_patterns():
         assert leaked not in out
     assert r.redact_obj({"a": [text], "n": 3})["n"] == 3
     assert r.redact("def add(a, b):\n    return a + b") == "def add(a, b):\n    return a + b"
+
+
+def test_a_key_pasted_into_an_operator_note_is_masked(tmp_path, monkeypatch, cli):
+    key = "tgp_v1_" + secrets.token_urlsafe(32)
+    monkeypatch.setenv("TOGETHER_API_KEY", key)
+    db = tmp_path / "c.db"
+    assert cli("init", "--db", db, "--name", "n")[0] == 0
+    code, _out, _err = cli("note", "--db", db, "--text", f"rotated the key {key}; old one sk-{'x' * 20} revoked")
+    assert code == 0
+    assert key.encode() not in _bytes_of(db, Path(f"{db}-wal"))
+    code, out, _err = cli("events", "--db", db, "--jsonl")
+    assert f"rotated the key {MASK}; old one {MASK} revoked" in out

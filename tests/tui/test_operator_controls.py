@@ -286,3 +286,25 @@ async def test_cancel_rollouts_stops_the_stage_and_the_next_start_resumes(split_
     notes = [e.payload["text"] for e in events_of(split_db, "note.added") if e.actor == ACTOR]
     assert any("cancelled by the operator" in n for n in notes)
     assert [d.payload["decision"] for d in events_of(split_db, "decision.recorded")].count("run_pilot") == 1
+
+
+async def test_a_key_typed_into_a_reason_never_reaches_the_log(split_db, monkeypatch):
+    key = "tgp_v1_" + "k3y" * 8
+    monkeypatch.setenv("TOGETHER_API_KEY", key)
+    with Campaign.open(split_db, readonly=True) as c:
+        task = sorted(c.state.part("split").split.test)[0]
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        table = app.query_one("#split-table")
+        table.move_cursor(row=table.get_row_index(task))
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        app.screen.query_one("#reason").value = f"flaky; key {key} pasted by mistake"
+        await pilot.press("enter")
+        await settle(pilot)
+    ev = events_of(split_db, "split.task_excluded")
+    assert [e.payload["reason"] for e in ev] == ["flaky; key [REDACTED] pasted by mistake"]
+    assert key.encode() not in b"".join(p.read_bytes() for p in split_db.parent.glob("c.db*") if p.is_file())
