@@ -183,7 +183,7 @@ class LearningResult:
 def learning_experiment(client: Together, train: list[Task], held: list[Task], runner: CachedRunner,
                         workdir: Path, *, pair_seeds: list[int], eval_seeds: list[int], epochs: int = 3,
                         lr: float = 1e-5, beta: float = 0.1) -> LearningResult:
-    base_path = f"projects/proj_pub/models/ml_qwen25_7b"
+    base_path = "projects/proj_pub/models/ml_qwen25_7b"
     base_name, stop_base = serve(client, "eval-base", base_path)
     try:
         pairs = build_pairs(client, base_name, train, runner, seeds=pair_seeds)

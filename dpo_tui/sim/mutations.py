@@ -168,7 +168,7 @@ class _Builder:
 def _line_ops(b: _Builder, ln: int, toks: list[tokenize.TokenInfo], names: tuple) -> None:
     local, attrs, _containers, funcs = names
     for i, t in enumerate(toks):
-        s, (r, c0), c1 = t.string, t.start, t.end[1]
+        s, (_r, c0), c1 = t.string, t.start, t.end[1]
         prev = toks[i - 1].string if i else ""
         nxt = toks[i + 1].string if i + 1 < len(toks) else ""
         if s in CMP_SWAPS and t.type in (tokenize.OP, tokenize.NAME):

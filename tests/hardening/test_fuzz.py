@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import tomllib
 from collections import Counter
 from pathlib import Path
 

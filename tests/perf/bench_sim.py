@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from together import AsyncTogether
 
 LEVELS = ((1, 150), (16, 600), (64, 1200))   # (concurrency, calls): bounded loops

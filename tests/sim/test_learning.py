@@ -8,7 +8,6 @@ implicit-reward accuracy on held-out pairs (and held-out pass@1, printed).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from together import Together
