@@ -33,6 +33,14 @@ def _parse(ts: str) -> datetime:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def _deployment_created(dep: Any) -> datetime:
+    """When a deployment was created (its replica bills from then); now when it does not say."""
+    created = getattr(dep, "created_at", None)
+    if isinstance(created, datetime):
+        return created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
+    return _now()
+
+
 def billed_minutes(started_at: str, stopped_at: str) -> int:
     seconds = max(0.0, (_parse(stopped_at) - _parse(started_at)).total_seconds())
     return math.ceil(seconds / 60) if seconds > 0 else 0
@@ -55,32 +63,45 @@ def base_profile(mg: Mgmt, model: str) -> tuple[str, str | None]:
 def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str,
           config: str | None, price_cents_per_hour: int, instance: str, actor: str,
           ready_timeout_s: float = 1800, poll_s: float = 0.5) -> dict[str, Any]:
-    """Create an endpoint with one deployment of `model_ref`, wait until it is ready."""
+    """Create an endpoint with one deployment of `model_ref`, wait until it is ready.
+
+    A run killed after Together created the endpoint (or its deployment) but before the log
+    said so left it there, unlogged and perhaps billing: it is looked up by name first and
+    adopted (logged with `adopted`, billed from its deployment's creation), never refused
+    with 409 and never doubled."""
     client = m.client
     slug = m.call("whoami", client.whoami).project.slug
     name = f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
 
     def existing_endpoint():
-        return next((e for e in m.call("endpoints.list", client.endpoints.list).data if e.name == name), None)
+        # the API may give the name with its project prefix ("<slug>/<name>")
+        return next((e for e in m.call("endpoints.list", client.endpoints.list).data
+                     if e.name.split("/")[-1] == name), None)
 
-    ep = m.call("endpoints.create", client.endpoints.create, name=name, recover=existing_endpoint)
+    adopted = existing_endpoint()
+    ep = adopted or m.call("endpoints.create", client.endpoints.create, name=name, recover=existing_endpoint)
     kw: dict[str, Any] = {"name": "d1", "autoscaling": {"minReplicas": 1, "maxReplicas": 1}, "model": model_ref}
     if config:
         kw["config"] = config
 
     def existing_deployment():
         found = m.call("endpoints.retrieve", client.endpoints.retrieve, ep.id)
-        summary = next((d for d in (getattr(found, "deployments", None) or []) if getattr(d, "name", None) == "d1"), None)
+        summary = next((d for d in (getattr(found, "deployments", None) or [])
+                        if str(getattr(d, "name", None) or "").split("/")[-1] == "d1"), None)  # full path names
         if summary is None:
             return None
         return m.call("deployments.retrieve", client.endpoints.deployments.retrieve, summary.id, endpoint_id=ep.id)
 
-    dep = m.call("deployments.create", client.endpoints.deployments.create, ep.id, **kw, recover=existing_deployment)
+    dep = existing_deployment() if adopted is not None else None
+    started = _deployment_created(dep) if dep is not None else _now()
+    dep = dep or m.call("deployments.create", client.endpoints.deployments.create, ep.id, **kw,
+                        recover=existing_deployment)
     chat_model = f"{slug}/{name}/d1"  # pinned to the deployment: base and tuned on the same path
     campaign.append("endpoint.started", {
         "run_id": run_id, "role": role, "endpoint_id": ep.id, "deployment_id": dep.id, "name": name,
         "model": model_ref, "chat_model": chat_model, "instance": instance,
-        "price_cents_per_hour": price_cents_per_hour, "started_at": format_ts(_now())}, actor=actor)
+        "price_cents_per_hour": price_cents_per_hour, "started_at": format_ts(started),
+        "adopted": adopted is not None}, actor=actor)
     deadline = time.monotonic() + ready_timeout_s
     while True:
         state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep.id,

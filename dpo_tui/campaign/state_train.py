@@ -104,6 +104,7 @@ class EndpointStarted(Payload):
     instance: str
     price_cents_per_hour: int
     started_at: str  # measured by the service (UTC); the fold never reads a clock
+    adopted: bool = False  # created by a run that died before logging it; found by name, billed from its creation
 
 
 @event_type("endpoint.ready", version=1)
