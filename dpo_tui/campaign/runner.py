@@ -51,6 +51,11 @@ STAGES = ("budget", "split", "rollouts", "pairs", "train", "eval")
 RUN_ID = "run-1"  # the plan's training run; more runs from the same export get their own ids
 
 
+def run_decision(decision: str, run_id: str) -> str:
+    """The name a per-run decision is logged under: run-1's plain, another run's suffixed."""
+    return decision if run_id == RUN_ID else f"{decision}:{run_id}"
+
+
 class Waiting(DpoTuiError):
     exit_code = EXIT_WAITING
 
@@ -278,7 +283,7 @@ async def stage_train(ctx: Ctx) -> None:
 
     run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
     plan = ctx.train_plan or ctx.plan
-    label = None if ctx.run_id == RUN_ID else f"launch_training:{ctx.run_id}"
+    label = run_decision("launch_training", ctx.run_id)
     if run is None or run.status not in ("completed",):
         client = await asyncio.to_thread(ctx.client)
         actor = "plan" if ctx.yes else "system"
@@ -326,7 +331,7 @@ async def stage_eval(ctx: Ctx) -> None:
     ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval,
                f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together) and run the eval",
                2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes,
-               label=None if ctx.run_id == RUN_ID else f"run_eval:{ctx.run_id}")
+               label=run_decision("run_eval", ctx.run_id))
     split = ctx.campaign.state.part(SPLIT).split
     try:
         base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
@@ -421,13 +426,18 @@ def training_plan(plan: Plan, overrides: dict[str, Any] | None) -> Plan:
     return plan.model_copy(update={"training": training})
 
 
+def check_run_id(run_id: str) -> str:
+    if not run_id.replace("-", "").isalnum() or len(run_id) > 20:
+        raise InputError(f"run id {run_id!r}: letters, digits and '-', at most 20 characters")
+    return run_id
+
+
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
                  progress: Progress | None = None, run_id: str = RUN_ID,
                  training_overrides: dict[str, Any] | None = None, label_swap: bool = False) -> RunResult:
     if until is not None and until not in STAGES:
         raise InputError(f"--until must be one of {', '.join(STAGES)}")
-    if not run_id.replace("-", "").isalnum() or len(run_id) > 20:
-        raise InputError(f"run id {run_id!r}: letters, digits and '-', at most 20 characters")
+    check_run_id(run_id)
     prices = load_prices()
     plan = load_plan(plan_path, prices=prices)
     train_plan = training_plan(plan, training_overrides)

@@ -41,6 +41,7 @@ class PriceEstimated(Payload):
     remaining_budget_usd: float
     limits: dict[str, Any]
     source: str = "together estimate-price"
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)  # what was priced (empty in older logs)
 
 
 @event_type("train.job_requested", version=1)
@@ -133,6 +134,7 @@ class TrainingRun:
     model_object_id: str | None = None
     price_usd: float | None = None
     estimated_usd: float | None = None
+    estimated_hyperparameters: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     export_sha256: str | None = None
     split_hash: str | None = None
@@ -191,6 +193,7 @@ def _uploaded(state: CampaignState, event: StoredEvent) -> None:
 def _estimated(state: CampaignState, event: StoredEvent) -> None:
     run = state.part(TRAINING).run(event.payload["run_id"])
     run.estimated_usd, run.file_id = event.payload["estimated_usd"], event.payload["file_id"]
+    run.estimated_hyperparameters = dict(event.payload.get("hyperparameters") or {})
 
 
 @on("train.job_requested")

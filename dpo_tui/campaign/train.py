@@ -132,7 +132,8 @@ def estimate(campaign: Campaign, m: Mgmt, plan: Plan, run_id: str, file_id: str,
         source = f"own estimate from the export's tokens x the price table (Together: {reason})"
     payload = {"run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "estimated_usd": usd,
                "estimated_tokens": tokens, "source": source,
-               "remaining_budget_usd": remaining_budget(campaign), "limits": limits.model_dump(mode="json")}
+               "remaining_budget_usd": remaining_budget(campaign), "limits": limits.model_dump(mode="json"),
+               "hyperparameters": hyperparameters(plan)}
     campaign.append("train.price_estimated", payload, actor=actor)
     return payload
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.campaign.state_train import TERMINAL
-from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, OverrideScreen, ReasonScreen
+from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, NewRunScreen, OverrideScreen, ReasonScreen
 
 if TYPE_CHECKING:
     from dpo_tui.tui.session import Session
@@ -229,22 +229,47 @@ class OperatorActions:
             self.notify("training has completed")
             return
         if p["status"] in TERMINAL:
-            self.notify(f"the job ended {p['status']}; another needs a new run: dpo-tui train --run-id run-2",
-                        severity="warning", timeout=10)
+            self.notify(f"the job ended {p['status']}; n starts a new run", severity="warning", timeout=10)
             return
         if p["phase"] == "prepare" or p["launched"]:
             self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed
             return
         left = p["cap_usd"] - p["spend_usd"]
-        body = (f"Launch the DPO job: Together's estimate ${p['estimated_usd']:.4f}.\nSpend so far "
-                f"${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.")
+        changed = ", ".join(f"{k}={v}" for k, v in p["overrides"].items()) or "the plan's hyperparameters"
+        body = (f"Launch DPO training {p['run_id']} ({changed}).\nTogether's estimate ${p['estimated_usd']:.4f}.\n"
+                f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.")
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.session.approve("launch_training", "train", reason="confirmed in the TUI",
+                self.session.approve(p["decision"], "train", reason="confirmed in the TUI",
                                      estimate_usd=p["estimated_usd"])
                 self._stage_work("training", "train")
         self.push_screen(ConfirmScreen("Launch training?", body, yes="Launch"), answer)
+
+    def action_new_run(self) -> None:
+        if self.working is not None:
+            self.notify(f"{self.working} is running: a new run can start when it is done", severity="warning")
+            return
+        pc = self.session.plan
+        if pc is None or self.session.readonly:
+            return
+        t = pc.plan.training
+        fields = {"dpo_beta": f"{t.dpo_beta:g}", "learning_rate": f"{t.learning_rate:g}", "n_epochs": str(t.n_epochs)}
+        body = ("Another DPO run from the same frozen pairs (no rollouts paid again), with its own job, endpoints, "
+                "eval and gate. t then uploads and prices it (free), and launches after you confirm the price.")
+
+        def got(answer: tuple[str, dict[str, str]] | None) -> None:
+            if not answer:
+                return
+            run_id, raw = answer
+            try:
+                self.session.new_run(run_id, raw)
+            except DpoTuiError as exc:
+                self.notify(exc.message, severity="error")
+                return
+            self.pane("train").sync()  # type: ignore[attr-defined]
+            self.notify(f"Train and Eval now act on {run_id}: t prepares it", timeout=6)
+        self.push_screen(NewRunScreen(body, self.session.next_run_id(), fields, check=self.session.check_new_run), got)
 
     def action_cancel_training(self) -> None:
         run = self.session.training_run()
@@ -300,7 +325,8 @@ class OperatorActions:
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.session.approve("run_eval", "eval", reason="confirmed in the TUI", estimate_usd=p["endpoint_usd"])
+                self.session.approve(p["decision"], "eval", reason="confirmed in the TUI",
+                                     estimate_usd=p["endpoint_usd"])
                 self._stage_work("eval", "eval")
         self.push_screen(ConfirmScreen("Run the eval?", body, yes="Start"), answer)
 

@@ -35,6 +35,7 @@ ACTIONS = (
     ("Export pairs", "export_pairs", "Together and TRL JSONL with a manifest"),
     ("Prepare / launch DPO training", "start_training", "upload and price estimate, then launch (asks first)"),
     ("Cancel the training job", "cancel_training", "asks for a reason; train.cancel_requested"),
+    ("Start a new training run", "new_run", "another run id and hyperparameters from the same pairs"),
     ("Stop a dedicated endpoint", "stop_endpoint", "the selected one on Train (asks first)"),
     ("Run the eval", "start_eval", "dedicated endpoints, base against tuned (asks first)"),
     ("Override the gate", "override_gate", "another decision, with a written reason; decision.gate_overridden"),

@@ -20,6 +20,9 @@ from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
+from dpo_tui.campaign.runner import (RUN_ID, backend_settings, check_run_id, make_ctx, record_plan, run_decision,
+                                     training_plan)
+from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.campaign.state_pairs import PAIRS
@@ -54,6 +57,9 @@ class GuardedCampaign(Campaign):
             return super().refresh()
 
 
+OVERRIDABLE = ("dpo_beta", "learning_rate", "n_epochs")  # what a new training run may change, as `dpo-tui train`
+
+
 class ReadOnly(DpoTuiError):
     pass
 
@@ -82,7 +88,9 @@ class Session:
         self._backend: tuple[Any, str] | None = None
         self._mgmt = None
         self.stop = threading.Event()  # set when the console quits: running stages stop following jobs
+        self.run_id, self.train_overrides = RUN_ID, {}  # the training run Train and Eval act on
         self._load_plan(plan_path)
+        self._resume_run()
 
     # -- plan ----------------------------------------------------------------------------
 
@@ -109,8 +117,6 @@ class Session:
             self.plan_error = exc.message
             return
         if plan_path is not None and not self.readonly and recorded.hash != plan.hash():
-            from dpo_tui.campaign.runner import record_plan
-
             record_plan(self.campaign, plan, path, actor=self.actor)
 
     def _recorded_path(self) -> str | None:
@@ -156,8 +162,6 @@ class Session:
         """(settings, backend label) for this console's life: the embedded simulator started
         once (stages and management actions share it, as jobs and endpoints live in it), or
         the real API's settings. Stopped by close()."""
-        from dpo_tui.campaign.runner import backend_settings
-
         pc = self.need_plan()
         with self._backend_lock:
             if self._backend is None:
@@ -301,14 +305,13 @@ class Session:
         from a worker thread). Decisions the operator has not recorded stop it (waiting)."""
         import asyncio
 
-        from dpo_tui.campaign.runner import make_ctx, run_stages
-
         pc = self.need_plan()
         settings, backend = self.backend()
-        ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress)
+        ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress,
+                       run_id=self.run_id, train_plan=training_plan(pc.plan, self.train_overrides))
         ctx.on_engine, ctx.stop = on_engine, self.stop
         ctx._client = self._mgmt  # share the console's management client once it exists
-        return asyncio.run(run_stages(ctx, until))
+        return asyncio.run(run_plan_stages(ctx, until))
 
     def train_plan(self) -> dict[str, Any]:
         """What "train" would do next: prepare (upload and Together's price estimate, free) or
@@ -319,28 +322,32 @@ class Session:
             if st.part(PAIRS).export is None:
                 raise InputError("export the pairs first (Pairs, e): training uploads the exported JSONL")
             part = st.parts.get("training")
-            run = part.runs.get("run-1") if part is not None else None
+            run = part.runs.get(self.run_id) if part is not None else None
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd
-            launched = st.part(PLAN).has("launch_training")
+            launched = st.part(PLAN).has(run_decision("launch_training", self.run_id))
         est = getattr(run, "estimated_usd", None) if run is not None else None
         return {"phase": "launch" if est is not None else "prepare", "estimated_usd": est,
                 "status": getattr(run, "status", None) if run is not None else None, "launched": launched,
-                "spend_usd": spend, "cap_usd": cap}
+                "spend_usd": spend, "cap_usd": cap, "run_id": self.run_id,
+                "decision": run_decision("launch_training", self.run_id), "overrides": dict(self.train_overrides)}
 
     def eval_plan(self) -> dict[str, Any]:
         pc = self.need_plan()
         with self.lock:
             st = self.campaign.state
             part = st.parts.get("training")
-            run = part.runs.get("run-1") if part is not None else None
+            run = part.runs.get(self.run_id) if part is not None else None
             if run is None or getattr(run, "status", None) != "completed":
-                raise InputError("the eval compares base against the tuned model: finish training first")
+                raise InputError(f"the eval compares base against the tuned model: finish training {self.run_id} "
+                                 "first")
             latest = st.part(BUDGET).calibrated or st.part(BUDGET).latest or {"by_stage": {}}
             endpoint = latest["by_stage"].get("endpoint", {}).get("usd")
+            decision = run_decision("run_eval", self.run_id)
             return {"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
                     "cap_usd": st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
-                    "minutes": pc.plan.eval.endpoint_minutes, "approved": st.part(PLAN).has("run_eval")}
+                    "minutes": pc.plan.eval.endpoint_minutes, "approved": st.part(PLAN).has(decision),
+                    "run_id": self.run_id, "decision": decision}
 
     def gate(self) -> dict[str, Any] | None:
         """The latest eval run's gate: its run id, decision, criterion, reason and who decided
@@ -420,13 +427,61 @@ class Session:
 
     # -- training and endpoints ------------------------------------------------------------
 
+    def _resume_run(self) -> None:
+        """Act on the newest training run in the log, with the hyperparameters it was launched
+        (or priced) with, so reopening the console carries on where it stopped."""
+        if self.plan is None:
+            return
+        with self.lock:
+            part = self.campaign.state.parts.get("training")
+            runs = list(part.runs.values()) if part is not None else []
+        if not runs:
+            return
+        run = runs[-1]
+        hp = run.hyperparameters or run.estimated_hyperparameters
+        self.run_id = run.run_id
+        self.train_overrides = {k: hp[k] for k in OVERRIDABLE if k in hp and hp[k] != getattr(
+            self.plan.plan.training, k)}
+
+    def check_new_run(self, run_id: str, raw: dict[str, str]) -> dict[str, Any]:
+        """Validate a new run's id and hyperparameters (the plan's own rules name the field);
+        returns the overrides."""
+        pc = self.need_plan()
+        check_run_id(run_id.strip())
+        with self.lock:
+            part = self.campaign.state.parts.get("training")
+            if part is not None and run_id.strip() in part.runs:
+                raise InputError(f"run id {run_id.strip()!r} is taken: every run has its own id")
+        overrides: dict[str, Any] = {}
+        for key, text in raw.items():
+            try:
+                overrides[key] = int(text) if key == "n_epochs" else float(text)
+            except ValueError:
+                raise InputError(f"training.{key}: {text.strip()!r} is not a number") from None
+        training_plan(pc.plan, overrides)
+        return {k: v for k, v in overrides.items() if v != getattr(pc.plan.training, k)}
+
+    def new_run(self, run_id: str, raw: dict[str, str]) -> None:
+        """Train and Eval act on a new run from here on (nothing is logged until it is prepared)."""
+        overrides = self.check_new_run(run_id, raw)
+        self.run_id, self.train_overrides = run_id.strip(), overrides
+
+    def next_run_id(self) -> str:
+        with self.lock:
+            part = self.campaign.state.parts.get("training")
+            taken = set(part.runs) if part is not None else set()
+        n = 2
+        while f"run-{n}" in taken:
+            n += 1
+        return f"run-{n}"
+
     def training_run(self) -> dict[str, Any] | None:
         """The latest training run as the log has it, with its job events."""
         with self.lock:
             part = self.campaign.state.parts.get("training")
             if part is None or not part.runs:
                 return None
-            run = part.runs.get(part.latest or "") or list(part.runs.values())[-1]
+            run = part.runs.get(self.run_id) or list(part.runs.values())[-1]
             return {**run.to_json(), "events": list(run.events)}
 
     def cancel_training(self, reason: str) -> str:

@@ -48,6 +48,26 @@ def split_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+def copy_with_sim(src: Path, dst_dir: Path) -> Path:
+    """A campaign and its simulator's state: the trained model lives in the simulator, so an
+    eval on a copy needs the simulator that trained it."""
+    dst = copy_campaign(src, dst_dir)
+    shutil.copytree(src.with_name(f"{src.name}.sim"), dst.with_name(f"{dst.name}.sim"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo plan run through training (the DPO job completed), no eval yet."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = tmp_path_factory.mktemp("trained") / "trained.db"
+    result = run_campaign(demo_plan_path(), db, until="train", yes=True)
+    assert result.exit_code == 0, result.message
+    return db
+
+
 @pytest.fixture
 def demo_db(demo_template: Path, tmp_path: Path) -> Path:
     return copy_campaign(demo_template, tmp_path)

@@ -244,13 +244,14 @@ async def test_command_palette_offers_the_actions(split_db):
 
 async def test_every_binding_has_an_id_and_a_description(split_db):
     from dpo_tui.tui.app import DpoApp
-    from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, OverrideScreen, ReasonScreen, TextScreen
+    from dpo_tui.tui.screens.modals import (CapScreen, ConfirmScreen, NewRunScreen, OverrideScreen, ReasonScreen,
+                                            TextScreen)
 
     app = make_app(split_db, readonly=True)
     async with app.run_test(size=(80, 24)) as pilot:
         panes = list(app.query("StagePane"))
         assert len(panes) == 7
-        classes = [DpoApp, ConfirmScreen, ReasonScreen, CapScreen, OverrideScreen, TextScreen,
+        classes = [DpoApp, ConfirmScreen, ReasonScreen, CapScreen, OverrideScreen, NewRunScreen, TextScreen,
                    *{type(p) for p in panes}]
         bindings = [b for cls in classes for b in cls.BINDINGS]
         assert len(bindings) >= 25

@@ -5,7 +5,6 @@ logged as the operator, and --readonly offers none of it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from dpo_tui.events.campaign import Campaign
 from tests.tui.conftest import (
     ACTOR,
     copy_campaign,
+    copy_with_sim,
     events_of,
     make_app,
     settle,
@@ -25,33 +25,13 @@ from tests.tui.screen_text import screen_text
 pytestmark = pytest.mark.anyio
 
 
-def _copy_with_sim(src: Path, dst_dir: Path) -> Path:
-    """A campaign and its simulator's state: the trained model lives in the simulator, so an
-    eval on a copy needs the simulator that trained it."""
-    dst = copy_campaign(src, dst_dir)
-    shutil.copytree(src.with_name(f"{src.name}.sim"), dst.with_name(f"{dst.name}.sim"))
-    return dst
-
-
-@pytest.fixture(scope="session")
-def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo plan run through training (the DPO job completed), no eval yet."""
-    from dpo_tui.campaign.plan import demo_plan_path
-    from dpo_tui.campaign.runner import run_campaign
-
-    db = tmp_path_factory.mktemp("trained") / "trained.db"
-    result = run_campaign(demo_plan_path(), db, until="train", yes=True)
-    assert result.exit_code == 0, result.message
-    return db
-
-
 @pytest.fixture(scope="session")
 def evaluated_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same campaign run through every stage: evaluated, the gate decided."""
     from dpo_tui.campaign.plan import demo_plan_path
     from dpo_tui.campaign.runner import run_campaign
 
-    db = _copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
+    db = copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
     result = run_campaign(demo_plan_path(), db, until=None, yes=True)
     assert result.exit_code == 0, result.message
     return db
@@ -69,7 +49,7 @@ def _eval_state(db: Path) -> dict:
 
 async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_per_task_results(
         trained_template, tmp_path):
-    db = _copy_with_sim(trained_template, tmp_path)
+    db = copy_with_sim(trained_template, tmp_path)
     with Campaign.open(db, readonly=True) as c:
         b = c.state.part(BUDGET)
         endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]

@@ -308,3 +308,57 @@ async def test_a_key_typed_into_a_reason_never_reaches_the_log(split_db, monkeyp
     ev = events_of(split_db, "split.task_excluded")
     assert [e.payload["reason"] for e in ev] == ["flaky; key [REDACTED] pasted by mistake"]
     assert key.encode() not in b"".join(p.read_bytes() for p in split_db.parent.glob("c.db*") if p.is_file())
+
+
+async def test_a_new_training_run_with_its_own_hyperparameters(trained_template, tmp_path):
+    from tests.tui.conftest import copy_with_sim
+
+    db = copy_with_sim(trained_template, tmp_path)
+    app = make_app(db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        assert app.session.run_id == "run-1"  # the newest run in the log
+        await pilot.press("5", "n")
+        await pilot.pause()
+        assert "A new training run" in screen_text(app) and app.screen.query_one("#newrun-id").value == "run-2"
+        app.screen.query_one("#newrun-dpo_beta").value = "0"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "training.dpo_beta" in screen_text(app)  # the plan's own rule, the field named
+        app.screen.query_one("#newrun-id").value = "run-1"
+        app.screen.query_one("#newrun-dpo_beta").value = "0.3"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "run id 'run-1' is taken" in screen_text(app)
+        app.screen.query_one("#newrun-id").value = "beta-03"
+        await pilot.press("enter")
+        await settle(pilot, 0.1)
+        assert app.session.run_id == "beta-03" and app.session.train_overrides == {"dpo_beta": 0.3}
+        await pilot.press("t")  # upload (already there) and price: free
+        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
+        assert app.last_result.status == "waiting" and "launch DPO training beta-03" in app.last_result.message
+        app.clear_notifications()
+        await pilot.press("t")
+        await pilot.pause()
+        modal = screen_text(app)
+        assert "Launch DPO training beta-03 (dpo_beta=0.3)" in modal
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None and app.last_result.status != "waiting", timeout=180)
+        await settle(pilot)
+        app.clear_notifications()
+        await pilot.pause()
+        text = screen_text(app)
+    priced = [e.payload for e in events_of(db, "train.price_estimated") if e.payload["run_id"] == "beta-03"]
+    assert priced and priced[-1]["hyperparameters"]["dpo_beta"] == 0.3
+    requested = [e.payload for e in events_of(db, "train.job_requested") if e.payload["run_id"] == "beta-03"]
+    assert [r["hyperparameters"]["dpo_beta"] for r in requested] == [0.3]
+    launched = [(e.payload["decision"], e.actor) for e in events_of(db, "decision.recorded")]
+    assert ("launch_training:beta-03", ACTOR) in launched
+    with Campaign.open(db, readonly=True) as c:
+        run = c.state.part("training").runs["beta-03"]
+    assert run.status == "completed" and f"Train beta-03: job {run.job_id}" in text
+    reopened = make_app(db)  # a new console carries on with that run and its hyperparameters
+    try:
+        assert (reopened.session.run_id, reopened.session.train_overrides) == ("beta-03", {"dpo_beta": 0.3})
+    finally:
+        reopened.session.close()

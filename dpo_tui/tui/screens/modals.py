@@ -211,3 +211,44 @@ class OverrideScreen(FormScreen["tuple[str, str] | None"]):
             return
         self.dismiss((self.decision(), reason))
 
+
+
+class NewRunScreen(FormScreen["tuple[str, dict[str, str]] | None"]):
+    """Name another training run and the hyperparameters it changes; (run id, {field: text}),
+    None when cancelled. `check(run_id, fields)` is the session's validation (the plan's rules)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="newrun.cancel")]
+
+    def __init__(self, body: str, run_id: str, fields: dict[str, str], *,
+                 check: Callable[[str, dict[str, str]], object]) -> None:
+        super().__init__()
+        self.body, self.run_id, self.fields, self.check = body, run_id, fields, check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal"):
+            yield Label("A new training run", classes="modal-title")
+            yield Static(self.body, classes="modal-body")
+            with Horizontal(classes="modal-row"):
+                yield Label("run id ", classes="field-label")
+                yield Input(self.run_id, id="newrun-id")
+            for key, value in self.fields.items():
+                with Horizontal(classes="modal-row"):
+                    yield Label(f"{key} ", classes="field-label")
+                    yield Input(value, id=f"newrun-{key}", restrict=r"[0-9.eE-]*")
+            yield Static("", id="newrun-error", classes="error")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Use this run (enter)", id="ok", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#newrun-id", Input).focus()
+
+    def _submit(self) -> None:
+        run_id = self.query_one("#newrun-id", Input).value.strip()
+        raw = {key: self.query_one(f"#newrun-{key}", Input).value.strip() for key in self.fields}
+        try:
+            self.check(run_id, raw)
+        except DpoTuiError as exc:
+            self.query_one("#newrun-error", Static).update(exc.message)
+            return
+        self.dismiss((run_id, raw))

@@ -33,6 +33,7 @@ class TrainPane(StagePane):
     stage = "train"
     BINDINGS = [Binding("t", "app.start_training", "Prepare/launch", id="train.start"),
                 Binding("c", "app.cancel_training", "Cancel job", id="train.cancel"),
+                Binding("n", "app.new_run", "New run", id="train.new_run"),
                 Binding("s", "app.stop_endpoint", "Stop endpoint", id="train.stop_endpoint")]
 
     def compose(self) -> ComposeResult:
