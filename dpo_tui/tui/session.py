@@ -89,6 +89,7 @@ class Session:
         self._mgmt = None
         self.stop = threading.Event()  # set when the console quits: running stages stop following jobs
         self.run_id, self.train_overrides = RUN_ID, {}  # the training run Train and Eval act on
+        self.label_swap = False
         self._load_plan(plan_path)
         self._resume_run()
 
@@ -308,7 +309,8 @@ class Session:
         pc = self.need_plan()
         settings, backend = self.backend()
         ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress,
-                       run_id=self.run_id, train_plan=training_plan(pc.plan, self.train_overrides))
+                       run_id=self.run_id, train_plan=training_plan(pc.plan, self.train_overrides),
+                       label_swap=self.label_swap)
         ctx.on_engine, ctx.stop = on_engine, self.stop
         ctx._client = self._mgmt  # share the console's management client once it exists
         return asyncio.run(run_plan_stages(ctx, until))
@@ -440,6 +442,11 @@ class Session:
         run = runs[-1]
         hp = run.hyperparameters or run.estimated_hyperparameters
         self.run_id = run.run_id
+        with self.lock:  # a label-swap control run (dpo-tui train --label-swap-control) trains on its own export
+            control = self.campaign.state.part(PAIRS).control_export
+            files = self.campaign.state.parts["training"].files
+        upload = files.get(control["together_sha256"]) if control else None
+        self.label_swap = bool(upload and run.file_id and upload.get("file_id") == run.file_id)
         self.train_overrides = {k: hp[k] for k in OVERRIDABLE if k in hp and hp[k] != getattr(
             self.plan.plan.training, k)}
 
@@ -464,7 +471,7 @@ class Session:
     def new_run(self, run_id: str, raw: dict[str, str]) -> None:
         """Train and Eval act on a new run from here on (nothing is logged until it is prepared)."""
         overrides = self.check_new_run(run_id, raw)
-        self.run_id, self.train_overrides = run_id.strip(), overrides
+        self.run_id, self.train_overrides, self.label_swap = run_id.strip(), overrides, False
 
     def next_run_id(self) -> str:
         with self.lock:

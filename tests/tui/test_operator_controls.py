@@ -362,3 +362,25 @@ async def test_a_new_training_run_with_its_own_hyperparameters(trained_template,
         assert (reopened.session.run_id, reopened.session.train_overrides) == ("beta-03", {"dpo_beta": 0.3})
     finally:
         reopened.session.close()
+
+
+async def test_the_console_resumes_a_label_swap_control_run_on_its_own_export(trained_template, tmp_path):
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+    from dpo_tui.tui.session import Session
+    from tests.tui.conftest import copy_with_sim
+
+    db = copy_with_sim(trained_template, tmp_path)
+    before = Session(db, actor=ACTOR)
+    try:
+        assert (before.run_id, before.label_swap) == ("run-1", False)
+    finally:
+        before.close()
+    done = await asyncio.to_thread(run_campaign, demo_plan_path(), db, until="train", yes=True, run_id="control",
+                                   label_swap=True)
+    assert done.exit_code == 0, done.message
+    after = Session(db, actor=ACTOR)
+    try:
+        assert (after.run_id, after.label_swap) == ("control", True)  # t and e go on with the swapped pairs
+    finally:
+        after.close()
