@@ -483,12 +483,13 @@ class Session:
         return f"run-{n}"
 
     def training_run(self) -> dict[str, Any] | None:
-        """The latest training run as the log has it, with its job events."""
+        """The run Train acts on as the log has it, with its job events (only its id when the
+        log has nothing of it yet; None before any training)."""
         with self.lock:
             part = self.campaign.state.parts.get("training")
-            if part is None or not part.runs:
-                return None
-            run = part.runs.get(self.run_id) or list(part.runs.values())[-1]
+            run = part.runs.get(self.run_id) if part is not None else None
+            if run is None:
+                return {"run_id": self.run_id, "events": []} if self.run_id != RUN_ID else None
             return {**run.to_json(), "events": list(run.events)}
 
     def cancel_training(self, reason: str) -> str:

@@ -334,6 +334,7 @@ async def test_a_new_training_run_with_its_own_hyperparameters(trained_template,
         await pilot.press("enter")
         await settle(pilot, 0.1)
         assert app.session.run_id == "beta-03" and app.session.train_overrides == {"dpo_beta": 0.3}
+        assert "Train beta-03: not run yet" in screen_text(app)  # not run-1's job any more
         await pilot.press("t")  # upload (already there) and price: free
         await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
         assert app.last_result.status == "waiting" and "launch DPO training beta-03" in app.last_result.message

@@ -69,7 +69,8 @@ class TrainPane(StagePane):
 
     def _body(self, t: dict[str, Any] | None) -> str:
         if not t or not (t.get("job_id") or t.get("file_id") or t.get("status") or t.get("estimated_usd")):
-            return ("Train: not run yet. No training file uploaded and no DPO job in this campaign's log.\n"
+            which = f"Train {t['run_id']}" if t else "Train"
+            return (f"{which}: not run yet. No training file uploaded and no DPO job for it in this campaign's log.\n"
                     "t uploads the exported pairs and asks Together for the price (free), then t launches.")
         hp = t.get("hyperparameters") or {}
         status = t.get("status") or "-"
