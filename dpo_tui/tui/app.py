@@ -36,7 +36,8 @@ from dpo_tui.tui.screens.rollouts import RolloutsPane
 from dpo_tui.tui.screens.split import SplitPane
 from dpo_tui.tui.screens.eval import EvalPane
 from dpo_tui.tui.screens.train import TrainPane
-from dpo_tui.tui.session import Session, conversation, stage_states
+from dpo_tui.tui.session import Session
+from dpo_tui.tui.views import conversation, stage_states
 from dpo_tui.tui.widgets.header import CampaignHeader
 
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),

@@ -1,0 +1,90 @@
+"""Read-only projections of the folded state for the screens: each stage's state in a word or
+two (the header) and one rollout's conversation as the log holds it (the Rollouts pane).
+Nothing here computes a domain result; it reads the state under the session's lock."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state_pairs import PAIRS
+from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state_split import SPLIT
+
+if TYPE_CHECKING:
+    from dpo_tui.tui.session import Session
+
+
+def stage_states(session: Session) -> dict[str, str]:
+    """One word or two per stage, read from the folded state (call under session.lock)."""
+    st = session.campaign.state
+    b, sp, r, p = st.part(BUDGET), st.part(SPLIT), st.part(ROLLOUTS), st.part(PAIRS)
+    out = {"budget": "calibrated" if b.calibrated else ("estimated" if b.latest else "-"),
+           "split": "frozen" if sp.frozen else ("proposed" if sp.split else "-")}
+    tot, fin = r.started.get("rollouts", 0), r.finished.get("rollouts", 0)
+    pilot = r.finished.get("pilot", 0)
+    out["rollouts"] = f"{fin}/{tot}" if tot else (f"pilot {pilot}" if pilot else "-")
+    out["pairs"] = "exported" if p.export else ("built" if p.built else "-")
+    train = st.parts.get("training")
+    tj = train.to_json() if train is not None and hasattr(train, "to_json") else {}
+    out["train"] = tj.get("status") or "-"
+    ev = st.parts.get("eval")
+    ej = ev.to_json() if ev is not None and hasattr(ev, "to_json") else {}
+    out["eval"] = ej.get("decision") or "-"
+    return out
+
+
+def conversation(session: Session, rollout_id: str) -> str:
+    """A rollout as the log has it: the first prompt, each reply (call.completed text) and
+    each candidate's test output (rollout.iteration report), in order."""
+    from dpo_tui.provider.events import CALLS
+    from dpo_tui.provider.provider import CallKey
+
+    with session.lock:
+        st = session.campaign.state
+        rec = st.part(ROLLOUTS).by_id.get(rollout_id)
+        if rec is None:
+            return f"no rollout {rollout_id}"
+        calls = st.part(CALLS)
+        cid = session.campaign.store.campaign_id
+        iterations = {i["iteration"]: i["seq"] for i in rec.iterations}
+        finished = dict(rec.finished) if rec.finished else None
+        max_iter = max([*iterations, 1])
+        steps = []
+        for it in range(1, max_iter + 2):
+            for step in ("repair", "reflect"):
+                key = CallKey(rollout_id, it, step).idempotency_key(cid, rec.stage)
+                steps.append((it, step, calls.started_seq.get(key), calls.completed_seq.get(key)))
+            steps.append((it, "test", iterations.get(it), None))
+    out = [f"rollout {rollout_id}  task {rec.task_id}  stage {rec.stage}  model {rec.model}  seed {rec.seed}"]
+    if finished:
+        out.append(f"outcome {finished['outcome']}: {finished['tests_passed']}/{finished['tests']} tests, "
+                   f"{finished['iterations']} iterations, {finished['calls']} calls, ${finished['cost_usd']:.5f}")
+    else:
+        out.append("running (or stopped unfinished)")
+    shown_prompt = False
+    for it, step, seq, done_seq in steps:
+        if step == "test":
+            if seq is None:
+                continue
+            rep = session.event_at(seq).payload
+            report = rep.get("report") or {}
+            out.append(f"\n── iteration {it}: tests "
+                       + (f"{report.get('tests_passed')}/{report.get('tests')} passed" if report else
+                          f"not run ({rep.get('extract_problem') or 'no program'})"))
+            if report.get("output"):
+                out.append(report["output"].rstrip())
+            continue
+        if seq is None:
+            continue
+        if not shown_prompt:
+            for m in session.event_at(seq).payload.get("messages", []):
+                out.append(f"\n── {m.get('role')}:\n{str(m.get('content', '')).rstrip()}")
+            shown_prompt = True
+        if done_seq is not None:
+            p = session.event_at(done_seq).payload
+            out.append(f"\n── assistant ({step}, iteration {it}, {p['usage']['completion_tokens']} tokens):\n"
+                       f"{p['text'].rstrip()}")
+        else:
+            out.append(f"\n── {step} call for iteration {it}: started, not completed")
+    return "\n".join(out)
