@@ -318,16 +318,20 @@ async def stage_eval(ctx: Ctx) -> None:
 
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
     client = await asyncio.to_thread(ctx.client)
+    base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
+    instance = ctx.prices.dedicated.get(base_model)
+    cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
+    # a run killed between creating an endpoint and logging it left one the log does not know: log it, then stop it
+    unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
+                                       price_cents_per_hour=cents)
     left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run")
     if left:
-        ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running")
+        ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running"
+                         + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
     if done is not None and done.gate_decision is not None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
-    base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
-    instance = ctx.prices.dedicated.get(base_model)
-    cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
     ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval,
                f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together) and run the eval",
                2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes,

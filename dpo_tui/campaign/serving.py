@@ -71,7 +71,7 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
     with 409 and never doubled."""
     client = m.client
     slug = m.call("whoami", client.whoami).project.slug
-    name = f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
+    name = _endpoint_name(campaign, run_id, role)
 
     def existing_endpoint():
         # the API may give the name with its project prefix ("<slug>/<name>")
@@ -118,6 +118,20 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
     return campaign.state.part(ENDPOINTS).by_id[ep.id]
 
 
+def _stop_deployment(m: Mgmt, endpoint_id: str, dep_id: str, *, stop_timeout_s: float, poll_s: float) -> None:
+    """Scale the deployment to zero, wait until it is stopped, delete it."""
+    client = m.client
+    m.call("deployments.update", client.endpoints.deployments.update, dep_id, endpoint_id=endpoint_id,
+           update_mask="autoscaling", autoscaling={"minReplicas": 0, "maxReplicas": 0})
+    deadline = time.monotonic() + stop_timeout_s
+    while m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep_id,
+                 endpoint_id=endpoint_id).status.state != STOPPED:
+        if time.monotonic() > deadline:
+            raise InputError(f"endpoint {endpoint_id} did not stop within {stop_timeout_s:.0f} s: stop it by hand")
+        time.sleep(poll_s)
+    m.call("deployments.delete", client.endpoints.deployments.delete, dep_id, endpoint_id=endpoint_id)
+
+
 def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str, actor: str = "system",
          stop_timeout_s: float = 600, poll_s: float = 0.5) -> None:
     """Scale to zero, wait until stopped, delete, and log the billed minutes (as `actor`:
@@ -130,23 +144,50 @@ def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str, actor: s
     dep_id = ep["deployment_id"]
     client = m.client
     try:
-        m.call("deployments.update", client.endpoints.deployments.update, dep_id, endpoint_id=endpoint_id,
-               update_mask="autoscaling", autoscaling={"minReplicas": 0, "maxReplicas": 0})
-        deadline = time.monotonic() + stop_timeout_s
-        while m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep_id,
-                     endpoint_id=endpoint_id).status.state != STOPPED:
-            if time.monotonic() > deadline:
-                raise InputError(f"endpoint {endpoint_id} did not stop within {stop_timeout_s:.0f} s: stop it by hand")
-            time.sleep(poll_s)
-        m.call("deployments.delete", client.endpoints.deployments.delete, dep_id, endpoint_id=endpoint_id)
+        if dep_id:  # (an adopted endpoint a crash left without a deployment has nothing running)
+            _stop_deployment(m, endpoint_id, dep_id, stop_timeout_s=stop_timeout_s, poll_s=poll_s)
         m.call("endpoints.delete", client.endpoints.delete, endpoint_id)
     except together.NotFoundError:
         pass  # already gone (deleted by hand, or by a previous attempt)
     stopped_at = format_ts(_now())
-    minutes = billed_minutes(ep["started_at"], stopped_at)
+    minutes = billed_minutes(ep["started_at"], stopped_at) if dep_id else 0
     campaign.append("endpoint.stopped", {"endpoint_id": endpoint_id, "stopped_at": stopped_at, "minutes": minutes,
                                          "cost_usd": minute_cost(minutes, ep["price_cents_per_hour"]),
                                          "reason": reason}, actor=actor)
+
+
+def _endpoint_name(campaign: Campaign, run_id: str, role: str) -> str:
+    return f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
+
+
+def adopt_unlogged(campaign: Campaign, m: Mgmt, *, instance: str, price_cents_per_hour: int) -> list[str]:
+    """Log the endpoints of this campaign that Together has and the log does not (a run killed
+    between creating one and logging it), billed from their deployment's creation, so that
+    stopping them bills them. Returns their ids."""
+    client = m.client
+    prefix = f"dpo-{campaign.store.campaign_id[:6]}-"
+    logged = campaign.state.part(ENDPOINTS).by_id
+    slug = None
+    found = []
+    for ep in m.call("endpoints.list", client.endpoints.list).data:
+        bare = ep.name.split("/")[-1]
+        if not bare.startswith(prefix) or ep.id in logged:
+            continue
+        run_id, _, role = bare[len(prefix):].rpartition("-")
+        detail = m.call("endpoints.retrieve", client.endpoints.retrieve, ep.id)
+        summary = next(iter(getattr(detail, "deployments", None) or []), None)
+        dep = (m.call("deployments.retrieve", client.endpoints.deployments.retrieve, summary.id, endpoint_id=ep.id)
+               if summary is not None else None)
+        slug = slug or m.call("whoami", client.whoami).project.slug
+        campaign.append("endpoint.started", {
+            "run_id": run_id or "?", "role": role or "?", "endpoint_id": ep.id,
+            "deployment_id": dep.id if dep is not None else "", "name": bare,
+            "model": getattr(dep, "model", None) or "?", "chat_model": f"{slug}/{bare}/d1", "instance": instance,
+            "price_cents_per_hour": price_cents_per_hour,
+            "started_at": format_ts(_deployment_created(dep) if dep is not None else _now()), "adopted": True},
+            actor="system")
+        found.append(ep.id)
+    return found
 
 
 def stop_all(campaign: Campaign, m: Mgmt, *, reason: str) -> list[str]:

@@ -51,3 +51,25 @@ def test_start_adopts_an_endpoint_a_crashed_run_created_but_never_logged(setup, 
         assert started["started_at"] == dep.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     serving.stop(c, m, ep["endpoint_id"], reason="test over")
     assert not c.state.part(ENDPOINTS).running() and m.client.endpoints.list().data == []
+
+
+def test_eval_start_logs_and_stops_endpoints_a_crash_left_unlogged(setup):
+    c, m, ref, config = setup
+    prefix = f"dpo-{c.store.campaign_id[:6]}-"
+    with_dep = m.client.endpoints.create(name=f"{prefix}run-2-tuned")
+    kw = {"config": config} if config else {}
+    dep = m.client.endpoints.deployments.create(with_dep.id, name="d1", model=ref,
+                                                autoscaling={"minReplicas": 1, "maxReplicas": 1}, **kw)
+    bare = m.client.endpoints.create(name=f"{prefix}run-2-base")  # the crash came before its deployment
+    other = m.client.endpoints.create(name="someone-elses-endpoint")  # not this campaign's: left alone
+    adopted = serving.adopt_unlogged(c, m, instance="1x_nvidia_h100_80gb_sxm", price_cents_per_hour=300)
+    assert sorted(adopted) == sorted([with_dep.id, bare.id])
+    assert serving.adopt_unlogged(c, m, instance="x", price_cents_per_hour=300) == []  # once
+    logged = {e.payload["endpoint_id"]: e.payload for e in c.store.read() if e.type == "endpoint.started"}
+    assert (logged[with_dep.id]["run_id"], logged[with_dep.id]["role"], logged[with_dep.id]["adopted"]) == (
+        "run-2", "tuned", True)
+    assert logged[with_dep.id]["deployment_id"] == dep.id and logged[bare.id]["deployment_id"] == ""
+    assert sorted(serving.stop_all(c, m, reason="left running by an earlier run")) == sorted(adopted)
+    stopped = {e.payload["endpoint_id"]: e.payload for e in c.store.read() if e.type == "endpoint.stopped"}
+    assert stopped[bare.id]["minutes"] == 0 and stopped[with_dep.id]["minutes"] >= 1  # only a deployment bills
+    assert [e.id for e in m.client.endpoints.list().data] == [other.id]
