@@ -29,6 +29,9 @@ class OperatorActions:
         self.act("record estimate", lambda: self.session.record_what_if(budget, rollouts), "estimate recorded")
 
     def action_set_cap(self) -> None:
+        if self.session.plan is None:
+            self.notify(self.session.plan_error or "no plan", severity="warning")
+            return
         c = self.session.cap_state()
         cap = f"${c['cap_usd']:.2f}" if c["cap_usd"] is not None else "none"
         est = f"${c['estimate_usd']:.2f}" if c["estimate_usd"] is not None else "none logged"

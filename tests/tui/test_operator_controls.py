@@ -385,3 +385,17 @@ async def test_the_console_resumes_a_label_swap_control_run_on_its_own_export(tr
         assert (after.run_id, after.label_swap) == ("control", True)  # t and e go on with the swapped pairs
     finally:
         after.close()
+
+
+async def test_a_campaign_without_a_plan_explains_instead_of_acting(tmp_path):
+    db = tmp_path / "bare.db"
+    Campaign.create(db, name="bare", actor="operator:tester").close()
+    app = make_app(db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        for keys in (("1", "c"), ("2", "U"), ("5", "n"), ("5", "c"), ("5", "s"), ("6", "o")):
+            await pilot.press(*keys)
+            await settle(pilot, 0.1)
+            assert app.screen is app.screen_stack[0], keys  # no dialog for what cannot be done
+        assert app.is_running
+    assert [e.type for e in events_of(db)] == ["campaign.created"]
