@@ -414,6 +414,9 @@ def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, 
                settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap)
 
 
+TRAINING_OVERRIDES = ("dpo_beta", "learning_rate", "n_epochs")  # what another run may change (dpo-tui train)
+
+
 def training_plan(plan: Plan, overrides: dict[str, Any] | None) -> Plan:
     """The plan with one run's training hyperparameters changed, validated like the plan."""
     if not overrides:

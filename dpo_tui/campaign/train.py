@@ -52,6 +52,15 @@ def current_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str,
     return x
 
 
+def trains_on_control(campaign: Campaign, run_id: str) -> bool:
+    """Whether a run's uploaded file is the label-swap control export (dpo-tui train
+    --label-swap-control), so a resumed run keeps training on the same pairs."""
+    run = campaign.state.part(TRAINING).runs.get(run_id)
+    control = campaign.state.part(PAIRS).control_export
+    upload = campaign.state.part(TRAINING).files.get(control["together_sha256"]) if control else None
+    return bool(run is not None and run.file_id and upload and upload.get("file_id") == run.file_id)
+
+
 def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False) -> str:
     """Upload the export (once per export sha256) and return the file id; an invalid file stops here."""
     x = current_export(campaign, label_swap=label_swap)

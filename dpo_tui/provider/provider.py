@@ -376,8 +376,13 @@ def _is_api_failure(exc: BaseException) -> bool:
     return isinstance(exc, together.APIError) or is_retryable(exc)
 
 
-def set_cap(campaign: Campaign, cap_usd: float, *, reason: str, actor: str) -> None:
-    """Set the budget cap every later call is held against (the plan's, or an operator's)."""
+def check_cap(cap_usd: object) -> float:
+    """A budget cap as USD; InputError unless it is a positive, finite number."""
     if not (isinstance(cap_usd, int | float) and math.isfinite(cap_usd) and cap_usd > 0):
         raise InputError(f"budget cap must be a positive number of USD, not {cap_usd!r}")
-    campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=float(cap_usd), reason=reason), actor=actor)
+    return float(cap_usd)
+
+
+def set_cap(campaign: Campaign, cap_usd: float, *, reason: str, actor: str) -> None:
+    """Set the budget cap every later call is held against (the plan's, or an operator's)."""
+    campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=check_cap(cap_usd), reason=reason), actor=actor)

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from dpo_tui.tui.session import Session
 
 
+STAGE_WORD = {"rollouts": "paid"}  # a rollout stage as the operator says it (pilot, paid, eval)
+
+
 class OperatorActions:
     """`action_*` methods bound to keys on the panes and listed in the command palette."""
 
@@ -106,9 +109,11 @@ class OperatorActions:
             self.notify("the split is not frozen", severity="warning")
             return
         done = self.session.built_on_split()
+        rollouts = ", ".join(f"{n} {STAGE_WORD.get(k, k)}" for k, n in done["rollouts"].items())
         body = (f"Unfreeze split {fhash[:12]} so tasks can be moved or excluded again.\n"
-                f"Done on it so far: {done['rollouts']} rollouts, pairs {'built' if done['pairs_built'] else 'not built'}"
-                f"{', exported' if done['exported'] else ''}, {done['training_runs']} training runs; they stay in "
+                f"Done on it so far: rollouts {rollouts or 'none'}, "
+                f"pairs {'built' if done['pairs_built'] else 'not built'}{', exported' if done['exported'] else ''}, "
+                f"training runs {done['training_runs']}; they stay in "
                 "the log tied to this hash. Approving again freezes the new split.\nWhy unfreeze?")
 
         def got(reason: str | None) -> None:

@@ -9,7 +9,7 @@ appends (a worker), so readers in the UI thread take `lock` while they look.
 from __future__ import annotations
 
 import contextlib
-import math
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +20,8 @@ from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
-from dpo_tui.campaign.runner import (RUN_ID, backend_settings, check_run_id, make_ctx, record_plan, run_decision,
-                                     training_plan)
+from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
+                                     record_plan, run_decision, training_plan)
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
 from dpo_tui.campaign.state_budget import BUDGET
@@ -55,9 +55,6 @@ class GuardedCampaign(Campaign):
     def refresh(self) -> list[StoredEvent]:
         with self.lock:
             return super().refresh()
-
-
-OVERRIDABLE = ("dpo_beta", "learning_rate", "n_epochs")  # what a new training run may change, as `dpo-tui train`
 
 
 class ReadOnly(DpoTuiError):
@@ -222,13 +219,13 @@ class Session:
     @staticmethod
     def parse_cap(raw: str) -> float:
         """The operator's cap text as USD; InputError naming what is wrong."""
+        from dpo_tui.provider.provider import check_cap
+
         try:
             cap = float(raw.strip().lstrip("$").replace(",", ""))
         except ValueError:
             raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
-        if not (math.isfinite(cap) and cap > 0):
-            raise InputError(f"budget cap must be a positive number of USD, not {raw.strip()!r}")
-        return cap
+        return check_cap(cap)
 
     def set_cap(self, raw: str, reason: str) -> float:
         """Set the budget cap every later call is held against (logged with the reason)."""
@@ -267,7 +264,7 @@ class Session:
             st = self.campaign.state
             r, p = st.part(ROLLOUTS), st.part(PAIRS)
             part = st.parts.get("training")
-            return {"rollouts": sum(r.finished.values()), "pairs_built": p.built is not None,
+            return {"rollouts": dict(r.finished), "pairs_built": p.built is not None,
                     "exported": p.export is not None,
                     "training_runs": len(part.runs) if part is not None else 0}
 
@@ -439,15 +436,14 @@ class Session:
             runs = list(part.runs.values()) if part is not None else []
         if not runs:
             return
+        from dpo_tui.campaign.train import trains_on_control
+
         run = runs[-1]
         hp = run.hyperparameters or run.estimated_hyperparameters
         self.run_id = run.run_id
-        with self.lock:  # a label-swap control run (dpo-tui train --label-swap-control) trains on its own export
-            control = self.campaign.state.part(PAIRS).control_export
-            files = self.campaign.state.parts["training"].files
-        upload = files.get(control["together_sha256"]) if control else None
-        self.label_swap = bool(upload and run.file_id and upload.get("file_id") == run.file_id)
-        self.train_overrides = {k: hp[k] for k in OVERRIDABLE if k in hp and hp[k] != getattr(
+        with self.lock:
+            self.label_swap = trains_on_control(self.campaign, run.run_id)
+        self.train_overrides = {k: hp[k] for k in TRAINING_OVERRIDES if k in hp and hp[k] != getattr(
             self.plan.plan.training, k)}
 
     def check_new_run(self, run_id: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -459,14 +455,14 @@ class Session:
             part = self.campaign.state.parts.get("training")
             if part is not None and run_id.strip() in part.runs:
                 raise InputError(f"run id {run_id.strip()!r} is taken: every run has its own id")
-        overrides: dict[str, Any] = {}
-        for key, text in raw.items():
+        values: dict[str, Any] = {}
+        for key, text in raw.items():  # numbers as a TOML plan would have them; the plan's rules judge them
             try:
-                overrides[key] = int(text) if key == "n_epochs" else float(text)
+                values[key] = json.loads(text.strip())
             except ValueError:
                 raise InputError(f"training.{key}: {text.strip()!r} is not a number") from None
-        training_plan(pc.plan, overrides)
-        return {k: v for k, v in overrides.items() if v != getattr(pc.plan.training, k)}
+        trained = training_plan(pc.plan, values).training
+        return {k: getattr(trained, k) for k in raw if getattr(trained, k) != getattr(pc.plan.training, k)}
 
     def new_run(self, run_id: str, raw: dict[str, str]) -> None:
         """Train and Eval act on a new run from here on (nothing is logged until it is prepared)."""

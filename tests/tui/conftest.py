@@ -101,6 +101,25 @@ async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.2) -
         await pilot.pause(step)
 
 
+async def prepare_training(pilot):
+    """`t` on Train: upload and Together's price (free); returns how the stages ended."""
+    app = pilot.app
+    app.last_result = None
+    await pilot.press("t")
+    await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
+    return app.last_result
+
+
+async def open_launch(pilot) -> str:
+    """`t` again: the launch confirmation; returns the screen (the toasts cleared first)."""
+    from tests.tui.screen_text import screen_text
+
+    pilot.app.clear_notifications()
+    await pilot.press("t")
+    await pilot.pause()
+    return screen_text(pilot.app)
+
+
 def events_of(db: Path, *types: str) -> list:
     with Campaign.open(db, readonly=True) as c:
         return list(e for e in c.store.read() if not types or e.type in types)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.events.campaign import Campaign
-from tests.tui.conftest import ACTOR, events_of, make_app, settle, wait_for
+from tests.tui.conftest import ACTOR, events_of, make_app, open_launch, prepare_training, settle, wait_for
 from tests.tui.screen_text import screen_text
 
 pytestmark = pytest.mark.anyio
@@ -270,14 +270,11 @@ async def test_training_prepares_free_then_launches_after_a_confirmation_with_it
         await pilot.press("5")
         await settle(pilot, 0.1)
         assert "Train: not run yet" in screen_text(app)
-        await pilot.press("t")  # upload and Together's price estimate: no charge, no question
-        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
-        assert app.last_result.status == "waiting", app.last_result.message
+        prepared = await prepare_training(pilot)  # upload and Together's price estimate: no charge, no question
+        assert prepared.status == "waiting", prepared.message
         await settle(pilot)
         assert "price: estimated $" in screen_text(app)
-        await pilot.press("t")
-        await pilot.pause()
-        modal = screen_text(app)
+        modal = await open_launch(pilot)
         assert "Launch training?" in modal and "Together's estimate $" in modal and "remains" in modal
         await pilot.press("y")
         await wait_for(pilot, lambda: app.working is None, timeout=180)

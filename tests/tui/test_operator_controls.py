@@ -12,7 +12,7 @@ import pytest
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
-from tests.tui.conftest import ACTOR, events_of, make_app, settle, wait_for
+from tests.tui.conftest import ACTOR, events_of, make_app, open_launch, prepare_training, settle, wait_for
 from tests.tui.screen_text import screen_text
 
 pytestmark = pytest.mark.anyio
@@ -59,7 +59,7 @@ async def test_cap_is_set_with_a_reason_and_validated_in_the_modal(split_db):
 
 async def test_unfreeze_asks_why_showing_what_was_built_then_the_split_is_editable(demo_db):
     with Campaign.open(demo_db, readonly=True) as c:
-        finished = sum(c.state.part("rollouts").finished.values())
+        finished = c.state.part("rollouts").finished["rollouts"]
         old_hash = c.state.part("split").frozen_hash
     app = make_app(demo_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
@@ -67,7 +67,7 @@ async def test_unfreeze_asks_why_showing_what_was_built_then_the_split_is_editab
         await pilot.press("2", "U")
         await pilot.pause()
         modal = screen_text(app)
-        assert "Unfreeze the split?" in modal and f"{finished} rollouts" in modal and old_hash[:12] in modal
+        assert "Unfreeze the split?" in modal and f"rollouts {finished} paid" in modal and old_hash[:12] in modal
         await _type(pilot, "a test task leaks into train")
         await pilot.press("enter")
         await settle(pilot)
@@ -129,10 +129,8 @@ async def test_cancel_the_training_job_with_a_reason(demo_db):
         await pilot.press("5", "c")
         await pilot.pause()
         assert "no DPO job has been launched" in screen_text(app)
-        await pilot.press("t")  # upload and price: free
-        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
-        await pilot.press("t")
-        await pilot.pause()
+        await prepare_training(pilot)
+        assert "Launch training?" in await open_launch(pilot)
         await pilot.press("y")
         await wait_for(pilot, lambda: (app.session.training_run() or {}).get("job_id") is not None, timeout=60)
         await pilot.press("c")
@@ -335,13 +333,9 @@ async def test_a_new_training_run_with_its_own_hyperparameters(trained_template,
         await settle(pilot, 0.1)
         assert app.session.run_id == "beta-03" and app.session.train_overrides == {"dpo_beta": 0.3}
         assert "Train beta-03: not run yet" in screen_text(app)  # not run-1's job any more
-        await pilot.press("t")  # upload (already there) and price: free
-        await wait_for(pilot, lambda: app.working is None and app.last_result is not None, timeout=120)
-        assert app.last_result.status == "waiting" and "launch DPO training beta-03" in app.last_result.message
-        app.clear_notifications()
-        await pilot.press("t")
-        await pilot.pause()
-        modal = screen_text(app)
+        prepared = await prepare_training(pilot)  # the upload is there already; the price is this run's
+        assert prepared.status == "waiting" and "launch DPO training beta-03" in prepared.message
+        modal = await open_launch(pilot)
         assert "Launch DPO training beta-03 (dpo_beta=0.3)" in modal
         await pilot.press("y")
         await wait_for(pilot, lambda: app.working is None and app.last_result.status != "waiting", timeout=180)
