@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpo_tui.campaign.state_rollouts import ROLLOUTS, RolloutRecord, RolloutsState
+from dpo_tui.errors import BudgetCapReached
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import NewEvent
 from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
@@ -76,6 +77,7 @@ class RolloutEngine:
         self._running = asyncio.Event()
         self._running.set()
         self._cancelled = False
+        self._cap_message: str | None = None  # set by stop_for_cap: run() raises BudgetCapReached
         self._loop: asyncio.AbstractEventLoop | None = None
         self._baselines: dict[str, asyncio.Future] = {}
         self.progress = EngineProgress()
@@ -101,6 +103,12 @@ class RolloutEngine:
             self._running.set()
             self._set_status("cancelling")
         self._soon(do)
+
+    def stop_for_cap(self, message: str) -> None:
+        """Stop as cancel does (calls in flight finish; unfinished rollouts resume later), then
+        make run() raise BudgetCapReached(message): the cap, not the operator, stopped it."""
+        self._cap_message = message
+        self.cancel()
 
     def set_concurrency(self, n: int) -> None:
         async def notify() -> None:
@@ -155,6 +163,9 @@ class RolloutEngine:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        if self._cap_message is not None:
+            self._set_status("budget_cap")
+            raise BudgetCapReached(self._cap_message)
         self._set_status("cancelled" if self._cancelled else "done")
         return self.progress
 

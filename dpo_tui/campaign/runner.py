@@ -25,12 +25,13 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
+from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
-from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state_budget import BUDGET, plan_cap_applies
 from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
 from dpo_tui.campaign.state_plan import PLAN
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
@@ -162,13 +163,15 @@ async def stage_budget(ctx: Ctx) -> None:
         inp, est = plan_estimate(ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool), n_heldout=len(ctx.tasks.heldout))
         record_estimate(ctx.campaign, inp, est, prices=ctx.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
                         actor="plan")
-    if b.cap_usd is None or b.plan_cap_usd != ctx.plan.budget.cap_usd:
-        # the plan's cap, unless an operator set one since (a changed plan's new cap applies)
+    if plan_cap_applies(b, ctx.plan.budget.cap_usd):
         ctx.provider.set_cap(ctx.plan.budget.cap_usd, reason="plan budget.cap_usd", actor="plan")
     b = ctx.campaign.state.part(BUDGET)
     est = b.latest
     ctx.progress.say(f"budget: estimate ${est['total_usd']:.2f} (${est['low_usd']:.2f}-${est['high_usd']:.2f}), "
                      f"cap ${b.cap_usd:.2f}" + ("" if b.cap_set_by == "plan" else f" (set by {b.cap_set_by})"))
+    warning = cap_warning(est["total_usd"], b.cap_usd)
+    if warning:
+        ctx.progress.say(warning)
 
 
 async def stage_split(ctx: Ctx) -> None:
@@ -200,10 +203,13 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
     return specs
 
 
-async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str) -> None:
+async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
+                     engines: list[RolloutEngine] | None = None) -> None:
     engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
                            limits=Limits(test_cpu_seconds=ctx.plan.rollouts.test_cpu_seconds),
                            on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign))
+    if engines is not None:
+        engines.append(engine)
     if ctx.on_engine is not None:
         ctx.on_engine(engine)
     try:
@@ -250,9 +256,20 @@ def _eval_tasks(ctx: Ctx) -> int:
     return n + (len(ctx.tasks.heldout) if "heldout" in ctx.plan.eval.suites else 0)
 
 
+def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any]) -> float:
+    """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per rollout)."""
+    total = len(rollout_specs(ctx)) or 1
+    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
+    todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
+    return estimate["by_stage"]["rollouts"]["usd"] * todo / total
+
+
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
+    b = ctx.campaign.state.part(BUDGET)
+    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs[:n_pilot], b.calibrated or b.latest),
+               f"the pilot ({n_pilot} rollouts)")
     await _run_specs(ctx, specs[:n_pilot], "pilot")
     _calibrate(ctx, specs[:n_pilot])
     if n_pilot < len(specs):
@@ -260,6 +277,8 @@ async def stage_rollouts(ctx: Ctx) -> None:
         cost = cal["by_stage"]["rollouts"]["usd"]
         ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
                    f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage)", cost)
+        hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
+                   f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
         await _run_specs(ctx, specs, "rollouts")
     r = ctx.campaign.state.part(ROLLOUTS).to_json()
     ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
@@ -295,7 +314,7 @@ async def stage_train(ctx: Ctx) -> None:
             rate = ctx.prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora)
             est = await asyncio.to_thread(train.estimate, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor,
                                           fallback_rate_usd_per_mtok=rate)
-            train.check_budget(est["estimated_usd"], train.remaining_budget(ctx.campaign))
+            hold_stage(ctx.campaign, "train", est["estimated_usd"], f"training {ctx.run_id} (Together's estimate)")
             ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
                              f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
             ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,
@@ -332,29 +351,46 @@ async def stage_eval(ctx: Ctx) -> None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
-    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval,
-               f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together) and run the eval",
-               2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes,
+    endpoint_usd = 2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes
+    what = (f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together, "
+            f"{ctx.plan.eval.endpoint_minutes:g} min each estimated) and run the eval")
+    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
                label=run_decision("run_eval", ctx.run_id))
+    hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
     split = ctx.campaign.state.part(SPLIT).split
+    meter = EndpointMeter(ctx.campaign)
+    over_cap: list[str] = []
+    engines: list[RolloutEngine] = []
+
+    def on_cap(message: str) -> None:
+        over_cap.append(message)
+        for engine in engines:
+            engine.stop_for_cap(message)
+
+    metering = asyncio.create_task(meter_loop(meter, on_cap))
+    actor = "plan" if ctx.yes else "system"
     try:
         base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
         project = (await asyncio.to_thread(client.call, "whoami", client.client.whoami)).project.id
-        base = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role="base",
-                                       model_ref=base_ref, config=config, price_cents_per_hour=cents,
-                                       instance=instance or "?", actor="plan" if ctx.yes else "system", poll_s=0.1)
-        tuned = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role="tuned",
-                                        model_ref=f"projects/{project}/models/{run.model_object_id}", config=config,
-                                        price_cents_per_hour=cents, instance=instance or "?",
-                                        actor="plan" if ctx.yes else "system", poll_s=0.1)
-        models = {"base": base["chat_model"], "tuned": tuned["chat_model"]}
+        models = {}
+        for role, ref in (("base", base_ref), ("tuned", f"projects/{project}/models/{run.model_object_id}")):
+            if over_cap:
+                raise BudgetCapReached(over_cap[0])
+            ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
+                                         model_ref=ref, config=config, price_cents_per_hour=cents,
+                                         instance=instance or "?", actor=actor, poll_s=0.1,
+                                         abort=lambda: over_cap[0] if over_cap else None)
+            models[role] = ep["chat_model"]
         for arm, model in models.items():
             ctx.provider.price_endpoint_model(model, note=arm)
         ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path")
         specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
-        await _run_specs(ctx, specs, "eval")
+        await _run_specs(ctx, specs, "eval", engines=engines)
     finally:
-        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval ended")
+        metering.cancel()
+        await asyncio.gather(metering, return_exceptions=True)
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client,
+                                reason="the budget cap stopped the eval" if over_cap else "eval ended")
     results = evaluation.record_results(ctx.campaign, ctx.plan, ctx.tasks, ctx.run_id, list(split.test), models)
     decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
     for suite, r in results.items():

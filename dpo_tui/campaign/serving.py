@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import together
 
 from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.campaign.state_train import ENDPOINTS
-from dpo_tui.errors import InputError
+from dpo_tui.errors import BudgetCapReached, InputError
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import format_ts
 
@@ -62,7 +63,8 @@ def base_profile(mg: Mgmt, model: str) -> tuple[str, str | None]:
 
 def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str,
           config: str | None, price_cents_per_hour: int, instance: str, actor: str,
-          ready_timeout_s: float = 1800, poll_s: float = 0.5) -> dict[str, Any]:
+          ready_timeout_s: float = 1800, poll_s: float = 0.5,
+          abort: Callable[[], str | None] | None = None) -> dict[str, Any]:
     """Create an endpoint with one deployment of `model_ref`, wait until it is ready.
 
     A run killed after Together created the endpoint (or its deployment) but before the log
@@ -111,6 +113,10 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
         if state in FAILED or time.monotonic() > deadline:
             stop(campaign, m, ep.id, reason=f"deployment {state} before ready")
             raise InputError(f"endpoint {name} did not become ready ({state})")
+        why = abort() if abort is not None else None
+        if why is not None:  # the budget cap: stop it while it provisions
+            stop(campaign, m, ep.id, reason="the budget cap stopped the eval")
+            raise BudgetCapReached(why)
         time.sleep(poll_s)
     m.call("endpoints.update", client.endpoints.update, ep.id, traffic_split=[{"deploymentId": dep.id, "weight": 1}],
            update_mask="trafficSplit")

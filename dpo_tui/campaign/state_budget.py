@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
@@ -31,6 +31,17 @@ class PilotCalibrated(Payload):
     pair_yield: dict[str, Any]
 
 
+@event_type("budget.stage_refused", version=1)
+class StageRefused(Payload):
+    """A stage held against the cap before it started (or went on), and refused (campaign/cap.py)."""
+
+    stage: str
+    what: str
+    estimate_usd: float = Field(ge=0)
+    remaining_usd: float
+    cap_usd: float
+
+
 @dataclass
 class BudgetState:
     first: dict[str, Any] | None = None  # the first (uncalibrated) estimate
@@ -40,11 +51,16 @@ class BudgetState:
     pair_yield: dict[str, Any] | None = None
     cap_usd: float | None = None
     cap_set_by: str | None = None  # the actor of the cap in force (plan, or operator:<name>)
-    plan_cap_usd: float | None = None  # the last cap the plan set: a changed plan sets its new one
+    plan_cap_seen: float | None = None  # budget.cap_usd of the latest recorded plan
+    # the plan's value when the cap in force was set (or the first seen after it): a plan value
+    # other than this one is a change of the plan's own cap, which then applies
+    plan_cap_baseline: float | None = None
+    refused: list[dict[str, Any]] = field(default_factory=list)  # stages the cap refused
 
     def to_json(self) -> dict[str, Any]:
         return {"cap_usd": self.cap_usd, "cap_set_by": self.cap_set_by, "estimate": self.first, "latest": self.latest,
-                "calibrated": self.calibrated, "pilot": self.pilot, "pair_yield": self.pair_yield}
+                "calibrated": self.calibrated, "pilot": self.pilot, "pair_yield": self.pair_yield,
+                "refused": self.refused}
 
 
 BUDGET = state_part("budget", factory=BudgetState, to_json=BudgetState.to_json)
@@ -70,5 +86,28 @@ def _calibrated(state: CampaignState, event: StoredEvent) -> None:
 def _cap(state: CampaignState, event: StoredEvent) -> None:
     b: BudgetState = state.part(BUDGET)
     b.cap_usd, b.cap_set_by = event.payload["cap_usd"], event.actor
-    if event.actor == "plan":
-        b.plan_cap_usd = event.payload["cap_usd"]
+    b.plan_cap_baseline = event.payload["cap_usd"] if event.actor == "plan" else b.plan_cap_seen
+
+
+@on("budget.stage_refused")
+def _refused(state: CampaignState, event: StoredEvent) -> None:
+    state.part(BUDGET).refused.append(dict(event.payload))
+
+
+@on("plan.recorded")
+def _plan_cap(state: CampaignState, event: StoredEvent) -> None:
+    b: BudgetState = state.part(BUDGET)
+    b.plan_cap_seen = (event.payload["plan"].get("budget") or {}).get("cap_usd")
+    if b.cap_usd is not None and b.plan_cap_baseline is None:
+        b.plan_cap_baseline = b.plan_cap_seen  # the first plan value seen after an operator's cap is no change
+
+
+def plan_cap_applies(b: BudgetState, plan_cap_usd: float) -> bool:
+    """The one rule for the cap in force: the operator's latest cap stands until the plan's
+    own `budget.cap_usd` changes after it; the first plan value seen after an operator's cap
+    (init, then cap, then run --plan) is not a change. Without any cap, the plan's applies."""
+    if b.cap_usd is None:
+        return True
+    if b.cap_set_by == "plan":
+        return plan_cap_usd != b.cap_usd
+    return b.plan_cap_baseline is not None and plan_cap_usd != b.plan_cap_baseline

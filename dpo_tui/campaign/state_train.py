@@ -123,6 +123,17 @@ class EndpointStopped(Payload):
     reason: str
 
 
+@event_type("endpoint.billed", version=1)
+class EndpointBilled(Payload):
+    """Started minutes of a running endpoint booked as they begin (campaign/cap.py), so live
+    spend and the cap see them; `endpoint.stopped` books whatever is left."""
+
+    endpoint_id: str
+    minutes: int = Field(ge=1)  # billed minutes so far, in total
+    cost_usd: float = Field(ge=0)  # their cost, in total
+    at: str  # measured by the meter (UTC)
+
+
 @dataclass
 class TrainingRun:
     run_id: str
@@ -241,8 +252,18 @@ def _ep_ready(state: CampaignState, event: StoredEvent) -> None:
 def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None and ep["state"] != "stopped":
+        # what the meter booked while it ran is spent already: add only the rest
+        add_spend(state, "endpoint", max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
         ep.update(state="stopped", minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
-        add_spend(state, "endpoint", event.payload["cost_usd"])
+
+
+@on("endpoint.billed")
+def _ep_billed(state: CampaignState, event: StoredEvent) -> None:
+    ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
+    if ep is not None and ep["state"] != "stopped" and event.payload["minutes"] > ep.get("billed_minutes", 0):
+        add_spend(state, "endpoint", event.payload["cost_usd"] - ep.get("billed_usd", 0.0))
+        ep.update(billed_minutes=event.payload["minutes"], billed_usd=event.payload["cost_usd"],
+                  minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
 
 
 @invariant("train-frozen-split", "train.job_requested")

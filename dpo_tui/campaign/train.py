@@ -5,6 +5,8 @@ call, and a restart reattaches to the job instead of launching a second one."""
 
 from __future__ import annotations
 
+import math
+
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
 from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, sha256
-from dpo_tui.errors import BudgetCapReached, InputError, Stopped
+from dpo_tui.errors import InputError, Stopped
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.core import SPEND
 
@@ -111,8 +113,10 @@ def wait_processed(m: Mgmt, resp: Any, *, timeout_s: float = 600, poll_s: float 
 
 
 def remaining_budget(campaign: Campaign) -> float:
-    cap = campaign.state.part("budget").cap_usd or 0.0
-    return cap - campaign.state.part(SPEND).total_usd - campaign.state.part("calls").in_flight_usd()
+    from dpo_tui.campaign.cap import remaining_usd
+
+    left = remaining_usd(campaign)
+    return left if math.isfinite(left) else -campaign.state.part(SPEND).total_usd  # no cap yet: nothing is allowed
 
 
 def own_estimate(campaign: Campaign, plan: Plan, rate_usd_per_mtok: float) -> tuple[float, int]:
@@ -145,12 +149,6 @@ def estimate(campaign: Campaign, m: Mgmt, plan: Plan, run_id: str, file_id: str,
                "hyperparameters": hyperparameters(plan)}
     campaign.append("train.price_estimated", payload, actor=actor)
     return payload
-
-
-def check_budget(estimated_usd: float, remaining_usd: float) -> None:
-    if estimated_usd > remaining_usd:
-        raise BudgetCapReached(f"training is estimated at ${estimated_usd:.2f} but only ${remaining_usd:.2f} of the "
-                               f"cap remains: raise budget.cap_usd or export fewer pairs")
 
 
 def _suffix(campaign: Campaign, plan: Plan, run_id: str) -> str:

@@ -110,7 +110,7 @@ class EventStore:
         self.readonly = readonly
         self._conn = conn
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a listener may append (re-entrant)
         self._listeners: list[Callable[[list[StoredEvent]], None]] = []
         self.campaign_id = self._first_campaign_id()
 
@@ -241,8 +241,10 @@ class EventStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        for listener in self._listeners:
-            listener(stored)
+            # folded under the same lock, so appends from two threads (the eval's endpoint
+            # meter beside a provisioning poll) fold in seq order, never interleaved
+            for listener in self._listeners:
+                listener(stored)
         return stored
 
     def _prepare(self, ev: NewEvent) -> tuple[str, int, str, dict[str, Any], str]:

@@ -292,7 +292,7 @@ def _follows_start(state: CampaignState, event: StoredEvent) -> str | None:
     return None
 
 
-@invariant("spend-within-cap", "call.completed", "call.orphaned")
+@invariant("spend-within-cap", "call.completed", "call.orphaned", "endpoint.billed", "endpoint.stopped")
 def _within_cap(state: CampaignState, event: StoredEvent) -> str | None:
     cap = state.part(GUARD).cap_usd
     spend: Spend = state.part(SPEND)

@@ -1,0 +1,112 @@
+"""The budget cap holds in every stage that can spend: before a stage starts (its point
+estimate against what the cap leaves) and while endpoints bill by the minute."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.campaign.cap import EndpointMeter, started_minutes
+from dpo_tui.events.audit import audit
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import format_ts, open_store
+from dpo_tui.provider.provider import set_cap
+from tests.conftest import run_dpo_tui, small_demo_plan
+
+
+def events(db: Path, type_: str) -> list:
+    with open_store(db, readonly=True) as store:
+        return [e for e in store.read() if e.type == type_]
+
+
+def spend_and_cap(db: Path) -> tuple[float, float]:
+    with Campaign.open(db, readonly=True) as c:
+        return c.state.part("spend").total_usd, c.state.part("budget_guard").cap_usd
+
+
+def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid_way(tmp_path):
+    # one endpoint minute each estimated: the eval is estimated at 2 x 1 min x $0.056
+    plan = tmp_path / "plan.toml"
+    plan.write_text(small_demo_plan(**{"endpoint_minutes = 5": "endpoint_minutes = 1",
+                                       "cap_usd = 5.00": "cap_usd = 0.20"}))
+    db = tmp_path / "c.db"
+
+    # 1. rollouts and training fit $0.20; the eval's estimate does not: refused before any endpoint
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
+    assert res.returncode == 3, res.stderr
+    assert "the eval's endpoint minutes is estimated at $0.1120" in res.stderr
+    assert json.loads(res.stdout)["status"] == "budget_cap"
+    assert events(db, "endpoint.started") == []
+    [refused] = events(db, "budget.stage_refused")
+    assert refused.payload["stage"] == "eval" and refused.payload["cap_usd"] == 0.20
+    spend, cap = spend_and_cap(db)
+    assert spend <= cap
+
+    # 2. a cap the estimate fits, but not both endpoints' minutes as they start: stopped mid-way
+    with Campaign.open(db) as c:
+        set_cap(c, round(spend + 0.14, 4), reason="room for the estimate only", actor="operator:alice")
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
+    assert res.returncode == 3, res.stderr
+    assert "the next minute of" in res.stderr and "does not fit" in res.stderr
+    started, stopped = events(db, "endpoint.started"), events(db, "endpoint.stopped")
+    assert started and {e.payload["endpoint_id"] for e in started} == {e.payload["endpoint_id"] for e in stopped}
+    assert events(db, "endpoint.billed"), "endpoint minutes are booked as they start, not only at the stop"
+    spend, cap = spend_and_cap(db)
+    assert spend <= cap + 1e-9
+    assert events(db, "decision.gate") == []
+
+    # 3. raised again: the eval resumes and the gate decides, never above the cap
+    with Campaign.open(db) as c:
+        set_cap(c, 2.0, reason="finance approved the eval", actor="operator:alice")
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
+    assert res.returncode == 0, res.stderr
+    assert len(events(db, "decision.gate")) == 1
+    with Campaign.open(db, readonly=True) as c:
+        assert c.state.part("endpoint").running() == []
+        assert c.state.part("budget").cap_set_by == "operator:alice"  # the rerun kept the operator's cap
+    spend, cap = spend_and_cap(db)
+    assert spend <= cap
+    with open_store(db, readonly=True) as store:
+        report = audit(store)
+    assert report.ok, report.problems
+
+
+def _endpoint(c: Campaign, endpoint_id: str, started: datetime, cents: int = 336) -> None:
+    c.append("endpoint.started", {"run_id": "run-1", "role": "base", "endpoint_id": endpoint_id,
+                                  "deployment_id": f"dep-{endpoint_id}", "name": endpoint_id, "model": "m",
+                                  "chat_model": f"p/{endpoint_id}/d1", "instance": "1x_nvidia_h100_80gb_sxm",
+                                  "price_cents_per_hour": cents, "started_at": format_ts(started)}, actor="system")
+
+
+def test_the_meter_books_every_started_minute_and_stops_before_the_next_one_would_cross(tmp_path):
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    now = [t0]
+    with Campaign.create(tmp_path / "m.db", name="meter", actor="operator:alice") as c:
+        set_cap(c, 0.30, reason="test", actor="operator:alice")
+        _endpoint(c, "a", t0)                       # $0.056 a minute
+        _endpoint(c, "b", t0 + timedelta(seconds=30))
+        meter = EndpointMeter(c, clock=lambda: now[0])
+        now[0] = t0 + timedelta(seconds=31)
+        assert meter.tick() is None                 # a and b: 1 minute each started
+        assert c.state.part("spend").total_usd == pytest.approx(2 * 0.056)
+        now[0] = t0 + timedelta(seconds=61)         # a's second minute started: 0.168 spent, 0.132 left
+        assert meter.tick() is None                 # the next minute of both (0.112) still fits
+        assert c.state.part("spend").total_usd == pytest.approx(3 * 0.056)
+        now[0] = t0 + timedelta(seconds=91)         # b's second minute: 0.224 spent, 0.076 left < 0.112
+        message = meter.tick()
+        assert message is not None and "does not fit" in message
+        assert c.state.part("spend").total_usd <= 0.30
+        assert meter.tick() is not None and len([e for e in c.store.read() if e.type == "endpoint.billed"]) == 4
+        # the stop books only the minutes the meter had not booked yet
+        c.append("endpoint.stopped", {"endpoint_id": "a", "stopped_at": format_ts(now[0]), "minutes": 2,
+                                      "cost_usd": 2 * 0.056, "reason": "cap"}, actor="system")
+        assert c.state.part("spend").total_usd == pytest.approx(4 * 0.056)
+
+
+def test_started_minutes_counts_every_started_minute():
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    at = format_ts(t0)
+    assert [started_minutes(at, t0 + timedelta(seconds=s)) for s in (0, 1, 59, 60, 61, 600)] == [1, 1, 1, 1, 2, 10]
