@@ -12,7 +12,7 @@ from dpo_tui.campaign.budget import plan_estimate
 from dpo_tui.campaign.plan import demo_plan_path, load_plan
 from dpo_tui.campaign.runner import STAGES, run_campaign
 from dpo_tui.campaign.suites import load_plan_tasks
-from dpo_tui.errors import EXIT_OK
+from dpo_tui.errors import EXIT_OK, EXIT_ROLLBACK
 from dpo_tui.provider.prices import load_prices
 
 
@@ -42,12 +42,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def finish(result, fail_on_rollback: bool) -> int:  # noqa: ANN001 - RunResult
+    """Print the summary; the exit code, 6 when asked to fail on a rollback the gate decided."""
+    code = result.exit_code
+    decision = (result.summary.get("eval") or {}).get("decision")
+    if code == EXIT_OK and fail_on_rollback and decision == "rollback":
+        code = EXIT_ROLLBACK
+        result.summary.update(exit_code=code, status="rollback")
+    sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
+    if code == EXIT_ROLLBACK:
+        sys.stderr.write("dpo-tui: rollback: the eval gate decided rollback (exit 6, --fail-on-rollback)\n")
+    elif code:
+        sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     result = run_campaign(Path(args.plan), Path(args.db), until=args.until, yes=args.yes)
-    sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
-    if result.exit_code:
-        sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
-    return result.exit_code
+    return finish(result, args.fail_on_rollback)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -55,10 +67,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("n_epochs", args.epochs)) if v is not None}
     result = run_campaign(Path(args.plan), Path(args.db), yes=args.yes, run_id=args.run_id,
                           training_overrides=overrides, label_swap=args.label_swap_control)
-    sys.stdout.write(json.dumps(result.summary, indent=2) + "\n")
-    if result.exit_code:
-        sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
-    return result.exit_code
+    return finish(result, args.fail_on_rollback)
+
+
+def program_name() -> str:
+    """How to call dpo-tui again from this shell: `dpo-tui` when PATH finds this very program,
+    else its path (`.venv/bin/dpo-tui` after the README's setup, which does not touch PATH)."""
+    import os
+    import shutil
+
+    here = Path(sys.executable).parent / "dpo-tui"
+    found = shutil.which("dpo-tui")
+    if found and Path(found).resolve() == here.resolve():
+        return "dpo-tui"
+    try:
+        return os.path.relpath(here) if not os.path.relpath(here).startswith("..") else str(here)
+    except ValueError:
+        return str(here)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -77,15 +102,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = result.summary
     if not args.quiet:
         print(json.dumps(s, indent=2))
+    prog = program_name()
     print(f"""
 Demo {result.status} on the embedded Together simulator (all figures are simulated).
   campaign log: {db}
   spend: ${s['spend']['total_usd']:.4f} of a ${s['budget_cap_usd']:.2f} cap (simulated prices from the dated table)
 Try next:
-  dpo-tui replay --db {db}          rebuild the state from the log
-  dpo-tui audit --db {db}           verify the hash chain and the invariants
-  dpo-tui events --db {db} --type decision.recorded
-  dpo-tui tui --db {db} --readonly  browse it in the console""", file=sys.stderr)
+  {prog} replay --db {db}          rebuild the state from the log
+  {prog} audit --db {db}           verify the hash chain and the invariants
+  {prog} report --db {db}          the auditor's report
+  {prog} events --db {db} --type decision.recorded
+  {prog} tui --db {db} --readonly  browse it in the console""", file=sys.stderr)
     return result.exit_code
 
 
@@ -115,12 +142,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a campaign from a plan, headless",
                        description="Run the stages in order; running it again resumes. Progress on stderr, a JSON "
                        "summary on stdout. Exit: 0 done, 2 bad input, 3 budget cap, 4 waiting for a decision, "
-                       "5 a stage failed.")
+                       "5 a stage failed, 6 the gate decided rollback (with --fail-on-rollback).")
     p.add_argument("--plan", required=True, help="plan file (TOML)")
     p.add_argument("--db", required=True, help="campaign file (created if missing, resumed if present)")
     p.add_argument("--headless", action="store_true", help="no TUI (the only mode of `run`; accepted for scripts)")
     p.add_argument("--until", choices=STAGES, help="stop after this stage")
     p.add_argument("--yes", action="store_true", help="take the decisions the plan's [decisions] allow (actor: plan)")
+    p.add_argument("--fail-on-rollback", action="store_true", help="exit 6 when the eval gate decides rollback")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="another training run (and its eval and gate) from the same frozen pairs",
@@ -135,6 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-swap-control", action="store_true",
                    help="train on the same pairs with preferred and non-preferred exchanged (a control)")
     p.add_argument("--yes", action="store_true", help="take the plan's decisions (actor: plan)")
+    p.add_argument("--fail-on-rollback", action="store_true", help="exit 6 when this run's gate decides rollback")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="an auditor's report of a campaign, from its log alone",

@@ -53,7 +53,14 @@ def _spend(s: dict) -> list[Block]:
         rows.append([stage, _usd(e.get("usd")), _usd(c.get("usd")), _usd(s["spend"]["by_stage"].get(stage, 0.0))])
     rows.append(["total", _usd(est.get("total_usd")), _usd(cal.get("total_usd")), _usd(s["spend"]["total_usd"])])
     calls = s["calls"]
-    return [("h2", "Spend against the estimate"),
+    cap = (s["budget"] or {}).get("cap_usd")
+    notes: list[Block] = []
+    if cap is not None and s["spend"]["total_usd"] > cap + 1e-6:
+        notes.append(("p", f"WARNING: spend {_usd(s['spend']['total_usd'])} is above the cap {_usd(cap)}."))
+    for r in (s["budget"] or {}).get("refused") or []:
+        notes.append(("p", f"The cap refused {r['what']} ({r['stage']}): estimated {_usd(r['estimate_usd'])}, "
+                           f"{_usd(r['remaining_usd'])} of the cap {_usd(r['cap_usd'])} left."))
+    return notes + [("h2", "Spend against the estimate"),
             ("table", (["stage", "estimate", "pilot-calibrated", "actual"], rows)),
             ("p", f"Cap {_usd(s['budget'].get('cap_usd'))}. Calls: {calls['completed']} completed, {calls['failed']} "
                   f"failed, {calls['orphaned']} orphaned (possibly billed: {_usd(calls['orphaned_usd'])} kept in spend), "
@@ -113,10 +120,12 @@ def _eval(s: dict) -> list[Block]:
     blocks: list[Block] = [("h2", "Eval: base against tuned")]
     rows = []
     for suite, r in ev["suites"].items():
-        k = next(key for key in r["base"] if key != "pass@1")
+        k = next((key for key in r["base"] if key != "pass@1"), None)  # none at eval.k = 1
+        at_k = f"{_pct(r['base'][k])} / {_pct(r['tuned'][k])} ({k})" if k else "- (k = 1)"
+        ci = r.get("ci") or [None, None]
+        interval = f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if None not in ci else "no discordant tasks"
         rows.append([suite, str(r["tasks"]), str(r["runs"]), _pct(r["base"]["pass@1"]), _pct(r["tuned"]["pass@1"]),
-                     f"{_pct(r['base'][k])} / {_pct(r['tuned'][k])} ({k})", f"{r['delta']:+.1%}",
-                     f"[{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]", f"{r['p_value']:.3f}", _pct(r["mde"]),
+                     at_k, f"{r['delta']:+.1%}", interval, f"{r['p_value']:.3f}", _pct(r["mde"]),
                      f"{r['serving']['base']} vs {r['serving']['tuned']}"])
     blocks.append(("table", (["suite", "tasks", "runs", "base pass@1", "tuned pass@1", "pass@k base / tuned", "delta",
                               "CI", "sign-test p", "MDE", "serving (base vs tuned)"], rows)))

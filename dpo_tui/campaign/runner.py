@@ -33,7 +33,7 @@ from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.state_budget import BUDGET, plan_cap_applies
 from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
-from dpo_tui.campaign.state_plan import PLAN
+from dpo_tui.campaign.state_plan import PLAN, changed_fields
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
@@ -144,9 +144,11 @@ def record_plan(campaign: Campaign, plan: Plan, plan_path: Path, *, actor: str =
     """Record the plan the campaign runs under, when it differs from the last one recorded."""
     state = campaign.state.part(PLAN)
     if state.hash != plan.hash():
+        canonical = plan.canonical()
         campaign.append("plan.recorded", {"hash": plan.hash(), "path": str(plan_path.resolve()),
-                                          "plan": plan.canonical(), "previous_hash": state.hash,
-                                          "backend": plan.backend.kind}, actor=actor)
+                                          "plan": canonical, "previous_hash": state.hash,
+                                          "backend": plan.backend.kind,
+                                          "changed": changed_fields(state.plan, canonical)}, actor=actor)
 
 
 def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campaign:
@@ -399,6 +401,31 @@ async def stage_eval(ctx: Ctx) -> None:
     ctx.progress.say(f"gate: {decision['decision']} ({decision['reason']})")
 
 
+def resume_point(ctx: Ctx) -> str | None:
+    """The first stage this run has work left in (None when every stage is done)."""
+    from dpo_tui.campaign.state_eval import EVAL
+    from dpo_tui.campaign.state_train import TRAINING
+
+    st = ctx.campaign.state
+    split = st.part(SPLIT)
+    if st.part(BUDGET).first is None:
+        return "budget"
+    if not split.frozen:
+        return "split"
+    planned = len(split.split.train) * ctx.plan.rollouts.rollouts_per_task
+    if st.part(ROLLOUTS).finished.get("rollouts", 0) < planned:
+        return "rollouts"
+    if st.part(PAIRS).export is None:
+        return "pairs"
+    run = st.part(TRAINING).runs.get(ctx.run_id)
+    if run is None or run.status != "completed":
+        return "train"
+    done = st.part(EVAL).runs.get(ctx.run_id)
+    if done is None or done.gate_decision is None:
+        return "eval"
+    return None
+
+
 STAGE_FUNCS = {"budget": stage_budget, "split": stage_split, "rollouts": stage_rollouts, "pairs": stage_pairs,
                "train": stage_train, "eval": stage_eval}
 
@@ -488,12 +515,17 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
     db = db.expanduser().resolve()
     progress = progress or Progress()
     with campaign_lock(db), backend_settings(plan, db) as (settings, backend):
+        resumed = db.exists()
         campaign = open_or_create(db, plan, plan_path, plan.backend.kind)
+        resumed = resumed and campaign.state.events > 2  # more than created + this plan
         try:
             ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress,
                            run_id=run_id, train_plan=train_plan, label_swap=label_swap)
             if backend == "simulated":
                 progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
+            if resumed:
+                point = resume_point(ctx)
+                progress.say(f"resuming at {point}" if point else "resuming: every stage is done already")
             code, status, message = asyncio.run(run_stages(ctx, until))
             summary = summarize(ctx, code, status, message)
         finally:

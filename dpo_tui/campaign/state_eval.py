@@ -124,10 +124,19 @@ def _criteria_fixed(state: CampaignState, event: StoredEvent) -> str | None:
     run = state.part(TRAINING).runs.get(event.payload["run_id"])
     if run is None or run.plan_hash is None:
         return f"gate decision for run {event.payload['run_id']} without a logged training request"
-    if run.plan_hash != event.payload["plan_hash"]:
+    if run.plan_hash == event.payload["plan_hash"]:
+        return None
+    protocols = state.part("plan").protocols
+    before, after = protocols.get(run.plan_hash), protocols.get(event.payload["plan_hash"])
+    if before is None or after is None:
+        return (f"gate used plan {event.payload['plan_hash'][:12]}, training plan {run.plan_hash[:12]}: "
+                f"one of them was never recorded, so the criteria cannot be compared")
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    if changed:
         return (f"gate used plan {event.payload['plan_hash'][:12]}, but training was requested under plan "
-                f"{run.plan_hash[:12]}: the rollback criteria changed after training started")
-    return None
+                f"{run.plan_hash[:12]}: the rollback criteria or eval protocol changed after training started "
+                f"({', '.join(changed)})")
+    return None  # another field of the plan changed (logged in plan.recorded's `changed`): the criteria hold
 
 
 @invariant("override-by-operator", "decision.gate_overridden")

@@ -21,6 +21,7 @@ class PlanRecorded(Payload):
     plan: dict[str, Any]
     previous_hash: str | None = None
     backend: str
+    changed: list[str] = []  # the dotted fields that differ from the previous plan (empty for the first)
 
 
 @event_type("decision.recorded", version=1)
@@ -40,6 +41,7 @@ class PlanState:
     backend: str | None = None
     versions: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan hash -> gate_protocol(plan)
 
     def has(self, decision: str) -> bool:
         return any(d["decision"] == decision for d in self.decisions)
@@ -57,6 +59,29 @@ def _recorded(state: CampaignState, event: StoredEvent) -> None:
     p: PlanState = state.part(PLAN)
     p.hash, p.plan, p.backend = event.payload["hash"], event.payload["plan"], event.payload["backend"]
     p.versions += 1
+    p.protocols[p.hash] = gate_protocol(p.plan)
+
+
+def gate_protocol(plan: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between training and the gate: the rollback criteria and the eval
+    protocol (seeds, suites, k, the held-out suites). Any other plan field may change."""
+    ev, suites = plan.get("eval") or {}, plan.get("suites") or {}
+    return {"rollback": plan.get("rollback"), "seeds": ev.get("seeds"), "suites": ev.get("suites"), "k": ev.get("k"),
+            "heldout": suites.get("heldout"), "heldout_limit": suites.get("heldout_limit")}
+
+
+def changed_fields(old: dict[str, Any] | None, new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two plans (as recorded)."""
+    if old is None:
+        return []
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 @on("decision.recorded")

@@ -4,6 +4,8 @@ operator actions into events and folds them back into a `Split`."""
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 import random
@@ -92,7 +94,7 @@ def exclude(split: Split, task_id: str, reason: str) -> Split:
 
 @dataclass(frozen=True)
 class LeakFinding:
-    kind: str  # identical_program | near_identical_program | shared_test_inputs | same_name
+    kind: str  # identical_program | near_identical_program | shared_test_inputs | same_name | contained_name
     train_id: str
     test_id: str
     score: float
@@ -106,6 +108,41 @@ def _name_keys(task: SplitTask) -> set[str]:
     keys = {task.name.lower().strip()}
     keys |= {f.lower() for f in defined_functions(task.program)}
     return {k for k in keys if k and k not in {"main", "check", "solution", "helper", "__init__"}}
+
+
+def _name_words(name: str) -> tuple[str, ...]:
+    """A name as its words: snake_case, camelCase and path parts split (find_in_sorted -> find, in, sorted)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.split("/")[-1])
+    return tuple(w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w)
+
+
+def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    """`inner`'s words appear in `outer` in order (find_in_sorted inside find_first_in_sorted)."""
+    it = iter(outer)
+    return all(w in it for w in inner)
+
+
+def _contained_names(tr: SplitTask, test: list[SplitTask], already: set[str]) -> list[LeakFinding]:
+    """Train/test tasks whose names differ but one's words lie inside the other's, in order:
+    a name of two or more words, or of one word of six letters or more (never `sort` in `sort_list`)."""
+    out = []
+    mine = {k: _name_words(k) for k in _name_keys(tr)}
+    for te in test:
+        if te.id in already:
+            continue
+        for a, wa in mine.items():
+            hit = None
+            for b in _name_keys(te):
+                wb = _name_words(b)
+                for inner, outer, x, y in ((wa, wb, a, b), (wb, wa, b, a)):
+                    if (inner != outer and (len(inner) >= 2 or (inner and len(inner[0]) >= 6))
+                            and len(outer) > len(inner) and _contains(outer, inner)):
+                        hit = (x, y)
+            if hit:
+                out.append(LeakFinding("contained_name", tr.id, te.id, 0.5,
+                                       f"the name {hit[0]} lies inside the name {hit[1]}"))
+                break
+    return out
 
 
 def find_leaks(tasks: Iterable[SplitTask], split: Split, *, near_threshold: float = 0.8,
@@ -136,6 +173,7 @@ def find_leaks(tasks: Iterable[SplitTask], split: Split, *, near_threshold: floa
                 shared_names[te.id].append(key)
         for te_id, keys in sorted(shared_names.items()):
             findings.append(LeakFinding("same_name", tr.id, te_id, 1.0, f"both define or are named {', '.join(sorted(keys))}"))
+        findings.extend(_contained_names(tr, test, set(shared_names)))
         shared_inputs: dict[str, list[str]] = defaultdict(list)
         for value in tr.test_inputs:
             for te in inputs.get(value, ()):

@@ -58,11 +58,15 @@ def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid
     assert spend <= cap + 1e-9
     assert events(db, "decision.gate") == []
 
-    # 3. raised again: the eval resumes and the gate decides, never above the cap
+    # 3. raised again (and a harmless plan edit after training): the eval resumes and the gate
+    # decides, never above the cap, and audit holds (only the criteria and protocol are fixed)
     with Campaign.open(db) as c:
         set_cap(c, 2.0, reason="finance approved the eval", actor="operator:alice")
+    plan.write_text(plan.read_text().replace("concurrency = 8", "concurrency = 6"))
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
     assert res.returncode == 0, res.stderr
+    assert "resuming at eval" in res.stderr
+    assert events(db, "plan.recorded")[-1].payload["changed"] == ["rollouts.concurrency"]
     assert len(events(db, "decision.gate")) == 1
     with Campaign.open(db, readonly=True) as c:
         assert c.state.part("endpoint").running() == []
@@ -110,3 +114,26 @@ def test_started_minutes_counts_every_started_minute():
     t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     at = format_ts(t0)
     assert [started_minutes(at, t0 + timedelta(seconds=s)) for s in (0, 1, 59, 60, 61, 600)] == [1, 1, 1, 1, 2, 10]
+
+
+def test_the_gate_criteria_invariant_names_a_changed_criterion_and_ignores_other_fields(tmp_path):
+    from dpo_tui.campaign.plan import demo_plan_path, load_plan
+    from dpo_tui.campaign.runner import record_plan
+    from dpo_tui.campaign.state_eval import _criteria_fixed
+    from dpo_tui.campaign.state_train import TRAINING
+
+    base = load_plan(demo_plan_path())
+    with Campaign.create(tmp_path / "g.db", name="gate", actor="operator:alice") as c:
+        record_plan(c, base, demo_plan_path())
+        c.state.part(TRAINING).run("run-1").plan_hash = base.hash()
+        first = next(iter(c.store.read()))
+        for change, bad in ((("rollouts", "concurrency", 3), False), (("rollback", "alpha", 0.10), True),
+                            (("eval", "seeds", [1, 2, 3]), True)):
+            section, key, value = change
+            edited = base.model_copy(update={section: getattr(base, section).model_copy(update={key: value})})
+            record_plan(c, edited, demo_plan_path())
+            event = first._replace(type="decision.gate", payload={"run_id": "run-1", "plan_hash": edited.hash()})
+            problem = _criteria_fixed(c.state, event)
+            assert (problem is not None) == bad, (change, problem)
+            if bad:
+                assert ("rollback" if section == "rollback" else key) in problem

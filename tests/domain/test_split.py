@@ -75,3 +75,29 @@ def test_no_findings_for_unrelated_tasks():
 def test_literal_inputs_skip_trivial_values():
     src = "def test_a():\n    assert f([5, 3, 9], 'abc') == 1\n    assert f(0) == []\n"
     assert literal_inputs(src) == frozenset({"[5, 3, 9]", "'abc'"})
+
+
+def test_a_name_whose_words_lie_inside_another_tasks_name_is_a_finding_on_quixbugs():
+    from dpo_tui.campaign.suites import split_task
+    from dpo_tui.domain.split import Split
+    from dpo_tui.tasks.suites import load_suite
+    from tests.tasks.upstream import QUIXBUGS
+
+    tasks = [split_task(t) for t in load_suite(f"quixbugs:{QUIXBUGS}")]
+    ids = {t.id for t in tasks}
+    split = Split(train=tuple(sorted(ids - {"quixbugs/find_first_in_sorted"})), test=("quixbugs/find_first_in_sorted",))
+    found = [f for f in find_leaks(tasks, split) if f.kind == "contained_name"]
+    assert [(f.train_id, f.test_id) for f in found] == [("quixbugs/find_in_sorted", "quixbugs/find_first_in_sorted")]
+    assert "find_in_sorted lies inside the name find_first_in_sorted" in found[0].evidence
+
+
+def test_short_common_words_inside_other_names_are_not_findings():
+    from dpo_tui.domain.split import Split
+
+    prog = "def {0}(xs):\n    return xs\n"
+    tasks = [SplitTask("a/sort", "a", "sort", prog.format("sort")), SplitTask("b/sort_list", "b", "sort_list",
+             "def sort_list(ys):\n    ys.sort()\n    return list(ys)\n"),
+             SplitTask("a/gcd", "a", "gcd", prog.format("gcd")), SplitTask("b/lcm_gcd", "b", "lcm_gcd",
+             "def lcm_gcd(p, q):\n    return p * q\n")]
+    split = Split(train=("a/sort", "a/gcd"), test=("b/sort_list", "b/lcm_gcd"))
+    assert [f for f in find_leaks(tasks, split) if f.kind == "contained_name"] == []

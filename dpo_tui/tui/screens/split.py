@@ -12,7 +12,7 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.tui.screens.base import StagePane
 
 FLAG = {"identical_program": "dup", "near_identical_program": "near", "shared_test_inputs": "inp",
-        "same_name": "name"}
+        "same_name": "name", "contained_name": "name~"}
 
 
 class SplitPane(StagePane):
