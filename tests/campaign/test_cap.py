@@ -31,7 +31,7 @@ def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid
     # one endpoint minute each estimated: the eval is estimated at 2 x 1 min x $0.056
     plan = tmp_path / "plan.toml"
     plan.write_text(small_demo_plan(**{"endpoint_minutes = 5": "endpoint_minutes = 1",
-                                       "cap_usd = 5.00": "cap_usd = 0.20"}))
+                                       "cap_usd = 5.00": "cap_usd = 0.20", "k = 3": "k = 1"}))
     db = tmp_path / "c.db"
 
     # 1. rollouts and training fit $0.20; the eval's estimate does not: refused before any endpoint
@@ -76,6 +76,30 @@ def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid
     with open_store(db, readonly=True) as store:
         report = audit(store)
     assert report.ok, report.problems
+
+    # the report at eval.k = 1 (no pass@k column to show), in both formats; the refusals are in it
+    for fmt in ("md", "html"):
+        out = tmp_path / f"report.{fmt}"
+        res = run_dpo_tui("report", "--db", db, "--format", fmt, "--out", out)
+        assert res.returncode == 0, res.stderr
+        text = out.read_text()
+        assert "Gate: " in text and "(k = 1)" in text and "The cap refused the eval" in text
+    # --fail-on-rollback is accepted; this gate did not roll back, so the run exits 0
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", "--fail-on-rollback", timeout=200)
+    assert res.returncode == 0 and "every stage is done" in res.stderr, res.stderr
+
+
+def test_fail_on_rollback_turns_a_rollback_gate_into_exit_6(capsys):
+    from dpo_tui.campaign.cli import finish
+    from dpo_tui.campaign.runner import RunResult
+
+    def result(decision):
+        return RunResult(0, "done", "ok", {"status": "done", "exit_code": 0, "eval": {"decision": decision}})
+
+    assert finish(result("rollback"), True) == 6
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 6
+    assert finish(result("rollback"), False) == 0
+    assert finish(result("ship"), True) == 0 and finish(result("inconclusive"), True) == 0
 
 
 def _endpoint(c: Campaign, endpoint_id: str, started: datetime, cents: int = 336) -> None:
