@@ -393,3 +393,32 @@ async def test_a_campaign_without_a_plan_explains_instead_of_acting(tmp_path):
             assert app.screen is app.screen_stack[0], keys  # no dialog for what cannot be done
         assert app.is_running
     assert [e.type for e in events_of(db)] == ["campaign.created"]
+
+
+async def test_an_operators_cap_set_before_the_pilot_is_not_replaced_by_the_plans(planned_db):
+    """The campaign has a plan but no cap logged yet: the operator's cap must survive the
+    stages the pilot runs first (budget), where the plan's cap used to be re-applied."""
+    app = make_app(planned_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        app.screen.query_one("#cap-amount").value = "0.05"
+        await pilot.press("enter")
+        await _type(pilot, "a tiny pilot budget")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: events_of(planned_db, "budget.cap_set"), timeout=30)
+        await wait_for(pilot, lambda: "warning: the campaign is estimated at" in screen_text(app), timeout=30)
+        await pilot.press("2")
+        await settle(pilot, 0.1)
+        await pilot.press("P")
+        await wait_for(pilot, lambda: events_of(planned_db, "split.proposed"), timeout=30)
+        await _start_pilot(pilot, app)
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.working is None, timeout=120)
+    caps = [(e.payload["cap_usd"], e.actor) for e in events_of(planned_db, "budget.cap_set")]
+    assert caps == [(0.05, ACTOR)]
+    with Campaign.open(planned_db, readonly=True) as c:
+        assert c.state.part("budget").cap_set_by == ACTOR and c.state.parts["budget_guard"].cap_usd == 0.05

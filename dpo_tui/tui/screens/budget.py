@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from dpo_tui.campaign.cap import cap_warning
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.tui.screens.base import StagePane
@@ -91,8 +92,9 @@ class BudgetPane(StagePane):
                 edited = est.to_json()
             except DpoTuiError as exc:
                 error = exc.message
-        self.query_one("#budget-error", Static).update(error)
         base = latest or first
+        warning = cap_warning((cal or base)["total_usd"], cap) if (cal or base) else None
+        self.query_one("#budget-error", Static).update(error or warning or "")
         title = "Budget: estimate per stage"
         if base is None:
             title += " (none logged yet: the plan's estimate is in '$ edited'; ctrl+r records it)"
