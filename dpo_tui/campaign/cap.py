@@ -88,6 +88,18 @@ class EndpointMeter:
         return [e for e in self.campaign.state.part("endpoint").by_id.values()
                 if e["state"] != "stopped" and e.get("deployment_id")]
 
+    def start_refusal(self, price_cents_per_hour: int) -> str | None:
+        """None when another endpoint may start: its first minute and the next minute of every
+        running one fit what the cap leaves (so its start never crosses the cap); else why not."""
+        running = self.running()
+        need = price_cents_per_hour / 100 / 60 + sum(per_minute_usd(ep) for ep in running)
+        remaining = remaining_usd(self.campaign)
+        if need <= remaining + 1e-9:
+            return None
+        return (f"budget cap ${cap_usd(self.campaign) or 0:.4f}: another endpoint's first minute and the next minute "
+                f"of {len(running)} running (${need:.4f}) do not fit the ${max(remaining, 0):.4f} left; it was not "
+                f"started (raise the cap, then run again)")
+
     def tick(self) -> str | None:
         """Book the minutes started since the last tick; a message when the next minute of
         the running endpoints would not fit what the cap leaves (None while it does)."""

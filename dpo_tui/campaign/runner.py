@@ -159,14 +159,26 @@ def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campa
 
 # -- stages -------------------------------------------------------------------------------
 
+def apply_plan_cap(campaign: Campaign, plan: Plan) -> bool:
+    """Set the plan's `budget.cap_usd` when the one rule says it applies (state_budget.plan_cap_applies)."""
+    if not plan_cap_applies(campaign.state.part(BUDGET), plan.budget.cap_usd):
+        return False
+    from dpo_tui.provider.provider import set_cap
+
+    try:
+        set_cap(campaign, plan.budget.cap_usd, reason="plan budget.cap_usd", actor="plan")
+    except InputError as exc:
+        raise InputError(f"budget.cap_usd: {exc.message}") from None
+    return True
+
+
 async def stage_budget(ctx: Ctx) -> None:
     b = ctx.campaign.state.part(BUDGET)
     if b.first is None:
         inp, est = plan_estimate(ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool), n_heldout=len(ctx.tasks.heldout))
         record_estimate(ctx.campaign, inp, est, prices=ctx.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
                         actor="plan")
-    if plan_cap_applies(b, ctx.plan.budget.cap_usd):
-        ctx.provider.set_cap(ctx.plan.budget.cap_usd, reason="plan budget.cap_usd", actor="plan")
+    apply_plan_cap(ctx.campaign, ctx.plan)
     b = ctx.campaign.state.part(BUDGET)
     est = b.latest
     ctx.progress.say(f"budget: estimate ${est['total_usd']:.2f} (${est['low_usd']:.2f}-${est['high_usd']:.2f}), "
@@ -376,8 +388,9 @@ async def stage_eval(ctx: Ctx) -> None:
         project = (await asyncio.to_thread(client.call, "whoami", client.client.whoami)).project.id
         models = {}
         for role, ref in (("base", base_ref), ("tuned", f"projects/{project}/models/{run.model_object_id}")):
-            if over_cap:
-                raise BudgetCapReached(over_cap[0])
+            refused = over_cap[0] if over_cap else meter.start_refusal(cents)
+            if refused:
+                raise BudgetCapReached(refused)
             ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
                                          model_ref=ref, config=config, price_cents_per_hour=cents,
                                          instance=instance or "?", actor=actor, poll_s=0.1,

@@ -384,5 +384,11 @@ def check_cap(cap_usd: object) -> float:
 
 
 def set_cap(campaign: Campaign, cap_usd: float, *, reason: str, actor: str) -> None:
-    """Set the budget cap every later call is held against (the plan's, or an operator's)."""
-    campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=check_cap(cap_usd), reason=reason), actor=actor)
+    """Set the budget cap every later call is held against (the plan's, or an operator's).
+    A cap below what is already spent is refused: spend can never be above the cap in force."""
+    cap = check_cap(cap_usd)
+    spent = campaign.state.part("spend").total_usd
+    if cap < spent - 1e-9:
+        raise InputError(f"budget cap ${cap:.4f} is below the ${spent:.4f} already spent: a cap cannot undo spend "
+                         f"(set at least ${spent:.4f})")
+    campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=cap, reason=reason), actor=actor)

@@ -31,14 +31,25 @@ class OperatorActions:
         budget, rollouts = self.pane("budget").edits()  # type: ignore[attr-defined]
         self.act("record estimate", lambda: self.session.record_what_if(budget, rollouts), "estimate recorded")
 
-    def action_set_cap(self) -> None:
+    def fits_cap(self, estimate_usd: float | None, what: str, cap_usd: float, spend_usd: float) -> bool:
+        """True when `what` fits what the cap leaves; else the operator is asked to raise the
+        cap first (the stage would be refused before it started)."""
+        left = cap_usd - spend_usd
+        if estimate_usd is None or estimate_usd <= left + 1e-9:
+            return True
+        self.action_set_cap(preface=f"{what} is estimated at ${estimate_usd:.3f}, but only ${max(left, 0):.3f} of the "
+                                    f"${cap_usd:.2f} cap remains: it would be refused before it starts. Raise the "
+                                    f"cap to go on, then start it again.\n\n")
+        return False
+
+    def action_set_cap(self, preface: str = "") -> None:
         if self.session.plan is None:
             self.notify(self.session.plan_error or "no plan", severity="warning")
             return
         c = self.session.cap_state()
         cap = f"${c['cap_usd']:.2f}" if c["cap_usd"] is not None else "none"
         est = f"${c['estimate_usd']:.2f}" if c["estimate_usd"] is not None else "none logged"
-        body = (f"Cap now {cap} (set by {c['set_by'] or 'the plan'}); the plan says ${c['plan_cap_usd']:.2f}.\n"
+        body = preface + (f"Cap now {cap} (set by {c['set_by'] or 'the plan'}); the plan says ${c['plan_cap_usd']:.2f}.\n"
                 f"Spent ${c['spend_usd']:.3f}; latest estimate {est}.\n"
                 "Every later call is held against the new cap (one below the spend stops the next call). "
                 "It holds across reruns until the plan's own cap is changed.")
@@ -149,6 +160,10 @@ class OperatorActions:
             body = (f"Start the rollouts: {left} more (of {p['total']}), estimated ${p['stage_usd'] or 0:.3f} for "
                     f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n{money}")
             decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"
+        if not self.fits_cap(estimate if decision == "run_pilot" else (estimate or 0) * (p["total"] - p["finished"])
+                             / max(p["total"], 1), title[:-1].replace("Run the", "The").replace("Start the", "The"),
+                             p["cap_usd"], p["spend_usd"]):
+            return
 
         def answer(yes: bool | None) -> None:
             if not yes:
@@ -242,6 +257,8 @@ class OperatorActions:
         if p["phase"] == "prepare" or p["launched"]:
             self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed
             return
+        if not self.fits_cap(p["estimated_usd"], f"Training {p['run_id']}", p["cap_usd"], p["spend_usd"]):
+            return
         left = p["cap_usd"] - p["spend_usd"]
         changed = ", ".join(f"{k}={v}" for k, v in p["overrides"].items()) or "the plan's hyperparameters"
         body = (f"Launch DPO training {p['run_id']} ({changed}).\nTogether's estimate ${p['estimated_usd']:.4f}.\n"
@@ -325,6 +342,8 @@ class OperatorActions:
             return
         if p["approved"]:
             self._stage_work("eval", "eval")
+            return
+        if not self.fits_cap(p["endpoint_usd"], "The eval's endpoint minutes", p["cap_usd"], p["spend_usd"]):
             return
         est = f"${p['endpoint_usd']:.3f}" if p["endpoint_usd"] is not None else "unknown"
         body = (f"Start two dedicated endpoints (base and tuned, billed per minute, always stopped) and run the "

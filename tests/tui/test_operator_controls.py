@@ -422,3 +422,29 @@ async def test_an_operators_cap_set_before_the_pilot_is_not_replaced_by_the_plan
     assert caps == [(0.05, ACTOR)]
     with Campaign.open(planned_db, readonly=True) as c:
         assert c.state.part("budget").cap_set_by == ACTOR and c.state.parts["budget_guard"].cap_usd == 0.05
+
+
+async def test_a_stage_that_does_not_fit_the_cap_asks_for_a_higher_cap_instead_of_starting(trained_template,
+                                                                                           tmp_path):
+    from dpo_tui.provider.provider import set_cap
+    from tests.tui.conftest import copy_with_sim
+
+    db = copy_with_sim(trained_template, tmp_path)
+    with Campaign.open(db) as c:
+        set_cap(c, round(c.state.part("spend").total_usd + 0.01, 4), reason="almost spent", actor=ACTOR)
+    app = make_app(db)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("6", "e")
+        await wait_for(pilot, lambda: "it would be refused" in screen_text(app), timeout=30)
+        assert "Set the budget cap" in screen_text(app) and "The eval's endpoint minutes" in screen_text(app)
+        app.screen.query_one("#cap-amount").value = "5"
+        await pilot.press("enter")
+        await _type(pilot, "the eval is worth it")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(events_of(db, "budget.cap_set")) == 3, timeout=30)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "Run the eval?" in screen_text(app), timeout=30)
+        await pilot.press("n")
+        await settle(pilot)
+    assert events_of(db, "endpoint.started") == [] and events_of(db, "budget.cap_set")[-1].payload["cap_usd"] == 5.0
