@@ -45,7 +45,11 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         eval_prompt_tokens_per_call=b.prompt_tokens_per_call,
         eval_completion_tokens_per_call=b.completion_tokens_per_call,
         eval_price=None,  # base and tuned both on dedicated endpoints: billed by the minute
-        endpoint_minutes=plan.eval.endpoint_minutes, endpoint_usd_per_hour=per_hour, endpoints=2)
+        endpoint_minutes=plan.eval.endpoint_minutes, endpoint_usd_per_hour=per_hour, endpoints=2,
+        prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
+        eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
+        provisioning_minutes=plan.eval.provisioning_minutes,
+        endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s)
 
 
 def inputs_json(inp: BudgetInputs) -> dict:

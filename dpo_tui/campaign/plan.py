@@ -82,8 +82,12 @@ class BudgetSection(_Section):
     cap_usd: float = Field(gt=0, description="hard cap: every stage stops before crossing it")
     avg_iters: float = Field(3.0, gt=0, description="guess before the pilot")
     avg_reflections: float = Field(1.0, ge=0, description="guess before the pilot")
-    prompt_tokens_per_call: float = Field(900, gt=0, description="guess before the pilot")
+    prompt_tokens_per_call: float = Field(900, gt=0, description="guess before the pilot: the first call's prompt "
+                                          "(task, program, failing tests)")
     completion_tokens_per_call: float = Field(250, gt=0, description="guess before the pilot")
+    feedback_tokens_per_call: float = Field(
+        150, ge=0, description="guess before the pilot: test output and instructions each later call adds to the "
+        "conversation (the prompt of call i carries the whole conversation before it)")
     prices: dict[str, PriceOverride] = Field(default_factory=dict, description="per-model price overrides")
 
 
@@ -120,7 +124,14 @@ class EvalSection(_Section):
     suites: list[Literal["test", "heldout"]] = Field(
         default_factory=lambda: ["test", "heldout"], description="the frozen test split and/or the held-out suite")
     k: int = Field(1, ge=1, description="pass@k reported besides pass@1 (k <= number of seeds)")
-    endpoint_minutes: float = Field(30, ge=0, description="estimate of endpoint minutes per model")
+    endpoint_minutes: float | None = Field(
+        None, ge=0, description="fixed estimate of endpoint minutes per model; none: provisioning_minutes + the "
+        "eval's tokens / endpoint_tokens_per_s, in started minutes")
+    provisioning_minutes: float = Field(
+        10, ge=0, description="billed minutes before an endpoint serves (Together: up to ~20 the first time)")
+    endpoint_tokens_per_s: float = Field(
+        1500, gt=0, description="prompt + completion tokens one endpoint serves per second at the eval's concurrency "
+        "(a prior)")
 
     @model_validator(mode="after")
     def _k_fits(self) -> EvalSection:

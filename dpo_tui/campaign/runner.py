@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import fcntl
 import random
@@ -249,9 +250,10 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
-    est = calibrated_estimate(inp, summary)
     yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
                      target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap)
+    # training is priced on the pairs the pilot's yield expects, not the target
+    est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
     ctx.campaign.append("budget.pilot_calibrated", {
         "pilot": summary.__dict__ | {"notes": list(summary.notes)}, "rollout_ids": [s.rollout_id for s in pilot_specs],
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
@@ -365,9 +367,11 @@ async def stage_eval(ctx: Ctx) -> None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
-    endpoint_usd = 2 * cents / 100 / 60 * ctx.plan.eval.endpoint_minutes
+    b = ctx.campaign.state.part(BUDGET)
+    endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
+    minutes = endpoint_usd / (2 * cents / 100 / 60) if cents else 0.0
     what = (f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together, "
-            f"{ctx.plan.eval.endpoint_minutes:g} min each estimated) and run the eval")
+            f"{minutes:g} min each estimated) and run the eval")
     ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
                label=run_decision("run_eval", ctx.run_id))
     hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")

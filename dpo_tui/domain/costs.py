@@ -58,10 +58,19 @@ class BudgetInputs:
     eval_completion_tokens_per_call: float = 0.0
     eval_price: Price | None = None  # None: served on dedicated endpoints, billed by the minute
     # dedicated endpoints
-    endpoint_minutes: float = 0.0
+    endpoint_minutes: float | None = 0.0  # a fixed guess per endpoint; None: from the eval's volume (below)
     endpoint_usd_per_hour: float = 0.0
     endpoints: int = 0
     token_uncertainty: float = 0.25
+    # prompt growth: call i of a rollout carries the conversation before it, so its prompt is
+    # prompt_tokens_per_call + (i - 1) x growth (the plan: completion + feedback tokens per call)
+    prompt_growth_per_call: float = 0.0
+    eval_prompt_growth_per_call: float = 0.0
+    # endpoint minutes from volume: provisioning + the eval's tokens per endpoint / throughput
+    provisioning_minutes: float = 0.0
+    endpoint_tokens_per_s: float = 1500.0
+    # training: pairs expected (the pilot's yield; None before it: target_pairs)
+    expected_pairs: float | None = None
 
     @property
     def rollouts(self) -> int:
@@ -113,32 +122,61 @@ def max_calls_per_rollout(max_iters: int, reflections: bool) -> int:
     return max_iters + (max_iters - 1 if reflections else 0)
 
 
+def grown_prompt(prompt: float, growth: float, calls: float) -> float:
+    """Mean prompt tokens per call of a rollout of `calls` calls whose call i carries
+    `prompt` + (i - 1) x `growth` tokens (the conversation so far)."""
+    return prompt + growth * max(calls - 1, 0) / 2
+
+
 def _agent_stage(rollouts: float, calls_per: float, max_calls_per: float, prompt: float, completion: float,
-                 price: Price | None, unc: float) -> StageEstimate:
+                 price: Price | None, unc: float, growth: float = 0.0) -> StageEstimate:
     calls = rollouts * calls_per
-    tokens = calls * (prompt + completion)
+    mean_prompt = grown_prompt(prompt, growth, calls_per)
+    tokens = calls * (mean_prompt + completion)
     if price is None:
         return StageEstimate(calls, tokens, 0.0, 0.0, 0.0)
-    per_call = price.cost(prompt, completion)
+    per_call = price.cost(mean_prompt, completion)
+    worst = price.cost(grown_prompt(prompt, growth, max_calls_per), completion)
     return StageEstimate(calls, tokens, calls * per_call,
-                         low_usd=rollouts * 1 * per_call * (1 - unc),
-                         high_usd=rollouts * max_calls_per * per_call * (1 + unc))
+                         low_usd=rollouts * 1 * price.cost(prompt, completion) * (1 - unc),
+                         high_usd=rollouts * max_calls_per * worst * (1 + unc))
+
+
+def endpoint_minutes_each(inp: BudgetInputs, eval_tokens: float) -> float:
+    """Billed minutes per endpoint: the plan's fixed guess, else provisioning plus the eval's
+    tokens per endpoint at the endpoint's throughput, counted in started minutes."""
+    if inp.endpoint_minutes is not None:
+        return inp.endpoint_minutes
+    if not inp.endpoints:
+        return 0.0
+    serving = eval_tokens / inp.endpoints / inp.endpoint_tokens_per_s / 60
+    return float(math.ceil(inp.provisioning_minutes + serving)) if inp.provisioning_minutes + serving > 0 else 0.0
 
 
 def estimate(inp: BudgetInputs) -> Estimate:
     unc = inp.token_uncertainty
     rollouts = _agent_stage(inp.rollouts, inp.calls_per_rollout, max_calls_per_rollout(inp.max_iters, inp.reflections),
-                            inp.prompt_tokens_per_call, inp.completion_tokens_per_call, inp.generator_price, unc)
-    train_tokens = inp.target_pairs * inp.pair_tokens * inp.dpo_epochs
+                            inp.prompt_tokens_per_call, inp.completion_tokens_per_call, inp.generator_price, unc,
+                            inp.prompt_growth_per_call)
+    pairs = inp.target_pairs if inp.expected_pairs is None else min(inp.target_pairs, inp.expected_pairs)
+    train_tokens = pairs * inp.pair_tokens * inp.dpo_epochs
     train_usd = max(train_tokens * inp.training_usd_per_mtok / 1e6, inp.training_minimum_usd)
     training = StageEstimate(0, train_tokens, train_usd,
                              low_usd=max(train_usd * (1 - unc), inp.training_minimum_usd), high_usd=train_usd * (1 + unc))
     eval_runs = inp.eval_tasks * inp.eval_runs * inp.eval_models
     evals = _agent_stage(eval_runs, inp.eval_avg_iters + inp.eval_avg_reflections,
                          max_calls_per_rollout(inp.max_iters, inp.reflections),
-                         inp.eval_prompt_tokens_per_call, inp.eval_completion_tokens_per_call, inp.eval_price, unc)
-    ep_usd = inp.endpoints * inp.endpoint_minutes * inp.endpoint_usd_per_hour / 60
-    endpoint = StageEstimate(0, 0, ep_usd, low_usd=ep_usd * 0.5, high_usd=ep_usd * 2.0)
+                         inp.eval_prompt_tokens_per_call, inp.eval_completion_tokens_per_call, inp.eval_price, unc,
+                         inp.eval_prompt_growth_per_call)
+    minutes = endpoint_minutes_each(inp, evals.tokens)
+    ep_usd = inp.endpoints * minutes * inp.endpoint_usd_per_hour / 60
+    if inp.endpoint_minutes is None and inp.endpoints:  # low: provisioning at half, high: twice the serving time
+        per_min = inp.endpoints * inp.endpoint_usd_per_hour / 60
+        serving = minutes - inp.provisioning_minutes
+        low, high = per_min * max(1.0, inp.provisioning_minutes / 2 + serving / 2), per_min * (minutes + serving + 1)
+    else:
+        low, high = ep_usd * 0.5, ep_usd * 2.0
+    endpoint = StageEstimate(0, 0, ep_usd, low_usd=low, high_usd=high)
     return Estimate({"rollouts": rollouts, "training": training, "eval": evals, "endpoint": endpoint})
 
 
@@ -169,6 +207,8 @@ class PilotSummary:
     pass_rate: float
     confidence: float
     notes: tuple[str, ...] = field(default=())
+    first_prompt_tokens: float | None = None  # the fitted first call's prompt (None: not separable)
+    prompt_growth_per_call: float | None = None  # the fitted tokens each later call adds
 
 
 def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: float = 0.9,
@@ -184,7 +224,9 @@ def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: flo
     tail = (1 - confidence) / 2
     low, high = means[int(tail * (resamples - 1))], means[math.ceil((1 - tail) * (resamples - 1))]
     notes = () if n >= 10 else (f"only {n} pilot rollouts: the interval is wide and itself uncertain",)
+    first, growth = fit_prompt_growth([(r.calls, r.prompt_tokens) for r in pilot])
     return PilotSummary(
+        first_prompt_tokens=first, prompt_growth_per_call=growth,
         rollouts=n, calls=calls,
         avg_iters=sum(r.iterations for r in pilot) / n,
         avg_reflections=sum(r.reflections for r in pilot) / n,
@@ -194,12 +236,34 @@ def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: flo
         pass_rate=sum(r.passed for r in pilot) / n, confidence=confidence, notes=notes)
 
 
+def fit_prompt_growth(rollouts: Sequence[tuple[int, int]]) -> tuple[float | None, float | None]:
+    """Least squares of total prompt tokens = first x c + growth x c (c - 1) / 2 over rollouts
+    of c calls: (first, growth), or (None, None) when the calls do not vary enough to separate them."""
+    rows = [(c, c * (c - 1) / 2, p) for c, p in rollouts if c > 0]
+    saa = sum(a * a for a, _, _ in rows)
+    sab = sum(a * b for a, b, _ in rows)
+    sbb = sum(b * b for _, b, _ in rows)
+    sap = sum(a * p for a, _, p in rows)
+    sbp = sum(b * p for _, b, p in rows)
+    det = saa * sbb - sab * sab
+    if not rows or det <= 1e-9 * max(saa * sbb, 1.0):
+        return None, None
+    first, growth = (sap * sbb - sbp * sab) / det, (saa * sbp - sab * sap) / det
+    if first <= 0 or growth < 0:
+        return None, None
+    return first, growth
+
+
 def calibrated_estimate(inp: BudgetInputs, pilot: PilotSummary) -> Estimate:
     """The estimate redone with the pilot's measured figures; the rollout range is the
     pilot's bootstrap interval of cost per rollout, times the number of rollouts."""
     measured = replace(inp, avg_iters=pilot.avg_iters, avg_reflections=pilot.avg_reflections,
-                       prompt_tokens_per_call=pilot.prompt_tokens_per_call,
+                       prompt_tokens_per_call=pilot.prompt_tokens_per_call, prompt_growth_per_call=0.0,
                        completion_tokens_per_call=pilot.completion_tokens_per_call)
+    if pilot.first_prompt_tokens is not None:  # the eval's conversations grow as the pilot's did
+        measured = replace(measured, eval_prompt_tokens_per_call=pilot.first_prompt_tokens,
+                           eval_prompt_growth_per_call=pilot.prompt_growth_per_call or 0.0,
+                           pair_tokens=pilot.first_prompt_tokens + 2 * pilot.completion_tokens_per_call)
     base = estimate(measured)
     r = base.by_stage["rollouts"]
     rollouts = StageEstimate(r.calls, r.tokens, usd=inp.rollouts * pilot.cost_per_rollout,

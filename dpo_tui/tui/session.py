@@ -342,10 +342,13 @@ class Session:
                                  "first")
             latest = st.part(BUDGET).calibrated or st.part(BUDGET).latest or {"by_stage": {}}
             endpoint = latest["by_stage"].get("endpoint", {}).get("usd")
+            instance = pc.prices.dedicated.get(pc.plan.models.eval_base or pc.plan.models.policy_base)
+            per_min = (pc.prices.instances[instance].price_cents_per_hour / 100 / 60
+                       if instance in pc.prices.instances else 0.0)
             decision = run_decision("run_eval", self.run_id)
             return {"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
                     "cap_usd": st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
-                    "minutes": pc.plan.eval.endpoint_minutes, "approved": st.part(PLAN).has(decision),
+                    "minutes": (endpoint or 0) / (2 * per_min) if per_min else 0.0, "approved": st.part(PLAN).has(decision),
                     "run_id": self.run_id, "decision": decision}
 
     def gate(self) -> dict[str, Any] | None:

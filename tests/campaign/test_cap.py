@@ -30,7 +30,7 @@ def spend_and_cap(db: Path) -> tuple[float, float]:
 def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid_way(tmp_path):
     # one endpoint minute each estimated: the eval is estimated at 2 x 1 min x $0.056
     plan = tmp_path / "plan.toml"
-    plan.write_text(small_demo_plan(**{"endpoint_minutes = 5": "endpoint_minutes = 1",
+    plan.write_text(small_demo_plan(**{"endpoint_tokens_per_s = 20000": "endpoint_tokens_per_s = 20000\nendpoint_minutes = 1",
                                        "cap_usd = 5.00": "cap_usd = 0.20", "k = 3": "k = 1"}))
     db = tmp_path / "c.db"
 

@@ -76,3 +76,39 @@ def test_pair_yield_finds_rollouts_needed_and_warns_when_unreachable():
     assert bad.needed_rollouts_per_task is None and "cannot reach" in bad.warning
     ok = pair_yield(0.5, train_tasks=100, rollouts_per_task=8, target_pairs=50)
     assert ok.warning is None and not math.isnan(ok.expected_pairs)
+
+
+def test_prompts_grow_with_the_conversation_and_the_pilot_fits_the_growth():
+    from dpo_tui.domain.costs import fit_prompt_growth, grown_prompt
+
+    flat = estimate(inputs(tasks=10, rollouts_per_task=1, avg_iters=4, avg_reflections=0))
+    grown = estimate(inputs(tasks=10, rollouts_per_task=1, avg_iters=4, avg_reflections=0, prompt_growth_per_call=500))
+    # 4 calls: prompts 1500, 2000, 2500, 3000 -> a mean of 2250 per call, not 1500
+    assert grown_prompt(1500, 500, 4) == 2250
+    assert grown.by_stage["rollouts"].usd == pytest.approx(40 * P72.cost(2250, 400))
+    assert grown.by_stage["rollouts"].usd > flat.by_stage["rollouts"].usd
+    rollouts = [(c, c * 300 + 200 * c * (c - 1) // 2) for c in (1, 2, 4, 5, 3)]
+    first, growth = fit_prompt_growth(rollouts)
+    assert first == pytest.approx(300) and growth == pytest.approx(200)
+    assert fit_prompt_growth([(3, 900), (3, 950)]) == (None, None)  # the same length: not separable
+
+
+def test_endpoint_minutes_come_from_the_eval_volume_in_started_minutes():
+    common = dict(eval_tasks=10, eval_runs=3, eval_avg_iters=2, eval_prompt_tokens_per_call=1000,
+                  eval_completion_tokens_per_call=250, eval_price=None, endpoint_usd_per_hour=6.0, endpoints=2,
+                  endpoint_minutes=None, provisioning_minutes=10, endpoint_tokens_per_s=100)
+    est = estimate(inputs(**common))
+    tokens = 10 * 3 * 2 * 2 * 1250  # 150,000 tokens, 75,000 per endpoint at 100/s: 12.5 min serving
+    assert est.by_stage["eval"].tokens == tokens
+    assert est.by_stage["endpoint"].usd == pytest.approx(2 * 23 * 6.0 / 60)  # ceil(10 + 12.5) started minutes
+    more = estimate(inputs(**(common | {"eval_tasks": 40})))
+    assert more.by_stage["endpoint"].usd > est.by_stage["endpoint"].usd  # no longer a flat guess
+
+
+def test_calibrated_training_is_priced_on_the_pairs_the_yield_expects():
+    pilot = [PilotRollout(calls=c, iterations=c, reflections=0, prompt_tokens=c * 800, completion_tokens=c * 200,
+                          cost_usd=P72.cost(c * 800, c * 200), passed=c < 4) for c in (1, 2, 3, 5, 1, 2, 2, 5, 3, 1)]
+    s = summarize_pilot(pilot, seed=1)
+    few = calibrated_estimate(inputs(tasks=100, rollouts_per_task=2, reflections=False, expected_pairs=50.0), s)
+    many = calibrated_estimate(inputs(tasks=100, rollouts_per_task=2, reflections=False), s)
+    assert few.by_stage["training"].tokens == pytest.approx(many.by_stage["training"].tokens * 50 / 5000)
