@@ -273,7 +273,9 @@ async def stage_pairs(ctx: Ctx) -> None:
         ctx.decide("export_pairs", "pairs", ctx.plan.decisions.export_pairs,
                    f"export the filtered pairs (funnel {ordered_funnel(ctx.campaign.state.part(PAIRS).built['funnel'])})")
         pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="plan" if ctx.yes else "system")
-    ensure_current_export(ctx)
+    run = ctx.campaign.state.parts["training"].runs.get(ctx.run_id)
+    if run is None or run.status is None:  # a launched job keeps the file it was given; its eval goes on
+        ensure_current_export(ctx)
     x = ctx.campaign.state.part(PAIRS).export
     ctx.progress.say(f"pairs: funnel {ordered_funnel(x['funnel'])}; exported {x['pairs']} pairs to {x['together_path']}")
 
