@@ -22,6 +22,7 @@ from dpo_tui.errors import EXIT_USAGE, DpoTuiError
 COMMAND_MODULES: tuple[str, ...] = (
     "dpo_tui.events.commands",
     "dpo_tui.campaign.cli",
+    "dpo_tui.campaign.opcli",
     "dpo_tui.tasks.cli",
     "dpo_tui.provider.cli",
     "dpo_tui.sim.cli",

@@ -67,3 +67,35 @@ def plan_estimate(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int
     train, ev = split_sizes(plan, n_pool, n_heldout)
     inp = budget_inputs(plan, prices, train_tasks=train, eval_tasks=ev)
     return inp, estimate(inp)
+
+
+def parse_cap(raw: str | float) -> float:
+    """An operator's cap (typed text like "$2.50", or a number) as USD; InputError naming what is wrong."""
+    from dpo_tui.errors import InputError
+    from dpo_tui.provider.provider import check_cap
+
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip().lstrip("$").replace(",", ""))
+        except ValueError:
+            raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
+    return check_cap(raw)
+
+
+def check_cap_reason(reason: str) -> str:
+    from dpo_tui.errors import InputError
+
+    if not reason.strip():
+        raise InputError("a reason is required (it is logged with your name)")
+    return reason.strip()
+
+
+def set_operator_cap(campaign: Campaign, usd: str | float, reason: str, *, actor: str) -> float:
+    """The operator sets the budget cap every later call is held against (`budget.cap_set`,
+    with the reason, secrets masked): the console's c on Budget and `dpo-tui cap` alike."""
+    from dpo_tui.provider.provider import set_cap
+    from dpo_tui.provider.secrets import operator_text
+
+    cap = parse_cap(usd)
+    set_cap(campaign, cap, reason=operator_text(check_cap_reason(reason)), actor=actor)
+    return cap

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.state_pairs import PAIRS, PairsState
+from dpo_tui.campaign.decisions import record_decision
+from dpo_tui.campaign.state_pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.suites import PlanTasks
@@ -98,10 +99,14 @@ def build(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor:
 def decide(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, pair_id: str, decision: str, *,
            reason: str, actor: str) -> None:
     built = campaign.state.part(PAIRS).built
-    if built is None or pair_id not in {p["pair_id"] for p in built["pairs"]}:
-        raise InputError(f"unknown pair {pair_id!r}")
+    if built is None:
+        raise InputError("no pairs built yet: the pairs stage builds them from the finished rollouts")
+    if pair_id not in {p["pair_id"] for p in built["pairs"]}:
+        raise InputError(f"unknown pair {pair_id!r} (`dpo-tui pairs list` shows the ids)")
     if decision not in ("accept", "reject"):
         raise InputError("a pair is accepted or rejected")
+    if not reason.strip():
+        raise InputError(f"a reason is required to {decision} a pair (it is logged with your name)")
     decided = NewEvent("pairs.decided", {"pair_id": pair_id, "decision": decision, "reason": reason}, actor)
     # the decision and the funnel it changes land together, in one transaction
     rebuilt = build_event(campaign, plan, tasks, tokenizer, actor, extra_decisions={pair_id: decision})
@@ -127,10 +132,14 @@ def dataset_report(kept: list[Pair], infos: list[dict]) -> dict[str, Any]:
 
 
 def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor: str,
-           out_dir: Path | None = None, label_swap: bool = False) -> dict[str, Any]:
-    """Write the kept pairs in Together's and TRL's formats with a manifest. `label_swap`
-    writes the control: the same pairs with preferred and non-preferred exchanged."""
+           out_dir: Path | None = None, label_swap: bool = False, reason: str = "") -> dict[str, Any]:
+    """Write the kept pairs in Together's and TRL's formats with a manifest, logging the pair
+    decisions they reflect. `label_swap` writes the control: the same pairs with preferred and
+    non-preferred exchanged. An export that replaces a stale one names it (`supersedes`)."""
     split = _frozen_split(campaign)
+    state: PairsState = campaign.state.part(PAIRS)
+    previous = state.control_export if label_swap else state.export
+    stale = state.staleness(previous)
     _, result, infos, prompts = compute_pairs(campaign, plan, tasks, tokenizer)
     if not result.kept:
         raise InputError(f"no pairs survive the filters (funnel {result.funnel}); nothing to export")
@@ -160,9 +169,65 @@ def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor
                "together_path": str(paths["together"].resolve()), "together_sha256": sha256(blobs["together"]),
                "trl_path": str(paths["trl"].resolve()), "trl_sha256": sha256(blobs["trl"]),
                "manifest_path": str(paths["manifest"].resolve()), "manifest_sha256": sha256(blobs["manifest"]),
-               "funnel": result.funnel, "report": dataset_report(result.kept, infos), "label_swap": label_swap}
+               "funnel": result.funnel, "report": dataset_report(result.kept, infos), "label_swap": label_swap,
+               "decisions_sha256": decisions_sha256(state.decisions),
+               "decisions_seq": state.decided[-1][0] if state.decided else None,
+               "pair_ids": [p.pair_id for p in result.kept],
+               "supersedes": previous["together_sha256"] if stale else None,
+               "reason": "; ".join(r for r in (reason, f"re-export: {stale}" if stale else "") if r)}
     campaign.append("pairs.exported", payload, actor=actor)
     return payload
+
+
+def export_decision(campaign: Campaign) -> str:
+    """The name the go for the next export is logged under: `export_pairs` for the first,
+    `export_pairs:N` for the Nth (a re-export after the decisions changed is a new decision)."""
+    n = sum(1 for x in campaign.state.part(PAIRS).exports if not x.get("label_swap"))
+    return "export_pairs" if n == 0 else f"export_pairs:{n + 1}"
+
+
+def export_decided(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor: str,
+                   reason: str) -> dict[str, Any]:
+    """An operator's export (the console's e, `dpo-tui pairs export`): the decision to export,
+    then the export (a re-export when the current one is stale). Refused before pairs are built."""
+    state: PairsState = campaign.state.part(PAIRS)
+    if state.built is None:
+        raise InputError("no pairs built yet: the pairs stage builds them from the finished rollouts")
+    record_decision(campaign, export_decision(campaign), "pairs",
+                    reason=f"{reason} (funnel {ordered_funnel(state.built['funnel'])})", actor=actor)
+    return export(campaign, plan, tasks, tokenizer, actor=actor, reason=reason)
+
+
+def pair_rows(campaign: Campaign) -> list[dict[str, Any]]:
+    """Every built pair with its id, task, scores, the filter that dropped it, the operator's
+    decision, its status (kept, dropped, rejected) and whether the current export holds it."""
+    state: PairsState = campaign.state.part(PAIRS)
+    if state.built is None:
+        return []
+    exported = exported_pair_ids(state.export)
+    rows = []
+    for p in state.built["pairs"]:
+        decision = state.decisions.get(p["pair_id"])
+        dropped = p["dropped_by"]
+        status = "kept" if dropped is None else ("rejected" if dropped == "manual" else "dropped")
+        rows.append({"id": p["pair_id"], "task_id": p["task_id"], "chosen": p["chosen"], "rejected": p["rejected"],
+                     "chosen_score": p["chosen_score"], "rejected_score": p["rejected_score"], "tokens": p["tokens"],
+                     "filter": dropped, "decision": decision, "status": status,
+                     "exported": p["pair_id"] in exported})
+    return rows
+
+
+def exported_pair_ids(x: dict[str, Any] | None) -> set[str]:
+    """The pair ids an export holds: from its log entry, or (older logs) its manifest when the
+    file is still the one logged."""
+    if x is None:
+        return set()
+    if x.get("pair_ids") is not None:
+        return set(x["pair_ids"])
+    path = Path(x["manifest_path"])
+    if not path.exists() or sha256(path.read_bytes()) != x["manifest_sha256"]:
+        return set()
+    return {line["pair_id"] for line in read_manifest(str(path))}
 
 
 def read_manifest(path: str) -> list[dict]:

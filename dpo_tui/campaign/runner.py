@@ -308,8 +308,27 @@ async def stage_pairs(ctx: Ctx) -> None:
         ctx.decide("export_pairs", "pairs", ctx.plan.decisions.export_pairs,
                    f"export the filtered pairs (funnel {ordered_funnel(ctx.campaign.state.part(PAIRS).built['funnel'])})")
         pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, tok, actor="plan" if ctx.yes else "system")
+    run = ctx.campaign.state.parts["training"].runs.get(ctx.run_id)
+    if run is None or run.status is None:  # a launched job keeps the file it was given; its eval goes on
+        ensure_current_export(ctx)
     x = ctx.campaign.state.part(PAIRS).export
     ctx.progress.say(f"pairs: funnel {ordered_funnel(x['funnel'])}; exported {x['pairs']} pairs to {x['together_path']}")
+
+
+def ensure_current_export(ctx: Ctx, *, label_swap: bool = False) -> None:
+    """A stale export (a pair accepted or rejected since) is exported again when the plan
+    allows it under --yes (a new, logged decision); otherwise the run waits (exit 4)."""
+    state = ctx.campaign.state.part(PAIRS)
+    why = state.staleness(state.control_export if label_swap else state.export)
+    if why is None:
+        return
+    label = pairs_stage.export_decision(ctx.campaign)
+    ctx.decide("export_pairs", "pairs", ctx.plan.decisions.export_pairs,
+               f"re-export the pairs: {why}; training never uploads a stale export", label=label)
+    x = pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, ctx.provider.tokenizer, actor="plan",
+                           label_swap=label_swap)
+    ctx.progress.say(f"pairs: re-exported {x['pairs']} pairs ({x['together_sha256'][:12]}, replacing "
+                     f"{x['supersedes'][:12]}) because {why}")
 
 
 async def stage_train(ctx: Ctx) -> None:
@@ -324,7 +343,12 @@ async def stage_train(ctx: Ctx) -> None:
         actor = "plan" if ctx.yes else "system"
         if ctx.label_swap and ctx.campaign.state.part(PAIRS).control_export is None:
             pairs_stage.export(ctx.campaign, ctx.plan, ctx.tasks, ctx.provider.tokenizer, actor=actor, label_swap=True)
-        file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor, label_swap=ctx.label_swap)
+        if run is not None and run.status is not None and run.file_id:
+            file_id = run.file_id  # a job requested (or running) trains on the file it was given
+        else:
+            ensure_current_export(ctx, label_swap=ctx.label_swap)
+            file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor,
+                                              label_swap=ctx.label_swap)
         run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
         if run is None or run.job_id is None and run.status != "requested":
             rate = ctx.prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from dpo_tui.campaign.state_pairs import PAIRS, PairsState
 from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.events.core import add_spend
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
@@ -147,7 +148,8 @@ class TrainingRun:
     estimated_usd: float | None = None
     estimated_hyperparameters: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    export_sha256: str | None = None
+    export_sha256: str | None = None  # the export whose file the job trained on (its upload's, by file id)
+    requested_export_sha256: str | None = None  # the export the job request named
     split_hash: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
@@ -163,6 +165,11 @@ class TrainingRun:
 @dataclass
 class TrainingState:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # export sha256 -> upload
+
+    def export_of_file(self, file_id: str | None) -> str | None:
+        """The export sha256 of the file Together holds as `file_id` (None: no upload logged)."""
+        found = [sha for sha, up in self.files.items() if up["file_id"] == file_id]
+        return found[-1] if found else None
     runs: dict[str, TrainingRun] = field(default_factory=dict)
     latest: str | None = None
 
@@ -213,7 +220,8 @@ def _requested(state: CampaignState, event: StoredEvent) -> None:
     p = event.payload
     run = t.run(p["run_id"])
     run.file_id, run.model, run.hyperparameters = p["file_id"], p["model"], p["hyperparameters"]
-    run.export_sha256, run.split_hash, run.status = p["export_sha256"], p["split_hash"], "requested"
+    run.export_sha256 = t.export_of_file(p["file_id"]) or p["export_sha256"]
+    run.requested_export_sha256, run.split_hash, run.status = p["export_sha256"], p["split_hash"], "requested"
     run.plan_hash = p["plan_hash"]
     t.latest = p["run_id"]
 
@@ -279,4 +287,27 @@ def _one_job_per_run(state: CampaignState, event: StoredEvent) -> str | None:
     run = state.part(TRAINING).runs[event.payload["run_id"]]
     if len(run.job_ids) > 1:
         return f"run {event.payload['run_id']} has more than one job: {run.job_ids}"
+    return None
+
+
+@invariant("train-export-current", "train.job_requested")
+def _trained_on_current_decisions(state: CampaignState, event: StoredEvent) -> str | None:
+    """The file a job trains on is an export that reflects the pair decisions in force at its launch."""
+    t: TrainingState = state.part(TRAINING)
+    pairs: PairsState = state.part(PAIRS)
+    file_id, named = event.payload["file_id"], event.payload["export_sha256"]
+    trained = t.export_of_file(file_id)
+    if trained is None:
+        return f"the job trains on file {file_id}, which no logged upload of an export produced"
+    if trained != named:
+        return f"the job names export {named[:12]} but file {file_id} is the upload of export {trained[:12]}"
+    x = pairs.export_of(trained)
+    if x is None:
+        return f"file {file_id} was uploaded from {trained[:12]}, which no pairs.exported event wrote"
+    why = pairs.staleness(x)
+    if why:
+        return f"run {event.payload['run_id']} trains on a stale file: {why}"
+    rejected = [pid for pid in x.get("pair_ids") or [] if pairs.decisions.get(pid) == "reject"]
+    if rejected:
+        return f"run {event.payload['run_id']} trains on pairs the operator rejected: {rejected[:3]}"
     return None

@@ -33,6 +33,10 @@ class TrainingFailed(InputError):
     """The provider refused the data or the job ended in error."""
 
 
+class StaleExport(Stopped):
+    """The export misses a later pair decision: training waits for a re-export (exit 4)."""
+
+
 def hyperparameters(plan: Plan) -> dict[str, Any]:
     """Every argument of fine_tuning.create that shapes training, from the plan."""
     t = plan.training
@@ -54,6 +58,22 @@ def current_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str,
     return x
 
 
+def stale_export(campaign: Campaign, *, label_swap: bool = False) -> str | None:
+    """Why the export training would upload misses a later pair decision (None when current)."""
+    pairs = campaign.state.part(PAIRS)
+    return pairs.staleness(pairs.control_export if label_swap else pairs.export)
+
+
+def fresh_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str, Any]:
+    """The export to train on, refused when a later accept or reject made it stale."""
+    x = current_export(campaign, label_swap=label_swap)
+    why = stale_export(campaign, label_swap=label_swap)
+    if why:
+        raise StaleExport(f"{why}: training does not upload it; re-export the pairs (Pairs: e in the console, "
+                          "`dpo-tui pairs export`, or `run --yes` with decisions.export_pairs = true)")
+    return x
+
+
 def trains_on_control(campaign: Campaign, run_id: str) -> bool:
     """Whether a run's uploaded file is the label-swap control export (dpo-tui train
     --label-swap-control), so a resumed run keeps training on the same pairs."""
@@ -64,8 +84,9 @@ def trains_on_control(campaign: Campaign, run_id: str) -> bool:
 
 
 def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False) -> str:
-    """Upload the export (once per export sha256) and return the file id; an invalid file stops here."""
-    x = current_export(campaign, label_swap=label_swap)
+    """Upload the export (once per export sha256) and return the file id; an invalid file or a
+    stale export (a pair decided since) stops here."""
+    x = fresh_export(campaign, label_swap=label_swap)
     done = campaign.state.part(TRAINING).files.get(x["together_sha256"])
     if done is not None:
         return done["file_id"]
@@ -177,7 +198,11 @@ def launch(campaign: Campaign, m: Mgmt, plan: Plan, run_id: str, file_id: str, *
                                                   "reattached": True}, actor="system")
             return job.id
     else:
-        split, x = campaign.state.part(SPLIT), current_export(campaign, label_swap=label_swap)
+        split, x = campaign.state.part(SPLIT), fresh_export(campaign, label_swap=label_swap)
+        uploaded = campaign.state.part(TRAINING).files.get(x["together_sha256"])
+        if uploaded is None or uploaded["file_id"] != file_id:
+            raise InputError(f"file {file_id} is not the upload of the current export {x['together_sha256'][:12]}: "
+                             "prepare the run again")
         campaign.append("train.job_requested", {
             "run_id": run_id, "file_id": file_id, "model": plan.models.policy_base, "suffix": suffix,
             "hyperparameters": hyperparameters(plan), "plan_hash": campaign.state.part(PLAN).hash,

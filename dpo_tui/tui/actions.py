@@ -43,13 +43,14 @@ class OperatorActions:
         return False
 
     def action_set_cap(self, preface: str = "") -> None:
-        if self.session.plan is None:
-            self.notify(self.session.plan_error or "no plan", severity="warning")
+        if self.session.readonly:
+            self.notify("read-only: actions are disabled (opened with --readonly)", severity="warning")
             return
         c = self.session.cap_state()
         cap = f"${c['cap_usd']:.2f}" if c["cap_usd"] is not None else "none"
         est = f"${c['estimate_usd']:.2f}" if c["estimate_usd"] is not None else "none logged"
-        body = preface + (f"Cap now {cap} (set by {c['set_by'] or 'the plan'}); the plan says ${c['plan_cap_usd']:.2f}.\n"
+        says = f"the plan says ${c['plan_cap_usd']:.2f}" if c["plan_cap_usd"] is not None else "no plan yet"
+        body = preface + (f"Cap now {cap} (set by {c['set_by'] or 'the plan'}); {says}.\n"
                 f"Spent ${c['spend_usd']:.3f}; latest estimate {est}.\n"
                 "Every later call is held against the new cap (one below the spend stops the next call). "
                 "It holds across reruns until the plan's own cap is changed.")
@@ -59,8 +60,8 @@ class OperatorActions:
                 amount, reason = answer
                 self.act("set cap", lambda: self.session.set_cap(amount, reason),
                          f"budget cap set to ${self.session.parse_cap(amount):.2f}")
-        self.push_screen(CapScreen(body, f"{c['cap_usd']:g}" if c["cap_usd"] else "", check=self.session.parse_cap),
-                         got)
+        self.push_screen(CapScreen(body, f"{c['cap_usd']:g}" if c["cap_usd"] else "", check=self.session.parse_cap,
+                                   check_reason=self.session.check_cap_reason), got)
 
     def action_propose_split(self) -> None:
         self.act("propose split", self.session.propose_split, "split proposed")
@@ -225,19 +226,24 @@ class OperatorActions:
             return
         self.act(f"{decision} pair", lambda: self.session.decide_pair(pid, decision), f"pair {pid}: {decision}")
 
-    def action_export_pairs(self) -> None:
+    def action_export_pairs(self, then_train: bool = False) -> None:
         def answer(yes: bool | None) -> None:
             if yes:
-                self.act("export pairs", self.session.export_pairs, "pairs exported")
+                self.act("export pairs", self.session.export_pairs, "pairs exported",
+                         then=self.action_start_training if then_train else None)
         with self.session.lock:
             built = self.session.campaign.state.parts["pairs"].built
         if built is None:
             self.notify("no pairs built yet (b builds them)", severity="warning")
             return
         kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
-        self.push_screen(ConfirmScreen("Export the pairs?", f"Writes {kept} kept pairs as Together preference JSONL, "
-                                       "TRL JSONL and a lineage manifest beside the campaign file; their sha256 "
-                                       "are logged.", yes="Export"), answer)
+        stale = self.session.export_staleness()
+        body = (f"Writes {kept} kept pairs as Together preference JSONL, TRL JSONL and a lineage manifest beside "
+                "the campaign file; their sha256 are logged.")
+        if stale:
+            body = f"The export is stale: {stale}.\nTraining never uploads a stale export.\n\n{body}"
+        title = "Re-export the pairs?" if stale else "Export the pairs?"
+        self.push_screen(ConfirmScreen(title, body, yes="Re-export" if stale else "Export"), answer)
 
     def action_start_training(self) -> None:
         if self.working is not None:
@@ -253,6 +259,9 @@ class OperatorActions:
             return
         if p["status"] in TERMINAL:
             self.notify(f"the job ended {p['status']}; n starts a new run", severity="warning", timeout=10)
+            return
+        if p["stale"]:  # offer the re-export, never the stale file; training goes on once it is written
+            self.action_export_pairs(then_train=True)
             return
         if p["phase"] == "prepare" or p["launched"]:
             self._stage_work("training", "train")  # upload and estimate cost nothing; a launched job is followed

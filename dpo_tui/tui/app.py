@@ -266,21 +266,26 @@ class DpoApp(OperatorActions, App):
     # -- running services ------------------------------------------------------------------
 
     @work(thread=True, group="actions")
-    def act(self, what: str, fn: Callable[[], Any], done: str | None = None) -> None:
-        """One operator action through a service, off the UI thread."""
+    def act(self, what: str, fn: Callable[[], Any], done: str | None = None,
+            then: Callable[[], Any] | None = None) -> None:
+        """One operator action through a service, off the UI thread; `then` runs on the UI
+        thread once it went through (the next step of what the operator confirmed)."""
         try:
             fn()
         except DpoTuiError as exc:
             self.post_message(ActionFailed(what, exc.message))
             return
-        if done:
-            self.post_message(ActionDone(done))
+        if done or then:
+            self.post_message(ActionDone(done or "", then))
 
     def on_action_failed(self, message: ActionFailed) -> None:
         self.notify(f"{message.what}: {message.error}", severity="error", timeout=8)
 
     def on_action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, timeout=4)
+        if message.text:
+            self.notify(message.text, timeout=4)
+        if message.then is not None:
+            message.then()
 
     def on_stage_reported(self, message: StageReported) -> None:
         # the runner's narration (what headless prints on stderr): kept, not toasted; the

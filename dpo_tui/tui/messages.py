@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.message import Message
@@ -29,9 +30,10 @@ class StageReported(Message):
 class ActionDone(Message):
     """An operator action went through its service."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, then: Callable[[], Any] | None = None) -> None:
         super().__init__()
         self.text = text
+        self.then = then  # what runs next on the UI thread (e.g. training after a re-export)
 
 
 class StagesFinished(Message):

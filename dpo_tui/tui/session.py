@@ -218,23 +218,25 @@ class Session:
 
     @staticmethod
     def parse_cap(raw: str) -> float:
-        """The operator's cap text as USD; InputError naming what is wrong."""
-        from dpo_tui.provider.provider import check_cap
+        """The operator's cap text as USD; InputError naming what is wrong (the service's rule)."""
+        from dpo_tui.campaign.budget import parse_cap
 
-        try:
-            cap = float(raw.strip().lstrip("$").replace(",", ""))
-        except ValueError:
-            raise InputError(f"budget cap: {raw.strip()!r} is not a number of USD") from None
-        return check_cap(cap)
+        return parse_cap(raw)
+
+    @staticmethod
+    def check_cap_reason(reason: str) -> str:
+        from dpo_tui.campaign.budget import check_cap_reason
+
+        return check_cap_reason(reason)
 
     def set_cap(self, raw: str, reason: str) -> float:
-        """Set the budget cap every later call is held against (logged with the reason)."""
-        from dpo_tui.provider.provider import set_cap
+        """Set the budget cap every later call is held against (logged with the reason); a
+        campaign without a plan yet can have one too, as with `dpo-tui cap`."""
+        from dpo_tui.campaign.budget import set_operator_cap
 
-        self.need_plan()
-        cap = self.parse_cap(raw)
-        set_cap(self.campaign, cap, reason=self.text(reason), actor=self.actor)
-        return cap
+        if self.readonly:
+            raise ReadOnly("read-only: actions are disabled (opened with --readonly)")
+        return set_operator_cap(self.campaign, raw, self.text(reason), actor=self.actor)
 
     # -- split ---------------------------------------------------------------------------
 
@@ -325,8 +327,9 @@ class Session:
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd
             launched = st.part(PLAN).has(run_decision("launch_training", self.run_id))
+            stale = None if run is not None and getattr(run, "status", None) is not None else self.export_staleness()
         est = getattr(run, "estimated_usd", None) if run is not None else None
-        return {"phase": "launch" if est is not None else "prepare", "estimated_usd": est,
+        return {"phase": "launch" if est is not None else "prepare", "estimated_usd": est, "stale": stale,
                 "status": getattr(run, "status", None) if run is not None else None, "launched": launched,
                 "spend_usd": spend, "cap_usd": cap, "run_id": self.run_id,
                 "decision": run_decision("launch_training", self.run_id), "overrides": dict(self.train_overrides)}
@@ -415,11 +418,15 @@ class Session:
 
     def export_pairs(self) -> dict[str, Any]:
         pc = self.need_plan()
+        return pairs_stage.export_decided(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor,
+                                          reason="exported in the TUI")
+
+    def export_staleness(self) -> str | None:
+        """Why the current export misses a later accept or reject (None when it is current)."""
+        from dpo_tui.campaign.train import stale_export
+
         with self.lock:
-            funnel = (self.campaign.state.part(PAIRS).built or {}).get("funnel")
-        record_decision(self.campaign, "export_pairs", "pairs", reason=f"exported in the TUI (funnel {funnel})",
-                        actor=self.actor)
-        return pairs_stage.export(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor)
+            return stale_export(self.campaign, label_swap=self.label_swap)
 
     def rollout_program(self, rollout_id: str) -> str:
         with self.lock:

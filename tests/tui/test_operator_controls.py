@@ -387,7 +387,8 @@ async def test_a_campaign_without_a_plan_explains_instead_of_acting(tmp_path):
     app = make_app(db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await settle(pilot)
-        for keys in (("1", "c"), ("2", "U"), ("5", "n"), ("5", "c"), ("5", "s"), ("6", "o")):
+        # (c on Budget opens the cap dialog: a cap needs no plan; see test_stale_export.py)
+        for keys in (("2", "U"), ("5", "n"), ("5", "c"), ("5", "s"), ("6", "o")):
             await pilot.press(*keys)
             await settle(pilot, 0.1)
             assert app.screen is app.screen_stack[0], keys  # no dialog for what cannot be done

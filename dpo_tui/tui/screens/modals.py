@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from dpo_tui.errors import DpoTuiError
+from dpo_tui.errors import DpoTuiError, InputError
 
 T = TypeVar("T")
 
@@ -105,9 +105,10 @@ class CapScreen(FormScreen["tuple[str, str] | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cap.cancel")]
 
-    def __init__(self, body: str, current: str, *, check: Callable[[str], object]) -> None:
+    def __init__(self, body: str, current: str, *, check: Callable[[str], object],
+                 check_reason: Callable[[str], object] | None = None) -> None:
         super().__init__()
-        self.body, self.current, self.check = body, current, check
+        self.body, self.current, self.check, self.check_reason = body, current, check, check_reason
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal"):
@@ -135,8 +136,13 @@ class CapScreen(FormScreen["tuple[str, str] | None"]):
             error.update(exc.message)
             self.query_one("#cap-amount", Input).focus()
             return
-        if not reason:
-            error.update("a reason is required (it is logged with your name)")
+        try:
+            if self.check_reason is not None:
+                self.check_reason(reason)
+            elif not reason:
+                raise InputError("a reason is required (it is logged with your name)")
+        except DpoTuiError as exc:
+            error.update(exc.message)
             self.query_one("#cap-reason", Input).focus()
             return
         self.dismiss((amount, reason))

@@ -109,6 +109,7 @@ class PairsPane(StagePane):
             built = p.built
             decisions = dict(p.decisions)
             export = p.export
+            stale = p.stale_reason
         box = self.query_one("#pairs-funnel", Static)
         if built is None:
             box.update("Funnel: no pairs built yet (b builds them from the finished rollouts; needs a frozen split)")
@@ -118,6 +119,8 @@ class PairsPane(StagePane):
         kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
         text += f"\nkept {kept}; " + (f"exported {export['pairs']} ({export['together_sha256'][:12]})" if export
                                      else "not exported (e exports)")
+        if stale:
+            text += " - STALE: decided since; e re-exports"
         box.update(text)
         self._pairs = {x["pair_id"]: x for x in built["pairs"]}
         rows = tuple((x["pair_id"], _short(x), f"{x['chosen_score']:.2f}", f"{x['rejected_score']:.2f}", str(x["tokens"]),
