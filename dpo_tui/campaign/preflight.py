@@ -25,40 +25,35 @@ import together
 from dpo_tui.config import Settings
 from dpo_tui.errors import BackendUnavailable
 from dpo_tui.provider.client import sync_client
-from dpo_tui.provider.retry import backend_problem, is_retryable
-from dpo_tui.provider.secrets import Redactor
+from dpo_tui.provider.retry import backend_problem
 
-ATTEMPTS = 2          # one quick retry at most: a blip is not an outage, a storm is not a preflight
+ATTEMPTS = 3          # a refused or dropped connection is tried again twice, 0.5 s apart: a blip is not an outage
 RETRY_PAUSE_S = 0.5
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 10.0
 
 
 def check(settings: Settings, *, sleep: Any = time.sleep) -> None:
-    """Raise BackendUnavailable unless the backend answers an authenticated call."""
+    """Raise BackendUnavailable when the backend cannot be reached or refuses the key.
+
+    Any other answer (a 5xx, a 429, an unreadable body) proves the backend is there: the
+    stage's own retry policy deals with those, call by call, and logs each attempt."""
     client = sync_client(settings).with_options(timeout=httpx.Timeout(READ_TIMEOUT_S, connect=min(
         CONNECT_TIMEOUT_S, settings.connect_timeout_s)), max_retries=0)
-    url = settings.base_url
-    redactor = Redactor([settings.key_value()])
     for attempt in range(1, ATTEMPTS + 1):
         try:
             client.whoami()
             return
         except together.APIError as exc:
-            problem = backend_problem(exc, url)
-            timed_out = isinstance(exc, together.APITimeoutError)
-            last = attempt == ATTEMPTS or timed_out or not is_retryable(exc)
-            if not last:
-                sleep(RETRY_PAUSE_S)
-                continue
-            if problem is None:  # it answered, but not as an API that works for this key
-                status = getattr(exc, "status_code", None)
-                detail = redactor.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]
-                problem = f"backend {url} does not answer the API ({status or type(exc).__name__}): {detail}"
-            raise BackendUnavailable(problem) from None
-        except (ValueError, TypeError) as exc:  # a 2xx body that is not the JSON promised
-            raise BackendUnavailable(f"backend {url} does not answer like the Together API "
-                                     f"({type(exc).__name__} reading /v3/whoami)") from None
+            problem = backend_problem(exc, settings.base_url)
+            if problem is None:  # it answered
+                return
+            again = isinstance(exc, together.APIConnectionError) and not isinstance(exc, together.APITimeoutError)
+            if not again or attempt == ATTEMPTS:
+                raise BackendUnavailable(problem) from None
+            sleep(RETRY_PAUSE_S)
+        except (ValueError, TypeError):  # a 2xx body that is not the JSON promised: still an answer
+            return
 
 
 async def before_stage(ctx: Any, specs: Sequence[Any] | None = None) -> None:

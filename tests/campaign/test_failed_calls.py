@@ -89,6 +89,19 @@ def test_an_unresolvable_host_stops_at_the_preflight_naming_name_resolution(tmp_
     assert_stopped_at_preflight(res, db, time.monotonic() - start, line)
 
 
+def test_a_backend_that_never_answers_stops_at_the_preflight_as_timed_out(tmp_path):
+    with socket.socket() as silent:  # the kernel accepts the connection; nobody ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        db = tmp_path / "c.db"
+        start = time.monotonic()
+        res = run_dpo_tui("run", "--plan", real_backend_plan(tmp_path, url), "--db", db, "--yes", env=FAKE_KEY)
+        elapsed = time.monotonic() - start
+    assert_stopped_at_preflight(res, db, elapsed, f"dpo-tui: error: cannot connect to backend {url}: timed out: no "
+                                "answer from the server (check the network, a proxy or a firewall)")
+
+
 class RefusingBackend:
     """A loopback server that answers every request 401 with Together's error body."""
 
@@ -264,3 +277,26 @@ def test_an_old_logs_call_failed_rollout_reads_as_errored_and_makes_no_pair(tmp_
         assert r.to_json()["finished"] == 2 and r.to_json()["errored"] == 0 and r.by_id["t1/r0"].errors == 1
     res = run_dpo_tui("audit", "--db", tmp_path / "c.db")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_an_errored_eval_sample_is_no_model_failure_and_no_result_is_computed_without_it(tmp_path):
+    from dpo_tui.campaign.evaluation import _outcomes
+    from dpo_tui.errors import InputError
+
+    with Campaign.create(tmp_path / "c.db", name="eval", actor="operator:t") as c:
+        for arm in ("base", "tuned"):
+            c.append("rollout.started", {"rollout_id": f"eval/run-1/test/t1/s11/{arm}", "task_id": "t1",
+                                         "stage": "eval", "model": arm, "seed": 11, "max_iters": 2,
+                                         "reflections": False, "temperature": 0.7, "max_tokens": 64, "arm": arm,
+                                         "suite": "test", "run_id": "run-1"}, actor="system")
+        c.append("rollout.finished", {"rollout_id": "eval/run-1/test/t1/s11/base", "outcome": "max_iters",
+                                      "passed": False, "tests": 3, "tests_passed": 1, "iterations": 2,
+                                      "final_program": "", "calls": 2, "prompt_tokens": 20, "completion_tokens": 9,
+                                      "cost_usd": 0.0}, actor="system")
+        c.append("rollout.errored", {"rollout_id": "eval/run-1/test/t1/s11/tuned", "idempotency_key": "k",
+                                     "reason": "APIStatusError (retries exhausted after 6 attempt(s)): 503",
+                                     "status": 503}, actor="system")
+        with pytest.raises(InputError, match="errored on the API .a rerun retries it.: no result is computed"):
+            _outcomes(c, "run-1", "test")
+        assert c.state.to_json()["rollouts"]["by_stage"]["eval"] == {"total": 2, "finished": 1, "passed": 0,
+                                                                     "errored": 1}
