@@ -300,3 +300,27 @@ def test_an_errored_eval_sample_is_no_model_failure_and_no_result_is_computed_wi
             _outcomes(c, "run-1", "test")
         assert c.state.to_json()["rollouts"]["by_stage"]["eval"] == {"total": 2, "finished": 1, "passed": 0,
                                                                      "errored": 1}
+
+
+def test_the_train_stage_checks_the_backend_first_and_a_finished_stage_needs_no_check(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(small_demo_plan())
+    db = tmp_path / "c.db"
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
+    assert res.returncode == 0, res.stderr
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    real_backend_plan(tmp_path, url)  # the same campaign, now on a backend that is down
+    start = time.monotonic()
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", env=FAKE_KEY)
+    assert res.returncode == 5, res.stderr
+    assert error_lines(res.stderr) == [f"dpo-tui: error: cannot connect to backend {url}: connection refused by "
+                                       f"127.0.0.1:{port}: is the server running on that port?"]
+    assert time.monotonic() - start < 30
+    summary = json.loads(res.stdout)
+    # finished rollouts made no call, so no preflight stopped them; pairs need no backend; train stopped first
+    assert summary["stages"] == {"budget": "done", "split": "done", "rollouts": "done", "pairs": "done",
+                                 "train": "failed"}
+    assert summary["training"]["job_id"] is None
+    with open_store(db, readonly=True) as store:
+        assert not [e.type for e in store.read() if e.type.startswith(("training.", "api."))]
