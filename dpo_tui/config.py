@@ -12,6 +12,7 @@ the API key. The key is kept as a `SecretStr`: its repr is masked and it is neve
     timeout_s = 60
     max_attempts = 6
     concurrency = 16
+    breaker_failures = 3                 # calls in a row that could not reach the backend stop the stage
     prices_path = "/path/to/prices.toml"
     qwen_ranks_path = "/path/to/qwen.tiktoken"
 """
@@ -50,6 +51,7 @@ class Settings(BaseModel):
     retry_jitter_s: float = Field(1.0, ge=0)     # ... plus uniform(0, jitter)
     retry_after_max_s: float = Field(60.0, ge=0)  # a server's retry-after is honoured up to this
     concurrency: int = Field(16, ge=1, le=1000)  # ceiling of the adaptive limiter
+    breaker_failures: int = Field(3, ge=1, le=1000)  # consecutive calls that gave up unreachable: stop the stage
     min_concurrency: int = Field(1, ge=1)
     limiter_cooldown_s: float = Field(1.0, ge=0)  # at most one halving per this window
     prices_path: Path | None = None

@@ -70,3 +70,10 @@ class Stopped(DpoTuiError):
     not a failure; what finished is in the log and the next run resumes the rest."""
 
     exit_code = EXIT_WAITING
+
+
+class BackendUnavailable(DpoTuiError):
+    """The backend cannot be reached or refuses the API key (the preflight before a stage, or
+    the circuit breaker inside one): the stage stops, nothing is marked finished, a rerun resumes."""
+
+    exit_code = EXIT_STAGE_FAILED

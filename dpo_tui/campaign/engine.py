@@ -7,6 +7,12 @@ each unfinished rollout from the log: a completed call comes back from the log (
 provider never re-issues a completed idempotency key), a logged test report is reused,
 and the rollout continues from its first missing step. Test runs go to a thread pool
 sized to the cores; each run is its own sandboxed subprocess.
+
+A rollout whose call gives up on an API error ends `rollout.errored`, unfinished: the run
+goes on with the others, and the next run retries it like any unfinished rollout (the calls
+it completed come back from the log). A backend that stops answering trips the provider's
+circuit breaker (BackendUnavailable), which stops the whole run instead of erroring every
+rollout in turn.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class EngineProgress:
     finished: int = 0
     passed: int = 0
     running: int = 0
-    errors: int = 0
+    errors: int = 0  # rollouts that errored in this run (a call gave up on an API error)
     status: str = "idle"  # idle | running | paused | cancelling | cancelled | done | budget_cap
     failures: list[str] = field(default_factory=list)
 
@@ -179,7 +185,7 @@ class RolloutEngine:
         self.progress.running += 1
         try:
             passed = await self._rollout(spec)
-            if passed is not None:
+            if passed is not None:  # else cancelled or errored: unfinished, resumed by the next run
                 self.progress.finished += 1
                 self.progress.passed += passed
         finally:
@@ -219,7 +225,7 @@ class RolloutEngine:
         return {i["iteration"]: self.campaign.store.event_at(i["seq"]).payload for i in rec.iterations}
 
     async def _rollout(self, spec: RolloutSpec) -> bool | None:
-        """One rollout to its end; None when it stopped unfinished (cancelled)."""
+        """One rollout to its end; None when it stopped unfinished (cancelled, or errored)."""
         config = agent.RolloutConfig(max_iters=spec.max_iters, reflections=spec.reflections, templates=self.templates)
         state = agent.start(spec.task, await self._baseline(spec.task), config)
         rec = self._state.by_id.get(spec.rollout_id)
@@ -231,7 +237,6 @@ class RolloutEngine:
                 "suite": spec.suite, "run_id": spec.run_id}, actor=self.actor)
         logged = self._logged_iterations(rec)
         totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
-        outcome = None
         while not state.done:
             if not await self._checkpoint():
                 return None
@@ -244,10 +249,8 @@ class RolloutEngine:
                         key, stage=spec.stage, model=spec.model, messages=[dict(m) for m in state.messages],
                         temperature=spec.temperature, seed=spec.seed, max_tokens=spec.max_tokens)
                 except CallGaveUp as exc:
-                    self.progress.errors += 1
-                    self.progress.failures.append(f"{spec.rollout_id}: {exc}")
-                    outcome = "call_failed"
-                    break
+                    self._append_errored(spec, exc, state.iteration, totals)
+                    return None
                 totals["calls"] += 1
                 totals["prompt_tokens"] += result.usage.prompt_tokens
                 totals["completion_tokens"] += result.usage.completion_tokens
@@ -267,12 +270,20 @@ class RolloutEngine:
                 state = agent.on_report(state, report, config)
         score = agent.score(state)
         final = state.final
-        outcome = outcome or ("passed" if score.passed else "max_iters")
+        outcome = "passed" if score.passed else "max_iters"
         self.campaign.append("rollout.finished", {
             "rollout_id": spec.rollout_id, "outcome": outcome, "passed": score.passed, "tests": score.tests,
             "tests_passed": score.tests_passed, "iterations": score.iterations,
             "final_program": (final.program if final and final.program else ""), **totals}, actor=self.actor)
         return score.passed
+
+    def _append_errored(self, spec: RolloutSpec, exc: CallGaveUp, iterations: int, totals: dict[str, Any]) -> None:
+        self.progress.errors += 1
+        self.progress.failures.append(f"{spec.rollout_id}: {exc.reason}")
+        self.campaign.append("rollout.errored", {
+            "rollout_id": spec.rollout_id, "idempotency_key": exc.idempotency_key, "reason": exc.reason,
+            "status": exc.status, "connection": exc.connection, "iterations": iterations, **totals},
+            actor=self.actor)
 
     def _append_iteration(self, spec: RolloutSpec, iteration: int, key: CallKey, program: str | None,
                           problem: str, report: TestReport | None) -> None:

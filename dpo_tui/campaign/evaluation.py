@@ -53,8 +53,9 @@ def _outcomes(campaign: Campaign, run_id: str, suite: str) -> tuple[dict, dict]:
     recs = sorted((r for r in campaign.state.part(ROLLOUTS).by_id.values()
                    if r.stage == "eval" and r.run_id == run_id and r.suite == suite), key=lambda r: (r.seed, r.rollout_id))
     for rec in recs:
-        if rec.finished is None:
-            raise InputError(f"eval rollout {rec.rollout_id} has not finished")
+        if rec.finished is None:  # an errored sample is no model failure: it is retried, never counted
+            why = "errored on the API (a rerun retries it)" if rec.errored is not None else "has not finished"
+            raise InputError(f"eval rollout {rec.rollout_id} {why}: no result is computed on missing samples")
         f, m = rec.finished, metrics[rec.arm]
         per_task[rec.task_id][rec.arm].append(bool(f["passed"]))
         m["rollouts"] += 1

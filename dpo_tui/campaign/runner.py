@@ -25,6 +25,7 @@ import pydantic
 import together
 
 from dpo_tui.campaign import pairs as pairs_stage
+from dpo_tui.campaign import preflight
 from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
@@ -40,8 +41,8 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
-from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BudgetCapReached,
-                            DpoTuiError, InputError, Stopped, StoreError)
+from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BackendUnavailable,
+                            BudgetCapReached, DpoTuiError, InputError, Stopped, StoreError)
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.catalog import build_price_book
 from dpo_tui.provider.prices import PriceTable, load_prices
@@ -235,6 +236,9 @@ async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
     if progress.status == "cancelled":
         raise Stopped(f"{label}: cancelled by the operator after {progress.finished} of {progress.total} rollouts; "
                       "the next start resumes the unfinished ones")
+    if progress.errors:  # errored rollouts are no data: nothing downstream may use a stage with holes
+        raise StageFailed(f"{label}: {progress.errors} of {progress.total} rollouts errored (a call gave up: "
+                          f"{progress.failures[-1]}); run again to retry them")
 
 
 def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
@@ -243,10 +247,15 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     pilot = []
     for spec in pilot_specs:
-        f = by_id[spec.rollout_id].finished
+        f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
+        if f is None:  # errored or unfinished: no measurement
+            continue
         pilot.append(PilotRollout(calls=f["calls"], iterations=f["iterations"],
                                   reflections=max(0, f["calls"] - f["iterations"]), prompt_tokens=f["prompt_tokens"],
                                   completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"]))
+    if not pilot:
+        ctx.progress.say("pilot: no finished rollout to calibrate on; the estimate stays uncalibrated")
+        return
     summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
@@ -255,7 +264,8 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     # training is priced on the pairs the pilot's yield expects, not the target
     est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
     ctx.campaign.append("budget.pilot_calibrated", {
-        "pilot": summary.__dict__ | {"notes": list(summary.notes)}, "rollout_ids": [s.rollout_id for s in pilot_specs],
+        "pilot": summary.__dict__ | {"notes": list(summary.notes)},
+        "rollout_ids": [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None],
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
     ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "
@@ -282,6 +292,7 @@ def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any])
 
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
+    await preflight.before_stage(ctx, specs)
     n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
     b = ctx.campaign.state.part(BUDGET)
     hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs[:n_pilot], b.calibrated or b.latest),
@@ -339,6 +350,7 @@ async def stage_train(ctx: Ctx) -> None:
     plan = ctx.train_plan or ctx.plan
     label = run_decision("launch_training", ctx.run_id)
     if run is None or run.status not in ("completed",):
+        await preflight.before_stage(ctx)
         client = await asyncio.to_thread(ctx.client)
         actor = "plan" if ctx.yes else "system"
         if ctx.label_swap and ctx.campaign.state.part(PAIRS).control_export is None:
@@ -376,6 +388,7 @@ async def stage_eval(ctx: Ctx) -> None:
     from dpo_tui.campaign.state_train import TRAINING
 
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
+    await preflight.before_stage(ctx)
     client = await asyncio.to_thread(ctx.client)
     base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
     instance = ctx.prices.dedicated.get(base_model)
@@ -496,6 +509,9 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
         except BudgetCapReached as exc:
             ctx.stages[stage] = "budget_cap"
             return EXIT_BUDGET_CAP, "budget_cap", exc.message
+        except BackendUnavailable as exc:  # the preflight or the circuit breaker: shown as `dpo-tui: error: ...`
+            ctx.stages[stage] = "failed"
+            return EXIT_STAGE_FAILED, "error", exc.message
         except (InputError, StageFailed) as exc:
             ctx.stages[stage] = "failed"
             return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"

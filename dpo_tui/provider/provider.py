@@ -6,6 +6,11 @@
                                  model="Qwen/Qwen2.5-7B-Instruct-Turbo", messages=[...],
                                  temperature=0.7, seed=11, max_tokens=512)
 
+A circuit breaker stops the stage when the backend is out of reach: after
+`settings.breaker_failures` calls in a row gave up on a connection failure or a refused key,
+that give-up and every later call raise BackendUnavailable (exit 5, the cause in words)
+instead of retrying each remaining call in turn. Any completed call closes it again.
+
 Safe to call concurrently from asyncio tasks of one event loop (one writer per campaign).
 Each decision is appended before the next await, so the budget check and its reservation
 are atomic; every event is committed before `chat` returns.
@@ -24,14 +29,15 @@ import together
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from dpo_tui.config import Settings
-from dpo_tui.errors import BudgetCapReached, InputError
+from dpo_tui.errors import BackendUnavailable, BudgetCapReached, InputError
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.core import SPEND
 from dpo_tui.events.store import NewEvent, StoredEvent
 from dpo_tui.provider import events as ev
 from dpo_tui.provider.catalog import PriceBook
 from dpo_tui.provider.client import async_client
-from dpo_tui.provider.retry import AdaptiveLimiter, RetryWait, is_retryable, possibly_billed, status_of
+from dpo_tui.provider.retry import (AdaptiveLimiter, RetryWait, backend_problem, is_retryable, possibly_billed,
+                                    status_of)
 from dpo_tui.provider.secrets import Redactor, install_log_redaction
 from dpo_tui.provider.tokenizer import QwenTokenizer, TokenCount
 
@@ -74,9 +80,33 @@ class ChatResult:
 class CallGaveUp(Exception):
     """A call ended in `call.failed` (a non-retryable error, or retries exhausted)."""
 
-    def __init__(self, idempotency_key: str, reason: str, status: int | None) -> None:
+    def __init__(self, idempotency_key: str, reason: str, status: int | None, *, connection: bool = False) -> None:
         super().__init__(reason)
         self.idempotency_key, self.reason, self.status = idempotency_key, reason, status
+        self.connection = connection  # it gave up on a connection failure (the backend was not reached)
+
+
+class CircuitBreaker:
+    """Open after `threshold` calls in a row gave up because the backend was out of reach."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.failures = 0
+        self.error: BackendUnavailable | None = None  # set once open
+
+    def failed(self, problem: str | None) -> BackendUnavailable | None:
+        """One call gave up; `problem` says why when the backend was out of reach."""
+        if problem is None:  # the backend answered (e.g. a 400 or an exhausted 503): it is reachable
+            self.failures = 0
+            return None
+        self.failures += 1
+        if self.failures >= self.threshold and self.error is None:
+            self.error = BackendUnavailable(f"{problem} ({self.failures} calls in a row gave up; the stage stopped: "
+                                            "what finished is kept, a rerun resumes the rest)")
+        return self.error
+
+    def succeeded(self) -> None:
+        self.failures = 0
 
 
 @dataclass
@@ -106,6 +136,7 @@ class Provider:
         self._wait = RetryWait(settings)
         self._running: dict[str, asyncio.Future[ChatResult]] = {}
         self._simulated: bool | None = None
+        self.breaker = CircuitBreaker(settings.breaker_failures)
         self.record_prices()
         if recover:
             self.recover_orphans()
@@ -187,6 +218,8 @@ class Provider:
         ikey = key.idempotency_key(self.campaign.store.campaign_id, stage)
         if self.calls.status.get(ikey) == "completed":
             return self._logged_result(ikey, model)
+        if self.breaker.error is not None:  # the backend is out of reach: make no more calls
+            raise self.breaker.error
         running = self._running.get(ikey)
         if running is not None:
             return await asyncio.shield(running)
@@ -338,6 +371,7 @@ class Provider:
             est_prompt_tokens=req.est.n, est_exact=req.est.exact and usage is not None, latency_s=latency,
             attempts=attempts, price=req.price, cost_usd=ev.cost_usd(u, req.price), simulated=simulated)
         self.campaign.append("call.completed", payload, actor=self.actor)
+        self.breaker.succeeded()
         return ChatResult.from_payload(payload.model_dump(), from_log=False)
 
     def _append_attempt_failed(self, req: _Request, attempt: int, exc: BaseException | None,
@@ -360,7 +394,11 @@ class Provider:
         failed = ev.CallFailed(idempotency_key=req.ikey, stage=req.stage, reason=reason, attempts=attempts,
                                status=status, error=type(exc).__name__)
         self.campaign.append_batch([last, NewEvent("call.failed", failed, self.actor)])
-        raise CallGaveUp(req.ikey, reason, status) from None
+        problem = backend_problem(exc, self.settings.base_url)
+        tripped = self.breaker.failed(problem)
+        if tripped is not None:
+            raise tripped from None
+        raise CallGaveUp(req.ikey, reason, status, connection=isinstance(exc, together.APIConnectionError)) from None
 
     def _append_orphaned(self, req: _Request) -> None:
         """Interrupted mid-call: it may have been billed, so its reservation stays in spend."""

@@ -4,6 +4,10 @@ Retried: HTTP 408, 409, 429 and 5xx, timeouts, connection errors, and a success 
 with an unreadable body. Not retried: 400, 401, 403, 404, 422 and any other 4xx. The
 delay is the server's `retry-after-ms` / `retry-after` when given (0 < value <= cap),
 otherwise exponential backoff with jitter (tenacity's `wait_exponential_jitter`).
+
+`backend_problem` says, in words a user can act on, when a failure means the backend itself
+is out of reach (cannot connect, or the key is refused): the preflight before a stage and the
+provider's circuit breaker stop on it instead of retrying every call.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pydantic
@@ -180,3 +186,45 @@ class AdaptiveLimiter:
 def describe(exc: BaseException) -> dict[str, Any]:
     """Status and class of a failed attempt (the message is redacted by the caller)."""
     return {"status": status_of(exc), "error": type(exc).__name__, "message": str(exc)[:500]}
+
+
+AUTH_STATUSES = frozenset({401, 403})
+_RESOLUTION_WORDS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+                     "no address associated", "getaddrinfo failed", "name resolution")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and all(cur is not e for e in out):
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def connection_cause(exc: BaseException, base_url: str) -> str:
+    """Why a connection failed: name resolution, refused, timed out, or the transport's words."""
+    host = urlparse(base_url).hostname or base_url
+    port = urlparse(base_url).port
+    chain = _chain(exc)
+    texts = " | ".join(str(e) for e in chain).lower()
+    for e in chain:
+        if isinstance(e, socket.gaierror) or any(w in str(e).lower() for w in _RESOLUTION_WORDS):
+            detail = getattr(e, "strerror", None) or str(e).split("] ")[-1]
+            return f"name resolution failed for {host} ({detail}): check the host name and DNS"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in texts:
+        return f"connection refused by {host}{f':{port}' if port else ''}: is the server running on that port?"
+    if any(isinstance(e, (httpx.TimeoutException, TimeoutError, socket.timeout)) for e in chain) \
+            or isinstance(exc, together.APITimeoutError) or "timed out" in texts:
+        return "timed out: no answer from the server (check the network, a proxy or a firewall)"
+    words = next((str(e) for e in reversed(chain) if str(e)), type(exc).__name__)
+    return words.splitlines()[0][:300]
+
+
+def backend_problem(exc: BaseException, base_url: str) -> str | None:
+    """The one line for a failure that means the backend is out of reach, else None."""
+    if isinstance(exc, together.APIConnectionError):
+        return f"cannot connect to backend {base_url}: {connection_cause(exc, base_url)}"
+    if isinstance(exc, together.APIStatusError) and exc.status_code in AUTH_STATUSES:
+        return f"backend {base_url} refused the API key ({exc.status_code})"
+    return None

@@ -323,7 +323,7 @@ class DpoApp(OperatorActions, App):
             text += " - press r on Rollouts to start the rest"
         if message.status == "waiting" and message.what == "training":
             text += " - press t on Train to launch"
-        self.notify(text, severity="error" if message.status in ("failed", "budget_cap") else "information",
+        self.notify(text, severity="error" if message.status in ("failed", "budget_cap", "error") else "information",
                     timeout=10)
         self._drain()  # whatever the run appended last is on screen now
         self.pane("rollouts").sync()

@@ -111,7 +111,9 @@ def analyse(db: Path, rep: SoakReport) -> None:
     rep.calls = len(keys)
     completed = [e.payload for e in evs if e.type == "call.completed"]
     rep.completed = len(completed)
-    rep.given_up = sum(1 for e in evs if e.type == "call.failed")
+    # a key that gave up and was retried later (its rollout errored, then resumed) counts once, as completed
+    rep.given_up = len({e.payload["idempotency_key"] for e in evs if e.type == "call.failed"}
+                       - {p["idempotency_key"] for p in completed})
     fails = [e.payload for e in evs if e.type == "call.attempt_failed"]
     rep.retries = len(fails)
     rep.retries_by_status = Counter(f"{p['status']}/{p['error']}" for p in fails)
@@ -153,6 +155,8 @@ def run_soak(workdir: Path, *, rollouts_per_task: int = 40, faults: str = EVERY_
             elif res.returncode == 5 and "the API failed" in res.stderr:
                 rep.stage_failures.append(last)
                 rep.problems.append(f"{MGMT_BUG}: {last}")
+            elif res.returncode == 5 and "run again to retry them" in res.stderr:
+                rep.stage_failures.append(last)  # rollouts whose calls gave up are errored: a rerun retries them
             else:
                 break
         rep.faults_injected = dict(sim.state.faults.counts)

@@ -20,7 +20,7 @@ SHOWN = 2000  # newest rollouts in the table: smooth with any number of rollouts
 
 def _status(rec: RolloutRecord) -> str:
     if rec.finished is None:
-        return "running"
+        return "errored" if rec.errored is not None else "running"
     return "pass" if rec.finished["passed"] else "fail"
 
 
