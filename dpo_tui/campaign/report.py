@@ -116,10 +116,10 @@ def _eval(s: dict) -> list[Block]:
         k = next(key for key in r["base"] if key != "pass@1")
         rows.append([suite, str(r["tasks"]), str(r["runs"]), _pct(r["base"]["pass@1"]), _pct(r["tuned"]["pass@1"]),
                      f"{_pct(r['base'][k])} / {_pct(r['tuned'][k])} ({k})", f"{r['delta']:+.1%}",
-                     f"[{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]", f"{r['p_value']:.3f}", _pct(r["mde"]),
+                     r["ci_text"], f"{r['p_value']:.3f}", _pct(r["mde"]),
                      f"{r['serving']['base']} vs {r['serving']['tuned']}"])
     blocks.append(("table", (["suite", "tasks", "runs", "base pass@1", "tuned pass@1", "pass@k base / tuned", "delta",
-                              "CI", "sign-test p", "MDE", "serving (base vs tuned)"], rows)))
+                              "CI", "p (sign-flip)", "MDE", "serving (base vs tuned)"], rows)))
     if ev["decision"]:
         blocks.append(("p", f"Gate: {ev['decision'].upper()} by {ev['decided_by']} (criterion {ev['criterion']}): "
                             f"{ev['reason']}"))

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dpo_tui.domain.stats import PairedComparison
+from dpo_tui.domain.stats import PairedComparison, interval_text
 
 SHIP, ROLLBACK, INCONCLUSIVE = "ship", "rollback", "inconclusive"
 
@@ -49,11 +49,9 @@ class GateDecision:
         return dict(self.__dict__)
 
 
-def interval_text(r: PairedComparison) -> str:
-    """"CI [lo, hi]", or "no discordant tasks" when base and tuned tied on every task."""
-    if r.ci_low is None or r.ci_high is None:
-        return "no discordant tasks"
-    return f"CI [{r.ci_low:+.1%}, {r.ci_high:+.1%}]"
+def _ci(r: PairedComparison) -> str:
+    text = interval_text(r.ci_low, r.ci_high)
+    return text if r.ci_low is None else f"CI {text}"
 
 
 def _confidently_below(r: PairedComparison, bar: float, alpha: float) -> bool:
@@ -67,7 +65,7 @@ def _not_cleared(name: str, r: PairedComparison, bar: float, alpha: float) -> st
     if r.ci_low is None or r.ci_high is None:
         return (f"{name}: no discordant tasks (base and tuned passed the same share of runs on all {r.tasks} "
                 f"tasks); {mde}")
-    ci = interval_text(r)
+    ci = _ci(r)
     if r.ci_low > bar:
         why = f"{ci} clears {bar:+.1%} but the exact test does not reject (one-sided p={r.p_improve:.3f} > {alpha / 2:.3f})"
     elif r.ci_low == bar:
@@ -95,7 +93,7 @@ def decide(criteria: GateCriteria, results: Mapping[str, PairedComparison]) -> G
         drops = [s for s, r in sorted(results.items()) if r.delta < -drop]
         if not drops:
             return GateDecision(SHIP, "min_improvement",
-                                f"{name}: pass@1 {primary.delta:+.1%} with {interval_text(primary)} above {bar:+.1%} "
+                                f"{name}: pass@1 {primary.delta:+.1%} with {_ci(primary)} above {bar:+.1%} "
                                 f"(one-sided p={primary.p_improve:.3f}); no suite dropped more than {drop:.1%}")
         return GateDecision(INCONCLUSIVE, "max_drop",
                             f"improved on {name} but {', '.join(drops)} dropped more than {drop:.1%} (not with confidence)")

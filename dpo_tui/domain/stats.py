@@ -73,6 +73,16 @@ def planning_sd(runs: int, p: float = 0.5) -> float:
     return math.sqrt(2 * p * (1 - p) / max(runs, 1))
 
 
+NO_DISCORDANT = "no discordant tasks"
+
+
+def interval_text(low: float | None, high: float | None) -> str:
+    """"[+1.0%, +9.0%]", or "no discordant tasks" for the interval of a comparison in which
+    base and tuned passed the same share of runs on every task (there is none: a zero-width
+    [+0.0%, +0.0%] would read as certainty)."""
+    return NO_DISCORDANT if low is None or high is None else f"[{low:+.1%}, {high:+.1%}]"
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Base against tuned. delta is the mean over tasks of the per-task difference of pass
