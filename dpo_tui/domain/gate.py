@@ -66,6 +66,9 @@ def _not_cleared(name: str, r: PairedComparison, bar: float, alpha: float) -> st
         return (f"{name}: no discordant tasks (base and tuned passed the same share of runs on all {r.tasks} "
                 f"tasks); {mde}")
     ci = _ci(r)
+    if r.mde is None and (r.ci_low, r.ci_high) == (-1.0, 1.0):
+        return (f"{name}: with {r.tasks} tasks no sign pattern of the per-task differences is rare enough to reject "
+                f"at {alpha / 2:.3f} (2^{r.tasks} patterns), so the interval is the whole range {ci}; {mde}")
     if r.ci_low > bar:
         why = f"{ci} clears {bar:+.1%} but the exact test does not reject (one-sided p={r.p_improve:.3f} > {alpha / 2:.3f})"
     elif r.ci_low == bar:
