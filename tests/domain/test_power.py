@@ -25,11 +25,11 @@ def _gate_ship_rate(tasks: int, seeds: int, delta: float, trials: int, seed: int
 
 
 def test_the_mde_is_what_the_real_gate_ships_80_percent_of_the_time():
-    m = mde(12, 3, alpha=0.05, trials=300, seed=1)
+    m = mde(12, 3, alpha=0.05, trials=1000, seed=1)
     assert m is not None and 0.2 < m < 0.5
-    at, below = _gate_ship_rate(12, 3, m, 300, 7), _gate_ship_rate(12, 3, m - 0.1, 300, 8)
+    at, below = _gate_ship_rate(12, 3, m, 1000, 7), _gate_ship_rate(12, 3, m - 0.1, 300, 8)
     print(f"\n12 tasks x 3 seeds: MDE {m:.1%}; the real gate ships {at:.1%} at the MDE, {below:.1%} 10 points below")
-    assert at >= 0.72 and below < 0.8  # 80% within Monte Carlo error (300 trials: sd 2.3 points)
+    assert at >= 0.76 and below < 0.8  # 80% within Monte Carlo error (1,000 fresh trials: sd 1.3 points)
     assert mde(40, 3, alpha=0.05, trials=200) < m  # more tasks, a smaller MDE
 
 
