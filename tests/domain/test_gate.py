@@ -127,3 +127,36 @@ def test_a_real_improvement_ships_and_a_real_drop_rolls_back_at_164_tasks():
     assert r == compare(base, tuned, seed=1)  # seeded: the same draws every time
     assert decide(GateCriteria("test"), {"test": r}).decision == SHIP
     assert decide(GateCriteria("test"), {"test": compare(tuned, base, seed=1)}).decision == ROLLBACK
+
+
+def test_the_exact_test_and_interval_match_brute_force_enumeration():
+    """Every sign pattern and every non-empty subset mean enumerated, for small random inputs
+    with 1-3 seeds and several alphas: the same p-values and bounds, exactly."""
+    import itertools
+    from fractions import Fraction
+
+    from dpo_tui.domain.signflip import signflip
+
+    rng = random.Random(11)
+    for _ in range(150):
+        n, runs, alpha = rng.randint(1, 10), rng.choice((1, 2, 3)), rng.choice((0.05, 0.1, 0.2, 0.3))
+        d = [Fraction(rng.randint(0, runs) - rng.randint(0, runs), runs) for _ in range(n)]
+        if not any(d):
+            continue
+        total = sum(d)
+        sums = [sum(s * x for s, x in zip(signs, d)) for signs in itertools.product((1, -1), repeat=n)]
+        means = sorted(sum(sub) / len(sub) for k in range(1, n + 1) for sub in itertools.combinations(d, k))
+        rank = math.floor(Fraction(alpha).limit_denominator(100) / 2 * 2**n)
+        r = signflip(d, alpha=alpha)
+        assert r.p_improve == sum(s >= total for s in sums) / 2**n
+        assert r.p_worse == sum(s <= total for s in sums) / 2**n
+        expected = (-1.0, 1.0) if rank == 0 else (float(means[rank - 1]), float(means[-rank]))
+        assert (r.ci_low, r.ci_high) == expected, (d, alpha)
+        assert (r.ci_low > 0) == (r.p_improve <= alpha / 2)  # the interval and the test agree
+
+
+def test_interval_text():
+    from dpo_tui.domain.stats import interval_text
+
+    assert interval_text(None, None) == "no discordant tasks"
+    assert interval_text(0.0, 0.4) == "[+0.0%, +40.0%]"
