@@ -146,7 +146,9 @@ def _mc_means(a: Sequence[int], seed: int) -> tuple[int, list[float]]:
     field per draw, a task adds a random 0/1 to every field of the size and (a_i + m) times
     it to every field of the offset sum."""
     rng, m = random.Random(seed), max(1, max(abs(x) for x in a))
-    bits = next(b for b in (16, 32, 64) if 2 * m * len(a) < 2**b)
+    bits = next((b for b in (16, 32, 64) if 2 * m * len(a) < 2**b), None)
+    if bits is None:
+        raise ValueError(f"per-task differences too fine-grained to count ({len(a)} tasks, lattice 1/{m})")
     ones = int.from_bytes((b"\x01" + b"\x00" * (bits // 8 - 1)) * MC_DRAWS, "little")  # bit 0 of every field
     sizes = offsets = 0
     for x in a:
