@@ -12,7 +12,7 @@ from dpo_tui.campaign.budget import plan_estimate
 from dpo_tui.campaign.plan import demo_plan_path, load_plan
 from dpo_tui.campaign.runner import STAGES, run_campaign
 from dpo_tui.campaign.suites import load_plan_tasks
-from dpo_tui.errors import EXIT_OK, EXIT_ROLLBACK
+from dpo_tui.errors import EXIT_OK, EXIT_ROLLBACK, InputError
 from dpo_tui.provider.prices import load_prices
 
 
@@ -55,6 +55,22 @@ def finish(result, fail_on_rollback: bool) -> int:  # noqa: ANN001 - RunResult
     elif code:
         sys.stderr.write(f"dpo-tui: {result.status}: {result.message}\n")
     return code
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.power import plan_power, power_lines  # the simulation only when asked for
+
+    if args.trials < 50:
+        raise InputError(f"--trials: {args.trials} is too few to estimate a rate (at least 50)")
+    prices = load_prices(args.prices)
+    plan = load_plan(args.plan, prices=prices)
+    tasks = load_plan_tasks(plan)
+    out = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout), trials=args.trials)
+    if args.json:
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        print("\n".join(power_lines(out, plan.campaign.name)))
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -138,6 +154,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prices", help="price table (default: the shipped, dated table)")
     p.add_argument("--json", action="store_true", help='print {"total_usd", "low_usd", "high_usd", "calls", "by_stage"}')
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("power", help="what the planned eval can detect, per suite, before any spend",
+                       description="Per eval suite: tasks, seeds, the MDE of the gate's own test at the plan's alpha "
+                       "and 80%% power, the tasks needed for min_improvement + 5 points, the gate's A/A ship and "
+                       "rollback rates for this design (simulated, seeded), and the eval cost of that design.")
+    p.add_argument("--plan", required=True, help="plan file (TOML)")
+    p.add_argument("--prices", help="price table (default: the shipped, dated table)")
+    p.add_argument("--trials", type=int, default=1000, help="simulated evals per estimate (default 1000)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"alpha", "suites": {name: {"tasks", "seeds", "mde", "detectable", "tasks_needed", '
+                        '"aa_ship_rate", "aa_rollback_rate", "cost_usd", ...}}}')
+    p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("run", help="run a campaign from a plan, headless",
                        description="Run the stages in order; running it again resumes. Progress on stderr, a JSON "

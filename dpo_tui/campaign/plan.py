@@ -142,9 +142,9 @@ class EvalSection(_Section):
 
 class RollbackSection(_Section):
     primary_suite: Literal["test", "heldout"] = Field("test", description="the suite whose improvement is claimed")
-    min_improvement: float = Field(0.0, ge=-1, le=1, description="ship needs the primary CI lower bound above this")
+    min_improvement: float = Field(0.0, ge=-1, le=1, description="ship needs the primary interval's lower bound above this (and the exact test to reject)")
     max_drop: float = Field(0.05, ge=0, le=1, description="no suite may drop more pass@1 than this")
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="error rate: intervals are at level 1 - alpha")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="error rate: each one-sided check is at alpha/2, intervals at level 1 - alpha")
 
 
 class DecisionsSection(_Section):

@@ -125,10 +125,10 @@ def _eval(s: dict) -> list[Block]:
         ci = r.get("ci") or [None, None]
         interval = f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if None not in ci else "no discordant tasks"
         rows.append([suite, str(r["tasks"]), str(r["runs"]), _pct(r["base"]["pass@1"]), _pct(r["tuned"]["pass@1"]),
-                     at_k, f"{r['delta']:+.1%}", interval, f"{r['p_value']:.3f}", _pct(r["mde"]),
+                     at_k, f"{r['delta']:+.1%}", r.get("ci_text") or interval, f"{r['p_value']:.3f}", _pct(r["mde"]),
                      f"{r['serving']['base']} vs {r['serving']['tuned']}"])
     blocks.append(("table", (["suite", "tasks", "runs", "base pass@1", "tuned pass@1", "pass@k base / tuned", "delta",
-                              "CI", "sign-test p", "MDE", "serving (base vs tuned)"], rows)))
+                              "CI", "p (sign-flip)", "MDE", "serving (base vs tuned)"], rows)))
     if ev["decision"]:
         blocks.append(("p", f"Gate: {ev['decision'].upper()} by {ev['decided_by']} (criterion {ev['criterion']}): "
                             f"{ev['reason']}"))

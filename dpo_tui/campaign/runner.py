@@ -41,6 +41,7 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
+from dpo_tui.domain.stats import interval_text
 from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BackendUnavailable,
                             BudgetCapReached, DpoTuiError, InputError, Stopped, StoreError)
 from dpo_tui.events.campaign import Campaign
@@ -451,7 +452,8 @@ async def stage_eval(ctx: Ctx) -> None:
     decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
     for suite, r in results.items():
         ctx.progress.say(f"eval {suite}: pass@1 base {r.base_pass1:.1%} tuned {r.tuned_pass1:.1%} "
-                         f"delta {r.delta:+.1%} CI [{r.ci_low:+.1%}, {r.ci_high:+.1%}] p={r.sign_p:.3f} MDE {r.mde:.1%}")
+                         f"delta {r.delta:+.1%} CI {interval_text(r.ci_low, r.ci_high)} p={r.perm_p:.3f} "
+                         f"MDE {'none reachable' if r.mde is None else format(r.mde, '.1%')}")
     ctx.progress.say(f"gate: {decision['decision']} ({decision['reason']})")
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from dpo_tui.campaign.state_train import TRAINING
+from dpo_tui.domain.stats import interval_text
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
@@ -59,6 +60,15 @@ def task_outcomes(per_task: dict[str, dict[str, list[bool]]]) -> dict[str, Any]:
             "ties": results.count("tie")}
 
 
+def _interval(c: dict[str, Any]) -> dict[str, Any]:
+    """The gate's interval and p-value: "ci" is None when no task differs ("discordant": 0);
+    "p_value" is the sign-flip test's two-sided p (the sign test's in logs written before it)."""
+    ci = None if c["ci_low"] is None else [c["ci_low"], c["ci_high"]]
+    return {"ci": ci, "ci_text": interval_text(c["ci_low"], c["ci_high"]), "discordant": c.get("discordant"),
+            "p_value": c.get("perm_p", c["sign_p"]), "p_improve": c.get("p_improve"), "p_worse": c.get("p_worse"),
+            "sign_p": c["sign_p"]}
+
+
 @dataclass
 class EvalRun:
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -75,8 +85,8 @@ class EvalRun:
             c = r["comparison"]
             suites[suite] = {"base": {"pass@1": c["base_pass1"], f"pass@{c['k']}": c["base_passk"]},
                              "tuned": {"pass@1": c["tuned_pass1"], f"pass@{c['k']}": c["tuned_passk"]},
-                             "delta": c["delta"], "ci": [c["ci_low"], c["ci_high"]], "ci_level": c["level"],
-                             "p_value": c["sign_p"], "mcnemar_p": c["mcnemar_p"], "mde": c["mde"],
+                             "delta": c["delta"], "ci_level": c["level"], **_interval(c),
+                             "mcnemar_p": c["mcnemar_p"], "mde": c["mde"],
                              "tasks": c["tasks"], "runs": c["runs"], "serving": r["serving"],
                              **task_outcomes(r.get("per_task") or {})}
         return {"suites": suites, "decision": self.decision, "decided_by": self.decided_by,

@@ -53,3 +53,26 @@ def test_unequal_runs_compare_shares_not_counts(tmp_path):
         per_task = c.state.to_json()["eval"]["suites"]["s"]["per_task"]
     # a: 1/2 against 2/4 is a tie though tuned passed more runs; b: 1/4 against 1/2 is a win
     assert per_task["a"]["result"] == "tie" and per_task["b"]["result"] == "win"
+
+
+def test_a_suite_where_no_task_differs_has_no_interval_in_state_report_and_console(tmp_path):
+    """All ties: no interval (not a zero-width [+0.0%, +0.0%]), "no discordant tasks" in the
+    state, the report's eval table and the gate's reason."""
+    from dpo_tui.campaign.report import build, to_markdown
+    from dpo_tui.domain.gate import GateCriteria, decide
+
+    ties = {f"t{i}": {"base": [True, False], "tuned": [False, True]} for i in range(6)}
+    with Campaign.create(tmp_path / "c.db", name="t", actor="operator:t") as c:
+        _results(c, "test", ties)
+        _results(c, "heldout", PER_TASK)
+        suites = c.state.to_json()["eval"]["suites"]
+        text = to_markdown(build(c))
+    t = suites["test"]
+    assert (t["ci"], t["ci_text"], t["discordant"]) == (None, "no discordant tasks", 0)
+    assert t["ties"] == 6 and t["p_value"] == 1.0
+    h = suites["heldout"]
+    assert h["ci"] is not None and h["ci_text"] == f"[{h['ci'][0]:+.1%}, {h['ci'][1]:+.1%}]" and h["discordant"] == 2
+    row = next(line for line in text.splitlines() if line.startswith("| test "))
+    assert "no discordant tasks" in row and "+0.0%, +0.0%" not in row
+    comparison = compare({t: v["base"] for t, v in ties.items()}, {t: v["tuned"] for t, v in ties.items()}, seed=0)
+    assert "no discordant tasks" in decide(GateCriteria("test"), {"test": comparison}).reason

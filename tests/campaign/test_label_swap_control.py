@@ -3,8 +3,8 @@ base on held-out tasks, and the control trained on the same pairs with preferred
 non-preferred exchanged does not pass the gate (issue 7).
 
 At demo size the evidence is thin and the test says so in its output: 5 held-out tasks x 3
-seeds (measured: base 0/15, tuned 2/15, control 1/15), the gate inconclusive for both with
-an MDE near 37 points. Everything is seeded, so the figures are the same on every run. The
+seeds (measured: base 0/15, tuned 2/15, control 1/15), the gate inconclusive for both: with
+5 tasks the exact sign-flip test cannot reject at all (no MDE). Everything is seeded, so the figures are the same on every run. The
 simulator's learning at a larger scale is measured in tests/sim/test_learning.py and
 tests/perf/bench_learning.py."""
 

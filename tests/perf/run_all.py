@@ -34,6 +34,7 @@ BENCHES: dict[str, tuple[list[str], list[str], str]] = {
     "runner": ([], ["--skip-busy"], r"pytest .* ours|target"),
     "tui": ([], ["--events", "20000", "--rounds", "1"], r"^(first full frame|round \d|engine events)"),
     "learning": ([], ["--seeds", "2", "--rollout-seeds", "1"], r"solved|pass@1|accuracy"),
+    "gate": ([], ["--comparisons", "1000"], r"^(comparisons|slowest|A/A|target)"),
 }
 
 

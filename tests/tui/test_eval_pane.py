@@ -139,3 +139,24 @@ async def test_gate_override_needs_a_written_reason_and_is_logged_as_the_operato
         text = screen_text(ro)
         assert "Override gate" not in text and f"overridden by {ACTOR}" in text
     assert _count(db) == before + 1
+
+
+async def test_the_eval_pane_says_no_discordant_tasks_instead_of_a_zero_width_interval(tmp_path):
+    from dpo_tui.domain.stats import compare
+
+    ties = {f"t{i}": {"base": [True], "tuned": [True]} for i in range(4)}
+    comparison = compare({t: v["base"] for t, v in ties.items()}, {t: v["tuned"] for t, v in ties.items()}, seed=0)
+    db = tmp_path / "ties.db"
+    with Campaign.create(db, name="ties", actor=ACTOR) as c:
+        c.append("eval.results", {"run_id": "run-1", "suite": "test", "comparison": comparison.to_json(),
+                                  "per_task": ties, "metrics": {}, "serving": {"base": "b", "tuned": "t"}},
+                 actor="system")
+    app = make_app(db, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot, 0.2)
+        text = screen_text(app)
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("test "))
+    assert "no discordant" in row and "[0.0%, 0.0%]" not in row
+    assert "test: wins 0, losses 0, ties 4; no discordant tasks: no interval" in text

@@ -32,7 +32,8 @@ def _decision_lines(ev: dict[str, Any]) -> list[str]:
     for suite, r in ev["suites"].items():
         ks = [f"{k} {_pct(r['base'][k])} -> {_pct(r['tuned'].get(k))}" for k in r["base"] if k != "pass@1"]
         lines.append(f"{suite}: wins {r.get('wins', 0)}, losses {r.get('losses', 0)}, ties {r.get('ties', 0)}"
-                     + (f"; {', '.join(ks)}" if ks else ""))
+                     + (f"; {', '.join(ks)}" if ks else "")
+                     + ("; no discordant tasks: no interval" if r.get("discordant") == 0 else ""))
     return lines
 
 
@@ -72,9 +73,9 @@ class EvalPane(StagePane):
             return
         self.set_text("#eval-title", f"Eval {ev.get('run_id') or ''}: base against tuned, pass@1 per suite")
         for suite, r in ev["suites"].items():
-            ci = r.get("ci") or [None, None]
+            ci = "no discordant" if r.get("ci") is None and r.get("discordant") == 0 else r.get("ci_text") or "-"
             t.add_row(suite, _pct(r["base"].get("pass@1")), _pct(r["tuned"].get("pass@1")), _pct(r.get("delta")),
-                      f"[{_pct(ci[0])}, {_pct(ci[1])}]", f"{r['p_value']:.3f}" if r.get("p_value") is not None else "-",
+                      ci, f"{r['p_value']:.3f}" if r.get("p_value") is not None else "-",
                       _pct(r.get("mde")), key=suite)
         self.set_text("#eval-decision", "\n".join(_decision_lines(ev)))
         self._task_rows(ev["suites"])

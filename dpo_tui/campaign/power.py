@@ -1,0 +1,63 @@
+"""`dpo-tui power`: per eval suite, what the planned eval can detect before any spend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from dpo_tui.campaign.budget import budget_inputs, split_sizes
+from dpo_tui.campaign.plan import Plan
+from dpo_tui.domain.costs import estimate
+from dpo_tui.domain.power import PRIOR, suite_power
+from dpo_tui.provider.prices import PriceTable
+
+POWER = 0.8
+
+
+def suite_sizes(plan: Plan, n_pool: int, n_heldout: int) -> dict[str, int]:
+    """Tasks per eval suite the plan implies before the split exists."""
+    n_test = round(n_pool * plan.split.test_fraction)
+    sizes = {"test": n_test, "heldout": n_heldout}
+    return {s: sizes[s] for s in plan.eval.suites if sizes[s] > 0}
+
+
+def eval_cost(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, tasks: int) -> float:
+    """The eval and endpoint stages' estimate for an eval of `tasks` tasks x the plan's seeds.
+    The plan's eval.endpoint_minutes are for its planned eval; a larger eval keeps the
+    endpoints up proportionally longer (a smaller one is not assumed to be quicker)."""
+    train, planned = split_sizes(plan, n_pool, n_heldout)
+    inp = budget_inputs(plan, prices, train_tasks=train, eval_tasks=tasks)
+    inp = replace(inp, endpoint_minutes=inp.endpoint_minutes * max(1.0, tasks / max(planned, 1)))
+    est = estimate(inp)
+    return round(est.by_stage["eval"].usd + est.by_stage["endpoint"].usd, 4)
+
+
+def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, trials: int = 1000) -> dict[str, Any]:
+    rb, seeds = plan.rollback, len(plan.eval.seeds)
+    suites = {}
+    for name, tasks in suite_sizes(plan, n_pool, n_heldout).items():
+        p = suite_power(tasks, seeds, alpha=rb.alpha, bar=rb.min_improvement, max_drop=rb.max_drop, power=POWER,
+                        trials=trials, seed=plan.split.seed)
+        out = p.to_json()
+        out["cost_usd"] = (None if p.tasks_needed is None else
+                           eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=p.tasks_needed))
+        out["planned_cost_usd"] = eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=tasks)
+        suites[name] = out
+    return {"alpha": rb.alpha, "power": POWER, "min_improvement": rb.min_improvement, "prior": PRIOR,
+            "trials": trials, "suites": suites}
+
+
+def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
+    lines = [f"Power of the gate for {plan_name}: alpha {out['alpha']:g}, {out['power']:.0%} power, "
+             f"min_improvement {out['min_improvement']:+.1%}",
+             f"  prior (no pilot data used): {out['prior']}"]
+    for name, s in out["suites"].items():
+        what = (f"can detect +{s['mde']:.1%} or more" if s["detectable"] else
+                "can detect nothing: no effect reaches 80% power")
+        need = (f"{s['tasks_needed']} tasks x {s['seeds']} seeds detect {s['effect']:+.1%} "
+                f"(eval ~${s['cost_usd']:.2f})" if s["tasks_needed"] else
+                f"no design up to 2,000 tasks x {s['seeds']} seeds detects {s['effect']:+.1%}")
+        lines.append(f"  {name}: {s['tasks']} tasks x {s['seeds']} seeds {what}; {need}; "
+                     f"A/A ship {s['aa_ship_rate']:.1%}, rollback {s['aa_rollback_rate']:.1%} "
+                     f"({out['trials']} trials)")
+    return lines
