@@ -22,12 +22,13 @@ def suite_sizes(plan: Plan, n_pool: int, n_heldout: int) -> dict[str, int]:
 
 
 def eval_cost(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, tasks: int) -> float:
-    """The eval and endpoint stages' estimate for an eval of `tasks` tasks x the plan's seeds.
-    The plan's eval.endpoint_minutes are for its planned eval; a larger eval keeps the
-    endpoints up proportionally longer (a smaller one is not assumed to be quicker)."""
+    """The eval and endpoint stages' estimate for an eval of `tasks` tasks x the plan's seeds:
+    endpoint minutes from that eval's volume (or, when the plan fixes eval.endpoint_minutes
+    for its planned eval, that figure scaled up in proportion to the tasks)."""
     train, planned = split_sizes(plan, n_pool, n_heldout)
     inp = budget_inputs(plan, prices, train_tasks=train, eval_tasks=tasks)
-    inp = replace(inp, endpoint_minutes=inp.endpoint_minutes * max(1.0, tasks / max(planned, 1)))
+    if inp.endpoint_minutes is not None:
+        inp = replace(inp, endpoint_minutes=inp.endpoint_minutes * max(1.0, tasks / max(planned, 1)))
     est = estimate(inp)
     return round(est.by_stage["eval"].usd + est.by_stage["endpoint"].usd, 4)
 
