@@ -49,7 +49,7 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         provisioning_minutes=plan.eval.provisioning_minutes,
-        endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s)
+        endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s, eval_concurrency=r.concurrency)
 
 
 def inputs_json(inp: BudgetInputs) -> dict:

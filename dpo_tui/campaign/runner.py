@@ -242,10 +242,33 @@ async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
                           f"{progress.failures[-1]}); run again to retry them")
 
 
+def _rollout_seconds(campaign: Campaign, ids: set[str]) -> dict[str, float]:
+    """Wall seconds from each rollout's start to its finish, from the events' timestamps (a
+    rollout resumed after a crash counts the downtime too: the pilot takes the median)."""
+    from datetime import datetime
+
+    def parse_ts(ts: str) -> datetime:
+        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    started: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for e in campaign.store.read(verify=False):
+        rid = e.payload.get("rollout_id") if e.type in ("rollout.started", "rollout.finished") else None
+        if rid not in ids:
+            continue
+        t = parse_ts(e.ts).timestamp()
+        if e.type == "rollout.started":
+            started[rid] = t
+        elif rid in started:
+            out[rid] = max(0.0, t - started[rid])
+    return out
+
+
 def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     if ctx.campaign.state.part(BUDGET).calibrated is not None or not pilot_specs:
         return
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
+    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in pilot_specs})
     pilot = []
     for spec in pilot_specs:
         f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
@@ -253,7 +276,8 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
             continue
         pilot.append(PilotRollout(calls=f["calls"], iterations=f["iterations"],
                                   reflections=max(0, f["calls"] - f["iterations"]), prompt_tokens=f["prompt_tokens"],
-                                  completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"]))
+                                  completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"],
+                                  seconds=seconds.get(spec.rollout_id)))
     if not pilot:
         ctx.progress.say("pilot: no finished rollout to calibrate on; the estimate stays uncalibrated")
         return

@@ -66,9 +66,12 @@ class BudgetInputs:
     # prompt_tokens_per_call + (i - 1) x growth (the plan: completion + feedback tokens per call)
     prompt_growth_per_call: float = 0.0
     eval_prompt_growth_per_call: float = 0.0
-    # endpoint minutes from volume: provisioning + the eval's tokens per endpoint / throughput
+    # endpoint minutes from volume: provisioning + the eval's tokens per endpoint / throughput,
+    # or, once a pilot measured it, the eval's calls x wall seconds per call / concurrency
     provisioning_minutes: float = 0.0
     endpoint_tokens_per_s: float = 1500.0
+    eval_seconds_per_call: float | None = None
+    eval_concurrency: int = 8
     # training: pairs expected (the pilot's yield; None before it: target_pairs)
     expected_pairs: float | None = None
 
@@ -142,14 +145,17 @@ def _agent_stage(rollouts: float, calls_per: float, max_calls_per: float, prompt
                          high_usd=rollouts * max_calls_per * worst * (1 + unc))
 
 
-def endpoint_minutes_each(inp: BudgetInputs, eval_tokens: float) -> float:
+def endpoint_minutes_each(inp: BudgetInputs, eval_tokens: float, eval_calls: float = 0.0) -> float:
     """Billed minutes per endpoint: the plan's fixed guess, else provisioning plus the eval's
     tokens per endpoint at the endpoint's throughput, counted in started minutes."""
     if inp.endpoint_minutes is not None:
         return inp.endpoint_minutes
     if not inp.endpoints:
         return 0.0
-    serving = eval_tokens / inp.endpoints / inp.endpoint_tokens_per_s / 60
+    if inp.eval_seconds_per_call is not None:  # every endpoint is up while the eval runs
+        serving = eval_calls * inp.eval_seconds_per_call / max(inp.eval_concurrency, 1) / 60
+    else:
+        serving = eval_tokens / inp.endpoints / inp.endpoint_tokens_per_s / 60
     return float(math.ceil(inp.provisioning_minutes + serving)) if inp.provisioning_minutes + serving > 0 else 0.0
 
 
@@ -168,7 +174,7 @@ def estimate(inp: BudgetInputs) -> Estimate:
                          max_calls_per_rollout(inp.max_iters, inp.reflections),
                          inp.eval_prompt_tokens_per_call, inp.eval_completion_tokens_per_call, inp.eval_price, unc,
                          inp.eval_prompt_growth_per_call)
-    minutes = endpoint_minutes_each(inp, evals.tokens)
+    minutes = endpoint_minutes_each(inp, evals.tokens, evals.calls)
     ep_usd = inp.endpoints * minutes * inp.endpoint_usd_per_hour / 60
     if inp.endpoint_minutes is None and inp.endpoints:  # low: provisioning at half, high: twice the serving time
         per_min = inp.endpoints * inp.endpoint_usd_per_hour / 60
@@ -191,6 +197,7 @@ class PilotRollout:
     completion_tokens: int
     cost_usd: float
     passed: bool
+    seconds: float | None = None  # wall time from its start to its finish, as logged
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,7 @@ class PilotSummary:
     notes: tuple[str, ...] = field(default=())
     first_prompt_tokens: float | None = None  # the fitted first call's prompt (None: not separable)
     prompt_growth_per_call: float | None = None  # the fitted tokens each later call adds
+    seconds_per_call: float | None = None  # wall seconds per call at the stage's concurrency (None: not logged)
 
 
 def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: float = 0.9,
@@ -225,8 +233,10 @@ def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: flo
     low, high = means[int(tail * (resamples - 1))], means[math.ceil((1 - tail) * (resamples - 1))]
     notes = () if n >= 10 else (f"only {n} pilot rollouts: the interval is wide and itself uncertain",)
     first, growth = fit_prompt_growth([(r.calls, r.prompt_tokens) for r in pilot])
+    timed = sorted(r.seconds / r.calls for r in pilot if r.seconds is not None and r.calls)
+    per_call = timed[len(timed) // 2] if timed else None  # the median: robust to one rollout a crash stretched
     return PilotSummary(
-        first_prompt_tokens=first, prompt_growth_per_call=growth,
+        first_prompt_tokens=first, prompt_growth_per_call=growth, seconds_per_call=per_call,
         rollouts=n, calls=calls,
         avg_iters=sum(r.iterations for r in pilot) / n,
         avg_reflections=sum(r.reflections for r in pilot) / n,
@@ -264,6 +274,8 @@ def calibrated_estimate(inp: BudgetInputs, pilot: PilotSummary) -> Estimate:
         measured = replace(measured, eval_prompt_tokens_per_call=pilot.first_prompt_tokens,
                            eval_prompt_growth_per_call=pilot.prompt_growth_per_call or 0.0,
                            pair_tokens=pilot.first_prompt_tokens + 2 * pilot.completion_tokens_per_call)
+    if pilot.seconds_per_call is not None:  # the eval's endpoints stay up as long as its rollouts take
+        measured = replace(measured, eval_seconds_per_call=pilot.seconds_per_call)
     base = estimate(measured)
     r = base.by_stage["rollouts"]
     rollouts = StageEstimate(r.calls, r.tokens, usd=inp.rollouts * pilot.cost_per_rollout,

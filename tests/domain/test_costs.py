@@ -112,3 +112,16 @@ def test_calibrated_training_is_priced_on_the_pairs_the_yield_expects():
     few = calibrated_estimate(inputs(tasks=100, rollouts_per_task=2, reflections=False, expected_pairs=50.0), s)
     many = calibrated_estimate(inputs(tasks=100, rollouts_per_task=2, reflections=False), s)
     assert few.by_stage["training"].tokens == pytest.approx(many.by_stage["training"].tokens * 50 / 5000)
+
+
+def test_after_a_pilot_endpoint_minutes_follow_its_wall_time_per_call():
+    pilot = [PilotRollout(calls=4, iterations=3, reflections=1, prompt_tokens=2000, completion_tokens=400,
+                          cost_usd=0.01, passed=False, seconds=s) for s in (8.0, 12.0, 10.0, 900.0)]
+    s = summarize_pilot(pilot, seed=1)
+    assert s.seconds_per_call == pytest.approx(3.0)  # the median: one stretched rollout does not count
+    inp = inputs(tasks=10, rollouts_per_task=1, eval_tasks=20, eval_runs=3, eval_avg_iters=4, eval_avg_reflections=0,
+                 eval_price=None, endpoint_minutes=None, endpoint_usd_per_hour=6.0, endpoints=2,
+                 provisioning_minutes=2, eval_concurrency=8)
+    cal = calibrated_estimate(inp, s)
+    # 20 tasks x 3 runs x 2 arms x 4 calls = 480 calls x 3 s / 8 in flight = 180 s: 2 + 3 = 5 minutes each
+    assert cal.by_stage["endpoint"].usd == pytest.approx(2 * 5 * 6.0 / 60)
