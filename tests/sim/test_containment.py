@@ -4,12 +4,14 @@ written outside it, no API key in its environment), and never at all without bub
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import together
 
@@ -126,3 +128,77 @@ def test_without_bwrap_the_simulator_runs_nothing(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SandboxUnavailable, match="the simulator refuses to run request code"):
         passes([SQUARE_FIXED + "\n# unique " + uuid.uuid4().hex + "\n"], (Example("square", "[3]", "9"),))
+
+
+# ---------------------------------------------------------------- what a web page could send
+def _counts(sim) -> dict:
+    return {kind: len(sim.state.store[kind]) for kind in ("files", "jobs")}
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({"Content-Type": "text/plain"}, 401),                                       # a CORS simple request
+    ({"Content-Type": "text/plain", "Authorization": "Bearer sim-key"}, 415),
+    ({"Content-Type": "application/json", "Authorization": "Basic c2ltOmtleQ=="}, 401),
+    ({"Content-Type": "application/json", "Authorization": "Bearer sim-key", "Origin": "https://evil.example"}, 403),
+    ({"Content-Type": "text/plain", "Origin": "null"}, 403),
+])
+def test_requests_a_browser_could_send_are_refused_with_no_side_effect(sim, headers, status, tmp_path):
+    before = _counts(sim)
+    ran = check._run.cache_info().misses
+    program = _hostile([str(tmp_path / "pwned.txt")], SQUARE_BUGGY)
+    chat = {"model": TURBO72, "messages": [{"role": "user", "content": f"```python\n{program}```\n{FAILURE}"}]}
+    for path, body in (("/v1/chat/completions", json.dumps(chat)), ("/v1/files", "purpose=fine-tune&file_name=x.jsonl"),
+                       ("/v1/fine-tunes", json.dumps({"training_file": "file-x", "model": BASE7,
+                                                      "training_method": "dpo"}))):
+        r = httpx.post(sim.base_url + path, content=body, headers=headers)
+        assert r.status_code == status, (path, r.status_code, r.text)
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert _counts(sim) == before
+    assert check._run.cache_info().misses == ran and not (tmp_path / "pwned.txt").exists()
+
+
+def test_a_401_is_togethers_authentication_error_and_a_wrong_key_is_refused(tmp_path):
+    from dpo_tui.sim.server import SimServer
+
+    with SimServer(seed=1, api_key="right-key", state_dir=tmp_path / "s") as server:
+        ok = together.Together(api_key="right-key", base_url=server.base_url, max_retries=0)
+        assert ok.fine_tuning.list() is not None
+        bad = together.Together(api_key="wrong-key", base_url=server.base_url, max_retries=0)
+        with pytest.raises(together.AuthenticationError, match="Invalid API key"):
+            bad.fine_tuning.list()
+        r = httpx.get(server.base_url + "/v1/fine-tunes")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_upload_put_needs_the_signed_urls_token(sim, tmp_path):
+    r = httpx.post(sim.base_url + "/v1/files", headers={"Authorization": "Bearer sim-key"},
+                   files={"purpose": (None, "fine-tune"), "file_name": (None, "p.jsonl"), "file_type": (None, "jsonl"),
+                          "checksum": (None, uuid.uuid4().hex)})
+    assert r.status_code == 302
+    location, file_id = r.headers["Location"], r.headers["X-Together-File-Id"]
+    bare = location.split("?", 1)[0]
+    for url in (bare, bare + "?token=forged"):
+        assert httpx.put(url, content=b"{}\n").status_code == 403
+    assert sim.state.store["files"][file_id]["uploaded"] is False
+    assert httpx.put(location, content=b"{}\n", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert httpx.put(location, content=b"{}\n").status_code == 200
+
+
+def test_sim_serve_allow_remote_needs_an_api_key_and_then_checks_it(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "sim", "serve", "--host", "0.0.0.0", "--allow-remote"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--allow-remote needs --api-key" in res.stderr and "Traceback" not in res.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "sim", "serve", "--host", "0.0.0.0", "--port", "0",
+                             "--allow-remote", "--api-key", "team-key", "--state-dir", str(tmp_path / "s")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip().rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/v1/fine-tunes", headers={"Authorization": "Bearer other"}).status_code == 401
+        assert httpx.get(url + "/v1/fine-tunes", headers={"Authorization": "Bearer team-key"}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
