@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from dpo_tui.tasks.sandbox import Limits, Sandbox, run_sandboxed
+from dpo_tui.tasks.sandbox import Limits, Sandbox, SandboxUnavailable, run_sandboxed
 
 _WHERE = re.compile(r"^where input_data = (.*), expected = (.*)$", re.M)
 _CALL = re.compile(r"(\w+)\(\*input_data\)")
@@ -68,11 +68,18 @@ def extract_examples(failure: str, program: str) -> tuple[Example, ...]:
 CHILD_PATH = Path(__file__).with_name("check_child.py")
 _LIMITS = Limits(memory_mb=768, processes=16, file_mb=1, open_files=32)
 REFUSAL = "the simulator refuses to run request code"
+ADVICE = "install the bubblewrap package; the simulator has no unsandboxed mode"
 
 
 def sim_sandbox() -> Sandbox:
     """The simulator's sandbox: bubblewrap, with no opt-out."""
     return Sandbox()
+
+
+def require_sandbox() -> None:
+    """Refuse to start a simulator that could not contain what its models check."""
+    if sim_sandbox().resolve() is None:
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {REFUSAL} ({ADVICE})")
 
 
 @lru_cache(maxsize=4096)
@@ -83,7 +90,7 @@ def _run(programs: tuple[str, ...], examples: tuple[Example, ...], cpu: float) -
     backstop = 5.0 + len(programs) * (wall + 0.05)
     raw, _error, _sandboxed = run_sandboxed(
         CHILD_PATH, lambda nproc_base, drop_uid: {**job, "limits": _LIMITS.payload(nproc_base), "drop_uid": drop_uid},
-        backstop, sim_sandbox(), refusal=REFUSAL)
+        backstop, sim_sandbox(), refusal=REFUSAL, advice=ADVICE)
     done: list[int] = []
     for line in reversed(raw.decode("utf-8", "replace").splitlines()):
         try:

@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dpo_tui.sim.check import require_sandbox
     from dpo_tui.sim.server import check_host, serve_forever
     from dpo_tui.sim.state import SimState
 
@@ -39,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.job_stage_seconds < 0 or args.provision_seconds < 0:
         raise InputError("durations must be >= 0")
     check_host(args.host, args.allow_remote, args.api_key)
+    require_sandbox()
     state = SimState(seed=args.seed, faults=args.faults, state_dir=args.state_dir,
                      job_stage_seconds=args.job_stage_seconds, provision_seconds=args.provision_seconds)
 

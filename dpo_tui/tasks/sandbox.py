@@ -198,14 +198,14 @@ def run_tests(task: Task, program: str, *, limits: Limits | None = None,
 
 
 def run_sandboxed(script: Path, payload: Callable[[int, int | None], dict], backstop: float,
-                  sandbox: Sandbox, *, refusal: str) -> tuple[bytes, str, bool]:
+                  sandbox: Sandbox, *, refusal: str, advice: str = NO_BWRAP_ADVICE) -> tuple[bytes, str, bool]:
     """Run the stdlib-only `script` under bubblewrap with `payload(nproc_base, drop_uid)` as
     JSON on stdin (the script applies the limits and drops to `drop_uid` itself). Returns its
     stdout (what it wrote before a backstop kill, too), an error ("" when it exited 0) and
     whether it was sandboxed. Without bwrap: SandboxUnavailable unless the sandbox opts in."""
     bwrap = sandbox.resolve()
     if bwrap is None and not sandbox.allow_unsandboxed:
-        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {refusal} ({NO_BWRAP_ADVICE})")
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {refusal} ({advice})")
     as_root = os.geteuid() == 0
     drop_uid = 200_000 + secrets.randbelow(800_000) if as_root else None
     with tempfile.TemporaryDirectory(prefix="dpo-tui-run-") as tmp:

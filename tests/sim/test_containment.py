@@ -202,3 +202,26 @@ def test_sim_serve_allow_remote_needs_an_api_key_and_then_checks_it(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_without_bwrap_demo_refuses_and_names_only_options_its_commands_take(dpo_tui_proc, tmp_path):
+    env = {"PATH": "/nonexistent"}
+    proc = dpo_tui_proc("demo", "--db", tmp_path / "d.db", "--fresh", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the simulator refuses to run request code" in proc.stderr and "bubblewrap" in proc.stderr
+    assert "--unsandboxed" not in proc.stderr
+    assert not (tmp_path / "d.db").exists() or "events" not in proc.stdout
+    help_ = dpo_tui_proc("demo", "--help").stdout + dpo_tui_proc("run", "--help").stdout
+    assert "--unsandboxed" not in help_
+
+
+def test_the_runners_refusal_names_the_one_command_that_takes_unsandboxed(monkeypatch, dpo_tui_proc):
+    from dpo_tui.tasks.suites import task_from_code
+    from dpo_tui.tasks.sandbox import run_tests
+
+    task = task_from_code("t", "def f():\n    return 1\n", "def test_f():\n    assert f() == 1\n")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxUnavailable) as err:
+        run_tests(task, task.buggy_program)
+    assert "only `dpo-tui tasks check` can run without it, with --unsandboxed" in str(err.value)
+    assert "--unsandboxed" in dpo_tui_proc("tasks", "check", "--help").stdout
