@@ -1,0 +1,103 @@
+"""Replay from the log alone: the tasks as used are logged at split time (`tasks.snapshot`),
+the pair prompts are rebuilt from that snapshot, and a suite edited after the split stops a
+resumed run (exit 2, naming the task and the suite file, nothing appended)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from dpo_tui.campaign.pairs import first_prompt
+from dpo_tui.campaign.plan import load_plan
+from dpo_tui.campaign.state_tasks import TASKS, logged_task
+from dpo_tui.campaign.suites import load_plan_tasks
+from dpo_tui.events.audit import audit
+from dpo_tui.events.campaign import Campaign
+from dpo_tui.paths import fixtures_dir
+from dpo_tui.tasks.sandbox import Limits, TestVerdict, build_report
+from tests.conftest import run_dpo_tui, small_demo_plan
+
+
+def _campaign_on_a_copied_suite(tmp_path):
+    suite = tmp_path / "suite.jsonl"
+    shutil.copy(fixtures_dir() / "suites" / "fixtures.jsonl", suite)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(small_demo_plan().replace('train_test = ["fixtures"]', f'train_test = ["jsonl:{suite}"]'))
+    assert f"jsonl:{suite}" in plan.read_text()
+    return suite, plan
+
+
+def _events(db) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM event").fetchone()[0]
+
+
+def _edit_one_task(suite) -> str:
+    lines = suite.read_text().splitlines()
+    row = json.loads(lines[3])
+    row["buggy_program"] = row["buggy_program"] + "\n# edited after the split\n"
+    lines[3] = json.dumps(row)
+    suite.write_text("\n".join(lines) + "\n")
+    return row["id"]
+
+
+def test_a_suite_edited_after_the_split_stops_the_resumed_run(tmp_path):
+    suite, plan = _campaign_on_a_copied_suite(tmp_path)
+    db = tmp_path / "c.db"
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "split", "--yes", timeout=300)
+    assert res.returncode == 0, res.stderr
+    before = _events(db)
+    task_id = _edit_one_task(suite)
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=300)
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"dpo-tui: error: {suite}: task ") and task_id in line and "changed since the split" in line
+    assert "Traceback" not in res.stderr
+    assert _events(db) == before, "nothing was appended"
+
+
+def test_the_snapshot_holds_the_tasks_as_used_and_prompts_come_from_it(tmp_path):
+    suite, plan_path = _campaign_on_a_copied_suite(tmp_path)
+    db = tmp_path / "c.db"
+    res = run_dpo_tui("run", "--plan", plan_path, "--db", db, "--until", "split", "--yes", timeout=300)
+    assert res.returncode == 0, res.stderr
+    plan = load_plan(plan_path)
+    used = load_plan_tasks(plan)
+    c = Campaign.open(db)
+    try:
+        snap = c.state.part(TASKS).content
+        assert set(snap) == set(used.all())
+        for tid, task in used.all().items():
+            again = logged_task(c.state, tid)
+            assert (again.buggy_program, again.tests, again.description, again.content_hash) == \
+                   (task.buggy_program, task.tests, task.description, task.content_hash)
+            assert snap[tid]["source"] == f"jsonl:{suite}" and snap[tid]["fixed_program_sha256"]
+        # the prompt is rebuilt from the log: the suite file as it is now does not matter
+        task_id = _edit_one_task(suite)
+        edited = load_plan_tasks(plan).all()[task_id]
+        assert edited.content_hash != used.all()[task_id].content_hash
+        report = build_report([TestVerdict("t", "fail", "AssertionError")], Limits(), sandboxed=True, seconds=0.1)
+        c.append("task.baseline", {"task_id": task_id, "content_hash": snap[task_id]["content_hash"],
+                                   "report": report.to_dict()}, actor="system")
+        prompt = first_prompt(c, edited)
+        assert "# edited after the split" not in prompt[1]["content"]
+        assert used.all()[task_id].buggy_program.strip() in prompt[1]["content"]
+        assert audit(c.store).ok
+    finally:
+        c.close()
+
+
+def test_audit_rederives_each_logged_task_hash(tmp_path):
+    from dpo_tui.campaign.state_tasks import snapshot_payload
+
+    plan = load_plan(_campaign_on_a_copied_suite(tmp_path)[1])
+    tasks = load_plan_tasks(plan)
+    payload = snapshot_payload(tasks.all(), tasks.sources)
+    payload["tasks"][0]["buggy_program"] += "# not what was hashed\n"
+    c = Campaign.create(tmp_path / "c.db", name="t", actor="system")
+    c.append("tasks.snapshot", payload, actor="system")
+    report = audit(c.store)
+    c.close()
+    assert not report.ok and any(p.rule == "task-content" for p in report.problems)
