@@ -3,7 +3,7 @@
 Whatever the model saw and the results depend on is in the log: each task's description,
 buggy program and tests (the harness's form), with its content hash and the suite it came
 from. The fixed program is never shown to a model; its sha256 is logged (it sets the
-calibrated CPU limits). The pair export rebuilds prompts from this snapshot, not from the
+calibrated CPU limits, logged as `task.calibrated` when measured). The pair export rebuilds prompts from this snapshot, not from the
 suite file; on resume, a task whose content no longer matches its logged hash stops the
 run (exit 2) before anything is appended. Audit re-derives each snapshot entry's hash.
 """
@@ -11,7 +11,7 @@ run (exit 2) before anything is appended. Audit re-derives each snapshot entry's
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dpo_tui.errors import InputError
@@ -19,6 +19,7 @@ from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
 from dpo_tui.tasks.model import Task, TestCase, TestSpec, content_hash
+from dpo_tui.tasks.sandbox import Limits
 
 
 class TaskContent(Payload):
@@ -38,13 +39,26 @@ class TasksSnapshot(Payload):
     tasks: list[TaskContent]
 
 
+@event_type("task.calibrated", version=1)
+class TaskCalibrated(Payload):
+    """Per-test CPU limits calibrated on the task's fixed program (tasks/calibrate.py): a
+    resumed run uses these, not a new measurement."""
+
+    task_id: str
+    content_hash: str
+    base_cpu_seconds: float
+    per_test_cpu: list[tuple[str, float]]
+
+
 @dataclass
 class TasksState:
     content: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> TaskContent as logged
+    calibrated: dict[tuple[str, float], list[tuple[str, float]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"snapshot": len(self.content),
-                "hashes": {tid: c["content_hash"] for tid, c in sorted(self.content.items())}}
+                "hashes": {tid: c["content_hash"] for tid, c in sorted(self.content.items())},
+                "calibrated": sorted({tid for tid, _cpu in self.calibrated})}
 
 
 TASKS = state_part("tasks", factory=TasksState, to_json=TasksState.to_json)
@@ -55,6 +69,24 @@ def _snapshot(state: CampaignState, event: StoredEvent) -> None:
     s: TasksState = state.part(TASKS)
     for t in event.payload["tasks"]:
         s.content.setdefault(t["id"], t)  # the first content logged for a task is the one used
+
+
+@on("task.calibrated")
+def _calibrated(state: CampaignState, event: StoredEvent) -> None:
+    p = event.payload
+    state.part(TASKS).calibrated.setdefault((p["task_id"], float(p["base_cpu_seconds"])),
+                                            [(str(n), float(c)) for n, c in p["per_test_cpu"]])
+
+
+def calibrated_limits(state: CampaignState, task_id: str, base: Limits) -> Limits | None:
+    """The logged calibration of `task_id` under this base CPU limit, or None."""
+    per_test = state.part(TASKS).calibrated.get((task_id, float(base.test_cpu_seconds)))
+    return None if per_test is None else replace(base, per_test_cpu=tuple(per_test))
+
+
+def calibration_payload(task: Task, base: Limits, limits: Limits) -> dict[str, Any]:
+    return {"task_id": task.id, "content_hash": task.content_hash, "base_cpu_seconds": base.test_cpu_seconds,
+            "per_test_cpu": [list(x) for x in limits.per_test_cpu]}
 
 
 def spec_from_payload(p: dict[str, Any]) -> TestSpec:

@@ -101,3 +101,36 @@ def test_audit_rederives_each_logged_task_hash(tmp_path):
     report = audit(c.store)
     c.close()
     assert not report.ok and any(p.rule == "task-content" for p in report.problems)
+
+
+SLOW = "def f():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n    return n\n"
+
+
+def test_calibrated_limits_are_logged_and_a_resume_uses_the_logged_ones(tmp_path):
+    from dpo_tui.campaign.state_tasks import calibrated_limits, calibration_payload
+    from dpo_tui.tasks.calibrate import clear_calibrations, run_tests_calibrated
+    from dpo_tui.tasks.suites import task_from_code
+
+    task = task_from_code("slow", SLOW, "def test_f():\n    assert f() == sum(range(3_000_000))\n",
+                          fixed_program=SLOW)
+    base = Limits(test_cpu_seconds=0.05)
+    clear_calibrations()
+    measured: list[Limits] = []
+    first = run_tests_calibrated(task, SLOW, base=base, on_calibrated=measured.append)
+    assert first.passed and measured and measured[0].per_test_cpu, "the calibration raised the test's limit"
+    c = Campaign.create(tmp_path / "c.db", name="t", actor="system")
+    try:
+        assert calibrated_limits(c.state, task.id, base) is None
+        c.append("task.calibrated", calibration_payload(task, base, measured[0]), actor="system")
+        logged = calibrated_limits(c.state, task.id, base)
+        assert logged == measured[0]
+        assert calibrated_limits(c.state, task.id, Limits(test_cpu_seconds=0.2)) is None  # another base limit
+        # a resume uses the logged limits, never a new measurement: a logged limit too low stays a timeout
+        clear_calibrations()
+        again: list[Limits] = []
+        low = Limits(test_cpu_seconds=0.05, per_test_cpu=(("test_f", 0.06),))
+        report = run_tests_calibrated(task, SLOW, base=base, calibrated=low, on_calibrated=again.append)
+        assert not report.passed and not again
+        assert run_tests_calibrated(task, SLOW, base=base, calibrated=logged).passed
+    finally:
+        c.close()
