@@ -6,8 +6,8 @@ simulator mimics that: it runs its best few candidates on those examples and cou
 ones reproduce the expected values. Only the prompt's content is used (never a benchmark's
 answers); the code run is the prompt's own program with one edit, so it is request code:
 it runs only in the runner's bubblewrap sandbox (no network, an empty environment, a fresh
-temporary directory, rlimits; check_child.py, one sandbox per call, one forked child per
-program), and never without bubblewrap (SandboxUnavailable).
+temporary directory, rlimits; check_child.py, one sandbox per call), and never without
+bubblewrap (SandboxUnavailable).
 """
 
 from __future__ import annotations
@@ -84,10 +84,9 @@ def require_sandbox() -> None:
 
 @lru_cache(maxsize=4096)
 def _run(programs: tuple[str, ...], examples: tuple[Example, ...], cpu: float) -> tuple[int, ...]:
-    wall = max(1.0, cpu * 10)
-    job = {"programs": list(programs), "examples": [[e.func, e.args, e.expected] for e in examples],
-           "cpu": cpu, "wall": wall}
-    backstop = 5.0 + len(programs) * (wall + 0.05)
+    job = {"programs": list(programs), "examples": [[e.func, e.args, e.expected] for e in examples], "cpu": cpu}
+    # as before the sandbox (plus its start): a program that sleeps ends the run, later ones count 0
+    backstop = 3.0 + len(programs) * (cpu * 2 + 0.05)
     raw, _error, _sandboxed = run_sandboxed(
         CHILD_PATH, lambda nproc_base, drop_uid: {**job, "limits": _LIMITS.payload(nproc_base), "drop_uid": drop_uid},
         backstop, sim_sandbox(), refusal=REFUSAL, advice=ADVICE)

@@ -1,22 +1,22 @@
 """The simulator's example checker, run inside the bubblewrap sandbox (stdlib only, as a script).
 
 Reads one JSON payload on stdin: {"programs", "examples": [[func, args, expected], ...],
-"cpu", "wall", "limits", "drop_uid"}. The supervisor (this process, trusted code only) drops
-to `drop_uid`, applies the resource limits, and forks one child per program: its own process
-group, `cpu` seconds of CPU (ITIMER_PROF, RLIMIT_CPU behind it), a wall-clock backstop, and
-no way to the report (stdin, stdout and stderr are /dev/null). The child writes one byte per
-example its program reproduces on a pipe; after each program the supervisor prints the
-counts so far as one JSON line on its own copy of stdout.
+"cpu", "wall", "limits", "drop_uid"}. It drops to `drop_uid` and applies the resource limits
+before any program runs, then runs the programs one after the other in this process, as the
+simulator always did (a fork per program cost ~6 ms each, 3x the whole check): each gets
+`cpu` seconds of CPU (ITIMER_PROF) for loading and all examples, with stdin, stdout and
+stderr on /dev/null. After each program it prints the counts so far as one JSON line on its
+own copy of stdout, so a run cut short by the caller's backstop still reports the programs
+before it. The sandbox around it is what contains the programs; a program can at most spoil
+the counts of its own request's candidates.
 """
 
 import json
 import math
 import os
 import resource
-import select
 import signal
 import sys
-import time
 
 
 class Slow(BaseException):
@@ -48,11 +48,8 @@ def _apply_limits(limits, drop_uid):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _child(prog, examples, cpu, out_fd):
-    os.setpgid(0, 0)
-    hard = int(math.ceil(cpu)) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (hard, hard + 1))
-    signal.signal(signal.SIGPROF, _on_prof)
+def run_one(prog, examples, cpu):
+    ok = 0
     try:
         signal.setitimer(signal.ITIMER_PROF, cpu)
         ns = {"__name__": "candidate"}
@@ -62,42 +59,14 @@ def _child(prog, examples, cpu, out_fd):
                 r = ns[func](*eval(args, {}))
                 if hasattr(r, "__next__"):
                     r = list(r)
-                if same(r, eval(expected, {})):
-                    os.write(out_fd, b"1")
+                ok += bool(same(r, eval(expected, {})))
             except Exception:
                 pass
     except BaseException:
         pass
-    os._exit(0)
-
-
-def run_one(prog, examples, cpu, wall, report_fd):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os.close(report_fd)
-        _child(prog, examples, cpu, w)
-    os.close(w)
-    got, deadline = 0, time.monotonic() + wall
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                break
-            chunk = os.read(r, 64)
-            if not chunk:
-                break
-            got += len(chunk)
     finally:
-        os.close(r)
-        for target in (-pid, pid):
-            try:
-                os.kill(target, signal.SIGKILL)
-            except OSError:
-                pass
-        os.waitpid(pid, 0)
-    return min(got, len(examples))
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    return ok
 
 
 def main():
@@ -107,10 +76,13 @@ def main():
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     _apply_limits(job["limits"], job.get("drop_uid"))
+    hard = int(math.ceil(job["cpu"] * len(job["programs"]))) + 2  # all programs' CPU, then SIGKILL
+    resource.setrlimit(resource.RLIMIT_CPU, (hard, hard + 1))
+    signal.signal(signal.SIGPROF, _on_prof)
     report = os.fdopen(report_fd, "w")
     out = []
     for prog in job["programs"]:
-        out.append(run_one(prog, job["examples"], job["cpu"], job["wall"], report_fd))
+        out.append(run_one(prog, job["examples"], job["cpu"]))
         report.write(json.dumps(out) + "\n")
         report.flush()
 
