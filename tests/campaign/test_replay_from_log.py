@@ -134,3 +134,31 @@ def test_calibrated_limits_are_logged_and_a_resume_uses_the_logged_ones(tmp_path
         assert run_tests_calibrated(task, SLOW, base=base, calibrated=logged).passed
     finally:
         c.close()
+
+
+def test_a_campaign_split_before_snapshots_is_checked_against_the_splits_hashes(tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from dpo_tui.campaign.state_tasks import check_unchanged
+    from dpo_tui.errors import InputError
+
+    suite, plan_path = _campaign_on_a_copied_suite(tmp_path)
+    tasks = load_plan_tasks(load_plan(plan_path))
+    info = [{"id": t.id, "suite": t.suite, "name": t.name, "tests": len(t.tests.cases), "content_hash": t.content_hash}
+            for t in tasks.pool.values()]
+    c = Campaign.create(tmp_path / "c.db", name="t", actor="system")
+    try:
+        c.append("split.proposed", {"seed": 1, "test_fraction": 0.3, "stratify_by_suite": True, "tasks": info,
+                                    "train": [i["id"] for i in info[1:]], "test": [info[0]["id"]]}, actor="plan")
+        check_unchanged(c.state, tasks.all(), tasks.sources)  # unchanged: no complaint
+        first = next(iter(tasks.pool.values()))
+        changed = dataclasses.replace(first, buggy_program=first.buggy_program + "# edited\n", content_hash="")
+        with pytest.raises(InputError, match=f"{suite}: task {first.id} changed since the split"):
+            check_unchanged(c.state, {**tasks.all(), first.id: changed}, tasks.sources)
+        gone = {k: v for k, v in tasks.all().items() if k != first.id}
+        with pytest.raises(InputError, match=f"task {first.id} of this campaign's split is no longer in the suite"):
+            check_unchanged(c.state, gone, tasks.sources)
+    finally:
+        c.close()
