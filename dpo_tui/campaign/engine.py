@@ -31,6 +31,7 @@ from dpo_tui.events.store import NewEvent
 from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
 from dpo_tui.tasks import agent
 from dpo_tui.tasks.model import Task
+from dpo_tui.campaign.state_tasks import calibrated_limits, calibration_payload
 from dpo_tui.tasks.calibrate import run_tests_calibrated
 from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, TestVerdict
 
@@ -216,8 +217,13 @@ class RolloutEngine:
 
     async def _test(self, task: Task, program: str) -> TestReport:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: run_tests_calibrated(task, program, base=self.limits,
-                                                                                   sandbox=self.sandbox))
+        logged = calibrated_limits(self.campaign.state, task.id, self.limits)
+        fresh: list[Limits] = []
+        report = await loop.run_in_executor(self._pool, lambda: run_tests_calibrated(
+            task, program, base=self.limits, sandbox=self.sandbox, calibrated=logged, on_calibrated=fresh.append))
+        if fresh and calibrated_limits(self.campaign.state, task.id, self.limits) is None:
+            self.campaign.append("task.calibrated", calibration_payload(task, self.limits, fresh[0]), actor="system")
+        return report
 
     def _logged_iterations(self, rec: RolloutRecord | None) -> dict[int, dict[str, Any]]:
         if rec is None:

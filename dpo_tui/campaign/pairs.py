@@ -46,8 +46,12 @@ def rollout_outcomes(campaign: Campaign, train: set[str]) -> list[RolloutOutcome
 
 
 def first_prompt(campaign: Campaign, task, templates: agent.PromptTemplates | None = None) -> list[dict]:
+    """The first prompt the rollouts of `task` saw, from the log alone: the task as logged in
+    `tasks.snapshot` (not the suite file as it is now) and its logged baseline report."""
     from dpo_tui.campaign.engine import report_from_dict
+    from dpo_tui.campaign.state_tasks import logged_task
 
+    task = logged_task(campaign.state, task.id) or task
     seq = campaign.state.part(ROLLOUTS).baselines.get(task.id)
     if seq is None:
         raise InputError(f"task {task.id} has no baseline test report in the log")

@@ -38,6 +38,7 @@ from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
 from dpo_tui.campaign.state_plan import PLAN, changed_fields
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state_tasks import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
@@ -154,8 +155,14 @@ def record_plan(campaign: Campaign, plan: Plan, plan_path: Path, *, actor: str =
                                           "changed": changed_fields(state.plan, canonical)}, actor=actor)
 
 
-def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str) -> Campaign:
+def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str, tasks: PlanTasks | None = None) -> Campaign:
     campaign = Campaign.open(db) if db.exists() else Campaign.create(db, name=plan.campaign.name, actor="plan")
+    if tasks is not None:  # before anything is appended: a task changed since the split stops the run
+        try:
+            check_unchanged(campaign.state, tasks.all(), tasks.sources)
+        except BaseException:
+            campaign.close()
+            raise
     record_plan(campaign, plan, plan_path)
     return campaign
 
@@ -599,7 +606,7 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
     progress = progress or Progress()
     with campaign_lock(db), backend_settings(plan, db) as (settings, backend):
         resumed = db.exists()
-        campaign = open_or_create(db, plan, plan_path, plan.backend.kind)
+        campaign = open_or_create(db, plan, plan_path, plan.backend.kind, tasks)
         resumed = resumed and campaign.state.events > 2  # more than created + this plan
         try:
             ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress,

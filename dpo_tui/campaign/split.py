@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.state_split import SPLIT, SplitState
+from dpo_tui.campaign.state_tasks import snapshot_payload
 from dpo_tui.campaign.suites import PlanTasks, split_task
 from dpo_tui.domain.split import Split, exclude, find_leaks, make_split, move
 from dpo_tui.errors import InputError
 from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import NewEvent
 
 
 def _state(campaign: Campaign) -> SplitState:
@@ -34,12 +36,14 @@ def propose_split(campaign: Campaign, plan: Plan, tasks: PlanTasks, *, actor: st
         return s.split
     split = make_split([split_task(t) for t in tasks.pool.values()], seed=plan.split.seed,
                        test_fraction=plan.split.test_fraction, stratify_by_suite=plan.split.stratify_by_suite)
-    campaign.append("split.proposed", {
+    # the tasks as used (what the model will see, what results depend on), then the split of them
+    campaign.append_batch([NewEvent("tasks.snapshot", snapshot_payload(tasks.all(), tasks.sources), actor),
+                           NewEvent("split.proposed", {
         "seed": plan.split.seed, "test_fraction": plan.split.test_fraction,
         "stratify_by_suite": plan.split.stratify_by_suite,
         "tasks": [_task_info(t) for t in tasks.pool.values()], "train": list(split.train), "test": list(split.test),
         "heldout": [_task_info(t) for t in tasks.heldout.values()],
-        "findings": _findings(tasks, split, plan)}, actor=actor)
+        "findings": _findings(tasks, split, plan)}, actor)])
     return split
 
 

@@ -31,6 +31,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_plan",
     "dpo_tui.campaign.state_budget",
     "dpo_tui.campaign.state_split",
+    "dpo_tui.campaign.state_tasks",
     "dpo_tui.campaign.state_rollouts",
     "dpo_tui.campaign.state_pairs",
     "dpo_tui.campaign.state_train",

@@ -1,40 +1,56 @@
 """Redaction of secrets from anything that may reach the log, the screen or an export.
 
-Three nets, applied to every string: the exact values of the configured secrets (the
-API key), `Bearer <token>` headers, and key-like strings (`tgp_v1_...`, `sk-...`,
-`key=...`/`"api_key": "..."` assignments). Redaction is applied to request messages,
-response text and error messages before they become event payloads.
+By value, not by word: every string is masked for the exact values of the secrets this
+process knows (the configured API key, `TOGETHER_API_KEY` of the environment, and every
+key handed to a Redactor or to `install_log_redaction`) and for tokens shaped like API
+keys (`tgp_v1_...`, `sk-...`, the token of an `Authorization: Bearer ...` header), and for
+nothing else: `secret = compute_value(x)` in a model's program stays as written, so the
+log holds exactly what was said, minus secrets. Applied to request messages, response
+text, error messages and operator notes before they become event payloads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 MASK = "[REDACTED]"
-# One pass over the text: key-like tokens are masked whole; for `name = value` assignments the
-# name and separator are kept and only the value is masked.
-_SECRETISH = re.compile(
-    r"(?i:\bbearer\s+[A-Za-z0-9._~+/=-]{8,})"
-    r"|\btgp_v\d+_[A-Za-z0-9_-]{8,}"
+_KEY_SHAPED = re.compile(
+    r"\btgp_v\d+_[A-Za-z0-9_-]{8,}"
     r"|\bsk-[A-Za-z0-9_-]{16,}"
-    r"|(?i:\b(?P<name>api[_-]?key|together[_-]api[_-]key|authorization|access[_-]?token|secret)"
-    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?!bearer\s)[^\s\"',}]{8,})")
+    r"|(?i:(?<=authorization: bearer )|(?<=authorization:bearer ))[A-Za-z0-9._~+/=-]{8,}")
+_KNOWN: set[str] = set()
+_KNOWN_LOCK = threading.Lock()
 
 
-def _mask(match: re.Match[str]) -> str:
-    name = match.group("name")
-    return f"{name}{match.group('sep')}{MASK}" if name else MASK
+def remember_secrets(secrets: Iterable[str | None]) -> None:
+    """Secret values every Redactor of this process masks from now on."""
+    with _KNOWN_LOCK:
+        _KNOWN.update(s for s in secrets if s and len(s) >= 8)
+
+
+def known_secrets() -> set[str]:
+    env = os.environ.get("TOGETHER_API_KEY")
+    with _KNOWN_LOCK:
+        return _KNOWN | ({env} if env and len(env) >= 8 else set())
 
 
 class Redactor:
-    """`redact(text)` and `redact_obj(json_like)`; `secrets` are exact values to mask."""
+    """`redact(text)` and `redact_obj(json_like)`: `secrets` (remembered for the whole
+    process) and every other known secret value masked, and key-shaped tokens."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.own = {s for s in secrets if s and len(s) >= 8}
+        remember_secrets(self.own)
+
+    @property
+    def secrets(self) -> list[str]:
         # Longest first, so a secret that contains another is masked whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        return sorted(self.own | known_secrets(), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         if not text:
@@ -42,7 +58,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        return _SECRETISH.sub(_mask, text)
+        return _KEY_SHAPED.sub(MASK, text)
 
     def redact_obj(self, obj: Any) -> Any:
         if isinstance(obj, str):
@@ -94,7 +110,6 @@ def install_log_redaction(secrets: Iterable[str | None]) -> None:
 
 def operator_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Free text an operator typed (a reason, a note) as it may be logged: the API key of the
-    environment and any key-like string masked, like everything else that reaches the log."""
-    import os
-
+    environment, every secret value the process knows and any key-shaped token masked, like
+    everything else that reaches the log."""
     return Redactor([os.environ.get("TOGETHER_API_KEY"), *secrets]).redact(text)

@@ -2,10 +2,12 @@
 
 A capable model checks a fix against the failing example the feedback shows
 (`where input_data = [...], expected = ...`) and the docstring's `>>> f(x)` examples. The
-simulator mimics that: it runs its best few candidates on those examples, in a child
-process with CPU, memory and wall-clock limits, and counts which ones reproduce the
-expected values. Only the prompt's content is used (never a benchmark's answers); the
-code run is the prompt's own program with one edit.
+simulator mimics that: it runs its best few candidates on those examples and counts which
+ones reproduce the expected values. Only the prompt's content is used (never a benchmark's
+answers); the code run is the prompt's own program with one edit, so it is request code:
+it runs only in the runner's bubblewrap sandbox (no network, an empty environment, a fresh
+temporary directory, rlimits; check_child.py, one sandbox per call), and never without
+bubblewrap (SandboxUnavailable).
 """
 
 from __future__ import annotations
@@ -13,48 +15,15 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+
+from dpo_tui.tasks.sandbox import Limits, Sandbox, SandboxUnavailable, run_sandboxed
 
 _WHERE = re.compile(r"^where input_data = (.*), expected = (.*)$", re.M)
 _CALL = re.compile(r"(\w+)\(\*input_data\)")
 _DOCTEST = re.compile(r">>>\s*(\w+)\((.*)\)\s*\n\s*([^\n>]+)")
-
-_CHILD = r'''
-import json, resource, signal, sys
-resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
-class Slow(BaseException): pass
-def on_prof(*_): raise Slow()
-signal.signal(signal.SIGPROF, on_prof)
-job = json.loads(sys.stdin.read())
-def same(a, b):
-    if isinstance(a, float) or isinstance(b, float):
-        try: return abs(float(a) - float(b)) <= 1e-3 * max(1.0, abs(float(b)))
-        except Exception: return False
-    return a == b
-out = []
-for prog in job["programs"]:
-    ok = 0
-    try:
-        signal.setitimer(signal.ITIMER_PROF, job["cpu"])
-        ns = {"__name__": "candidate"}
-        exec(compile(prog, "program.py", "exec"), ns)
-        for func, args, expected in job["examples"]:
-            try:
-                r = ns[func](*eval(args, {}))
-                if hasattr(r, "__next__"): r = list(r)
-                ok += same(r, eval(expected, {}))
-            except Exception:
-                pass
-    except BaseException:
-        pass
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-    out.append(ok)
-    print(json.dumps(out), flush=True)
-'''
 
 
 @dataclass(frozen=True)
@@ -96,18 +65,38 @@ def extract_examples(failure: str, program: str) -> tuple[Example, ...]:
     return tuple(uniq[:8])
 
 
+CHILD_PATH = Path(__file__).with_name("check_child.py")
+_LIMITS = Limits(memory_mb=768, processes=16, file_mb=1, open_files=32)
+REFUSAL = "the simulator refuses to run request code"
+ADVICE = "install the bubblewrap package; the simulator has no unsandboxed mode"
+
+
+def sim_sandbox() -> Sandbox:
+    """The simulator's sandbox: bubblewrap, with no opt-out."""
+    return Sandbox()
+
+
+def require_sandbox() -> None:
+    """Refuse to start a simulator that could not contain what its models check."""
+    if sim_sandbox().resolve() is None:
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {REFUSAL} ({ADVICE})")
+
+
 @lru_cache(maxsize=4096)
 def _run(programs: tuple[str, ...], examples: tuple[Example, ...], cpu: float) -> tuple[int, ...]:
     job = {"programs": list(programs), "examples": [[e.func, e.args, e.expected] for e in examples], "cpu": cpu}
-    wall = 1.0 + len(programs) * (cpu * 2 + 0.05)
-    try:
-        proc = subprocess.run([sys.executable, "-S", "-c", _CHILD], input=json.dumps(job), capture_output=True,
-                              text=True, timeout=wall)
-        lines = proc.stdout.strip().splitlines()
-    except subprocess.TimeoutExpired as exc:
-        raw = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        lines = raw.strip().splitlines()
-    done = json.loads(lines[-1]) if lines else []
+    # as before the sandbox (plus its start): a program that sleeps ends the run, later ones count 0
+    backstop = 3.0 + len(programs) * (cpu * 2 + 0.05)
+    raw, _error, _sandboxed = run_sandboxed(
+        CHILD_PATH, lambda nproc_base, drop_uid: {**job, "limits": _LIMITS.payload(nproc_base), "drop_uid": drop_uid},
+        backstop, sim_sandbox(), refusal=REFUSAL, advice=ADVICE)
+    done: list[int] = []
+    for line in reversed(raw.decode("utf-8", "replace").splitlines()):
+        try:
+            done = [int(x) for x in json.loads(line)][:len(programs)]
+            break
+        except (ValueError, TypeError):
+            continue
     return tuple(done + [0] * (len(programs) - len(done)))
 
 

@@ -22,12 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--state-dir", default=None, metavar="DIR", help="keep files, jobs, models, endpoints here")
     serve.add_argument("--job-stage-seconds", type=float, default=2.0, help="seconds per fine-tune job status")
     serve.add_argument("--provision-seconds", type=float, default=3.0, help="seconds to start or stop a deployment")
-    serve.add_argument("--allow-remote", action="store_true", help="allow binding to a non-loopback address")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow binding to a non-loopback address (needs --api-key)")
+    serve.add_argument("--api-key", default=None, metavar="KEY",
+                       help="the key clients must send as Authorization: Bearer KEY (default: any key, loopback only)")
     serve.set_defaults(func=cmd_serve)
     sim.set_defaults(func=lambda args: (sim.print_help(sys.stderr), 2)[1])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dpo_tui.sim.check import require_sandbox
     from dpo_tui.sim.server import check_host, serve_forever
     from dpo_tui.sim.state import SimState
 
@@ -35,7 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"port {args.port} is out of range")
     if args.job_stage_seconds < 0 or args.provision_seconds < 0:
         raise InputError("durations must be >= 0")
-    check_host(args.host, args.allow_remote)
+    check_host(args.host, args.allow_remote, args.api_key)
+    require_sandbox()
     state = SimState(seed=args.seed, faults=args.faults, state_dir=args.state_dir,
                      job_stage_seconds=args.job_stage_seconds, provision_seconds=args.provision_seconds)
 
@@ -45,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               flush=True)
 
     try:
-        serve_forever(args.host, args.port, state, ready)
+        serve_forever(args.host, args.port, state, ready, api_key=args.api_key)
     except OSError as exc:
         raise InputError(f"cannot bind {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0

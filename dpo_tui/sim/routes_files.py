@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+import secrets
 
 from aiohttp import web
 
@@ -55,10 +57,12 @@ async def create_upload(request: web.Request) -> web.Response:
                                   "param": None, "code": "file_exists"}, "file_id": rec["id"]}
                 return json_body(body, status=409, headers={"x-should-retry": "false"})
         file_id = state.new_id("file-")
+        token = secrets.token_urlsafe(18)  # the signed URL's signature: the PUT carries no Authorization
         state.store.put("files", file_id, {
             "id": file_id, "filename": name, "file_type": ftype, "purpose": purpose, "checksum": checksum,
-            "created_at": int(state.now()), "bytes": 0, "uploaded": False, "processing_status": "PENDING"})
-    location = f"{request.scheme}://{request.host}/_storage/{file_id}"
+            "created_at": int(state.now()), "bytes": 0, "uploaded": False, "processing_status": "PENDING",
+            "upload_token": token})
+    location = f"{request.scheme}://{request.host}/_storage/{file_id}?token={token}"
     return web.Response(status=302, headers={"Location": location, "X-Together-File-Id": file_id})
 
 
@@ -69,6 +73,9 @@ async def put_content(request: web.Request) -> web.Response:
     if not _ID_RE.match(file_id):
         raise ApiError(400, "bad file id")
     rec = get_file(request, file_id)
+    token = request.query.get("token", "")
+    if not rec.get("upload_token") or not hmac.compare_digest(token.encode(), str(rec["upload_token"]).encode()):
+        raise ApiError(403, "The upload URL's signature does not match", type_="forbidden", code="bad_signature")
     content = await read_body(request)
     state.store.put_blob(file_id, content)
     with state.lock:

@@ -5,11 +5,18 @@
         sim.set_faults("")          # change faults between calls
 
 Every response carries `X-Simulated: true`; every error has Together's JSON error body.
+
+What a web page could send to a loopback port is refused: a request with an `Origin`
+header (403), without `Authorization: Bearer <key>` (401; with `api_key` set, the key must
+match), or with a body that is not `application/json` (415; `POST /v1/files` is
+`multipart/form-data`, as the SDK's upload sends it). The upload's `PUT` to its signed
+`Location` (which carries no Authorization, as the SDK sends it) needs that URL's token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 import logging
@@ -23,6 +30,7 @@ from dpo_tui.errors import InputError
 from dpo_tui.sim.state import SimState
 
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+API_KEY: web.AppKey[str] = web.AppKey("sim_api_key", str)
 SIM_HEADER = "X-Simulated"
 _NO_FAULT_PREFIXES = ("/_storage/", "/_sim/")
 
@@ -124,23 +132,60 @@ async def _faults(request: web.Request, handler: Any) -> web.StreamResponse:
     return web.Response(body=b'{"id":"sim-malformed","object":', status=200, content_type="application/json")
 
 
+_BAD_KEY = ("Invalid API key provided. You can find your API key at https://api.together.xyz/settings/api-keys.")
+
+
+def _check_auth(request: web.Request) -> None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    expected = request.app.get(API_KEY) or ""
+    if scheme.lower() != "bearer" or not token or \
+            (expected and not hmac.compare_digest(token.encode(), expected.encode())):
+        raise ApiError(401, _BAD_KEY, code="invalid_api_key")
+
+
+def _check_content_type(request: web.Request) -> None:
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    want = "multipart/form-data" if (request.method, request.path) == ("POST", "/v1/files") else "application/json"
+    if request.content_type != want:
+        raise ApiError(415, f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: "
+                       f"{request.method} {request.path} takes {want}", code="unsupported_media_type")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuse what a browser could send: any Origin, no key, a body that is not JSON."""
+    if "Origin" in request.headers:
+        raise ApiError(403, "Requests from a web page (an Origin header) are refused: the simulator serves API "
+                       "clients only", type_="forbidden", code="origin_refused")
+    if not request.path.startswith("/_storage/"):  # the signed upload URL checks its own token
+        _check_auth(request)
+        _check_content_type(request)
+    return await handler(request)
+
+
 async def _label(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[SIM_HEADER] = "true"
 
 
-def build_app(state: SimState) -> web.Application:
+def build_app(state: SimState, api_key: str | None = None) -> web.Application:
     from dpo_tui.sim import routes_catalog, routes_chat, routes_endpoints, routes_files, routes_finetune
 
-    app = web.Application(middlewares=[_errors, _faults], client_max_size=512 * 1024 * 1024)
+    app = web.Application(middlewares=[_errors, _guard, _faults], client_max_size=512 * 1024 * 1024)
     app[STATE] = state
+    app[API_KEY] = api_key or ""
     app.on_response_prepare.append(_label)
     for module in (routes_chat, routes_files, routes_finetune, routes_catalog, routes_endpoints):
         app.router.add_routes(module.routes)
     return app
 
 
-def check_host(host: str, allow_remote: bool) -> None:
+def check_host(host: str, allow_remote: bool, api_key: str | None = None) -> None:
     if allow_remote:
+        if not api_key:
+            raise InputError("--allow-remote needs --api-key KEY: a simulator others can reach checks the key "
+                             "clients send")
         return
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -154,9 +199,10 @@ class SimServer:
     """The simulator on a free loopback port, served from a background thread."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, seed: int = 0, faults: Any = None,
-                 state_dir: Any = None, allow_remote: bool = False, **options: Any) -> None:
-        check_host(host, allow_remote)
-        self.host, self.port = host, port
+                 state_dir: Any = None, allow_remote: bool = False, api_key: str | None = None,
+                 **options: Any) -> None:
+        check_host(host, allow_remote, api_key)
+        self.host, self.port, self.api_key = host, port, api_key
         self.state = SimState(seed=seed, faults=faults, state_dir=state_dir, **options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -172,6 +218,9 @@ class SimServer:
         self.state.faults.set(spec)
 
     def start(self) -> "SimServer":
+        from dpo_tui.sim.check import require_sandbox
+
+        require_sandbox()
         self._thread = threading.Thread(target=self._run, name="dpo-tui-sim", daemon=True)
         self._thread.start()
         if not self._ready.wait(15):
@@ -196,7 +245,7 @@ class SimServer:
         loop.close()
 
     async def _start_site(self) -> None:
-        self._runner = web.AppRunner(build_app(self.state), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(build_app(self.state, self.api_key), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -215,12 +264,12 @@ class SimServer:
         self.stop()
 
 
-def serve_forever(host: str, port: int, state: SimState, ready: Any = None) -> None:
+def serve_forever(host: str, port: int, state: SimState, ready: Any = None, api_key: str | None = None) -> None:
     """Run in the foreground until interrupted (the `dpo-tui sim serve` command)."""
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     async def main() -> None:
-        runner = web.AppRunner(build_app(state), access_log=None)
+        runner = web.AppRunner(build_app(state, api_key), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

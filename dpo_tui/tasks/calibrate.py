@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from typing import Callable
 
 from dpo_tui.tasks.model import Task
 from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, build_report, run_tests
@@ -57,16 +58,24 @@ def calibrate(task: Task, **kwargs) -> Limits:
 
 
 def run_tests_calibrated(task: Task, program: str, *, base: Limits | None = None,
-                         sandbox: Sandbox | None = None) -> TestReport:
+                         sandbox: Sandbox | None = None, calibrated: Limits | None = None,
+                         on_calibrated: Callable[[Limits], None] | None = None) -> TestReport:
     """`run_tests` with the base limit; timed-out tests are re-run with their calibrated
-    limit where the reference program needs more CPU than the base allows."""
+    limit where the reference program needs more CPU than the base allows. `calibrated`
+    (e.g. the limits a campaign's log holds) is used instead of calibrating; a calibration
+    made here is passed to `on_calibrated` (for the log)."""
     base = base or Limits()
     started = time.monotonic()
     report = run_tests(task, program, limits=base, sandbox=sandbox)
     timed_out = {v.name for v in report.verdicts if v.verdict == "timeout"}
     if not timed_out or task.fixed_program is None or report.error:
         return report
-    limits, _ = calibrate_with_report(task, base=base, sandbox=sandbox)
+    if calibrated is not None:
+        limits = calibrated
+    else:
+        limits, _ = calibrate_with_report(task, base=base, sandbox=sandbox)
+        if on_calibrated is not None:
+            on_calibrated(limits)
     raised = {name for name, cpu in limits.per_test_cpu if name in timed_out and cpu > base.test_cpu_seconds}
     if not raised:
         return report

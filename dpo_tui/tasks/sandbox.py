@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.tasks.model import Task
@@ -140,7 +141,8 @@ def _system_binds() -> list[str]:
     return args + ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
 
 
-def bwrap_command(bwrap: str, python: str, work: Path, *, as_root: bool) -> list[str]:
+def bwrap_command(bwrap: str, python: str, work: Path, *, as_root: bool,
+                  script: Path = HARNESS_PATH) -> list[str]:
     prefix = _python_prefix(python)
     args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
@@ -150,7 +152,7 @@ def bwrap_command(bwrap: str, python: str, work: Path, *, as_root: bool) -> list
         for parent in reversed(prefix.parents[:-1]):  # parents of e.g. /root/.pyenv/...: 0755
             args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", str(prefix), str(prefix)]
-    args += ["--ro-bind", str(HARNESS_PATH), _SANDBOX_HARNESS, "--proc", "/proc", "--dev", "/dev",
+    args += ["--ro-bind", str(script), _SANDBOX_HARNESS, "--proc", "/proc", "--dev", "/dev",
              "--bind", str(work), _SANDBOX_WORK, "--chdir", _SANDBOX_WORK, "--clearenv"]
     for key, value in _child_env(_SANDBOX_WORK).items():
         args += ["--setenv", key, value]
@@ -178,35 +180,48 @@ def _own_process_count() -> int:
     return count
 
 
+NO_BWRAP_ADVICE = ("install the bubblewrap package; only `dpo-tui tasks check` can run without it, "
+                   "with --unsandboxed")
+
+
 def run_tests(task: Task, program: str, *, limits: Limits | None = None,
               sandbox: Sandbox | None = None) -> TestReport:
     """Run all of `task`'s tests on `program` in one sandboxed harness process."""
     limits, sandbox = limits or Limits(), sandbox or Sandbox()
+    started = time.monotonic()
+    backstop = limits.total_wall([c.name for c in task.tests.cases]) + 30
+    raw, error, sandboxed = run_sandboxed(
+        HARNESS_PATH, lambda nproc_base, drop_uid: {"program": program, "tests": task.tests.payload(),
+                                                    "limits": limits.payload(nproc_base), "drop_uid": drop_uid},
+        backstop, sandbox, refusal="refusing to run model-written code")
+    return _report(task, raw, error, limits, sandboxed=sandboxed, seconds=time.monotonic() - started)
+
+
+def run_sandboxed(script: Path, payload: Callable[[int, int | None], dict], backstop: float,
+                  sandbox: Sandbox, *, refusal: str, advice: str = NO_BWRAP_ADVICE) -> tuple[bytes, str, bool]:
+    """Run the stdlib-only `script` under bubblewrap with `payload(nproc_base, drop_uid)` as
+    JSON on stdin (the script applies the limits and drops to `drop_uid` itself). Returns its
+    stdout (what it wrote before a backstop kill, too), an error ("" when it exited 0) and
+    whether it was sandboxed. Without bwrap: SandboxUnavailable unless the sandbox opts in."""
     bwrap = sandbox.resolve()
     if bwrap is None and not sandbox.allow_unsandboxed:
-        raise SandboxUnavailable("bubblewrap (bwrap) is not installed: refusing to run model-written code "
-                                 "(install the bubblewrap package, or opt in with --unsandboxed)")
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {refusal} ({advice})")
     as_root = os.geteuid() == 0
     drop_uid = 200_000 + secrets.randbelow(800_000) if as_root else None
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dpo-tui-run-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
-        os.chmod(tmp, 0o711)  # the harness may run as another uid (unsandboxed, as root)
+        os.chmod(tmp, 0o711)  # the script may run as another uid (unsandboxed, as root)
         if drop_uid is not None:
             os.chown(work, drop_uid, drop_uid)
         if bwrap:
-            cmd = bwrap_command(bwrap, sandbox.python, work, as_root=as_root)
+            cmd = bwrap_command(bwrap, sandbox.python, work, as_root=as_root, script=script)
         else:
-            cmd = [sandbox.python, "-s", "-S", "-B", str(HARNESS_PATH)]
+            cmd = [sandbox.python, "-s", "-S", "-B", str(script)]
         nproc_base = 0 if as_root else _own_process_count()
-        payload = {"program": program, "tests": task.tests.payload(),
-                   "limits": limits.payload(nproc_base), "drop_uid": drop_uid}
-        backstop = limits.total_wall([c.name for c in task.tests.cases]) + 30
-        raw, error = _spawn(cmd, json.dumps(payload).encode(), work if not bwrap else None, backstop,
-                            env=_child_env(str(work)))
-    return _report(task, raw, error, limits, sandboxed=bwrap is not None,
-                   seconds=time.monotonic() - started)
+        raw, error = _spawn(cmd, json.dumps(payload(nproc_base, drop_uid)).encode(), work if not bwrap else None,
+                            backstop, env=_child_env(str(work)))
+    return raw, error, bwrap is not None
 
 
 def _spawn(cmd: list[str], stdin: bytes, cwd: Path | None, backstop: float,
@@ -224,7 +239,8 @@ def _spawn(cmd: list[str], stdin: bytes, cwd: Path | None, backstop: float,
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        proc.communicate() if proc.returncode is None else None
+        if proc.returncode is None:
+            out = proc.communicate()[0] or b""  # what it wrote before the kill
     return out, error
 
 

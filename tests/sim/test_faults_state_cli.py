@@ -48,7 +48,8 @@ def test_sdk_retries_ride_through_429(sim):
 
 def test_429_carries_retry_headers(sim):
     sim.set_faults("429=1")
-    r = httpx.post(sim.base_url + "/v1/chat/completions", json={"model": TURBO7, "messages": HI})
+    r = httpx.post(sim.base_url + "/v1/chat/completions", json={"model": TURBO7, "messages": HI},
+                   headers={"Authorization": "Bearer sim-key"})
     sim.set_faults("")
     assert r.status_code == 429 and float(r.headers["retry-after-ms"]) > 0 and "retry-after" in r.headers
     assert r.headers["x-simulated"] == "true"
@@ -104,7 +105,7 @@ def test_sim_serve_prints_the_url_and_refuses_remote_hosts(tmp_path):
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        r = httpx.get(url + "/v2/supported-models")
+        r = httpx.get(url + "/v2/supported-models", headers={"Authorization": "Bearer k"})
         assert r.status_code == 200 and r.headers["x-simulated"] == "true"
     finally:
         proc.terminate()

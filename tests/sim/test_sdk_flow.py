@@ -13,6 +13,7 @@ from tests.sim.conftest import GCD, dpo_line, write_jsonl
 
 TURBO72 = "Qwen/Qwen2.5-72B-Instruct-Turbo"
 BASE7 = "Qwen/Qwen2.5-7B-Instruct"
+AUTH = {"Authorization": "Bearer sim-key"}
 
 
 def test_chat_seeded_repeat_and_usage(client):
@@ -32,10 +33,10 @@ def test_chat_seeded_repeat_and_usage(client):
 def test_every_response_is_labelled_and_unknown_paths_are_json_404(sim, client):
     raw = client.chat.completions.with_raw_response.create(model=TURBO72, messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-simulated"] == "true"
-    r = httpx.get(sim.base_url + "/v1/nope")
+    r = httpx.get(sim.base_url + "/v1/nope", headers=AUTH)
     assert r.status_code == 404 and r.headers["x-simulated"] == "true"
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
-    r = httpx.get(sim.base_url + "/v1/v1/chat/completions")  # the /v1 trap
+    r = httpx.get(sim.base_url + "/v1/v1/chat/completions", headers=AUTH)  # the /v1 trap
     assert r.status_code == 404
 
 
@@ -166,7 +167,7 @@ def test_dpo_finetune_served_on_a_dedicated_endpoint(sim, tmp_path):
         client.endpoints.delete(ep.id)
     client.endpoints.deployments.delete(dep.id, endpoint_id=ep.id)
     client.endpoints.delete(ep.id)
-    bill = httpx.get(sim.base_url + "/_sim/billing").json()
+    bill = httpx.get(sim.base_url + "/_sim/billing", headers=AUTH).json()
     assert bill["simulated"] is True and bill["total_usd"] > 0  # one started minute of a running replica
 
 
