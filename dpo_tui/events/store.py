@@ -34,6 +34,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 ACTOR_RE = re.compile(r"^(operator:[A-Za-z0-9._@+-]{1,64}|plan|system)$")
 _COLUMNS = "seq, campaign_id, type, schema_version, actor, ts, payload, prev_hash, hash"
+_REASONS: dict[str, str | None] = {}  # event type -> why it is checkpointed at once (None: it is not)
+_UNSEEN = object()
 
 
 def utc_now() -> datetime:
@@ -253,30 +255,39 @@ class EventStore:
                 else:  # first append, or another writer appended since: ask the log (type is indexed)
                     last_cp = conn.execute("SELECT max(seq) FROM event WHERE type = ?",
                                            (checkpoints.CHECKPOINT_TYPE,)).fetchone()[0] or 0
-                rows, stored, mine = [], [], []
+                rows: list[tuple] = []
+                stored: list[StoredEvent] = []
+                added = 0  # checkpoints among `stored`
 
-                def add(type_: str, version: int, actor: str, payload: dict[str, Any], text: str) -> StoredEvent:
-                    nonlocal seq, prev
+                def add_checkpoint(reason: str) -> None:  # rare: not on the per-event path
+                    nonlocal seq, prev, last_cp, added
+                    payload = checkpoints.checkpoint_payload(key, cid, seq, prev, every=every, reason=reason)
+                    text = canonical_json(payload)
+                    seq += 1
+                    digest = event_hash(prev, seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, text)
+                    rows.append((seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, text, prev, digest))
+                    stored.append(StoredEvent(seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, payload,
+                                              prev, digest))
+                    prev, last_cp, added = digest, seq, added + 1
+
+                for type_, version, actor, payload, text in prepared:
                     seq += 1
                     digest = event_hash(prev, seq, cid, type_, version, actor, ts, text)
                     rows.append((seq, cid, type_, version, actor, ts, text, prev, digest))
-                    event = StoredEvent(seq, cid, type_, version, actor, ts, payload, prev, digest)
-                    stored.append(event)
+                    stored.append(StoredEvent(seq, cid, type_, version, actor, ts, payload, prev, digest))
                     prev = digest
-                    return event
-
-                def add_checkpoint(reason: str) -> None:
-                    nonlocal last_cp
-                    payload = checkpoints.checkpoint_payload(key, cid, seq, prev, every=every, reason=reason)
-                    add(checkpoints.CHECKPOINT_TYPE, 1, "system", payload, canonical_json(payload))
-                    last_cp = seq
-
-                reason = seal if seal is not None and head_type != checkpoints.CHECKPOINT_TYPE and seq else None
-                for type_, version, actor, payload, text in prepared:
-                    mine.append(add(type_, version, actor, payload, text))
-                    reason = reason or checkpoints.needs_checkpoint(type_)
                     if seq - last_cp >= every:
                         add_checkpoint("interval")
+                reason = seal if seal is not None and head_type != checkpoints.CHECKPOINT_TYPE and seq else None
+                if reason is None:
+                    reasons = _REASONS
+                    for ev in prepared:
+                        r = reasons.get(ev[0], _UNSEEN)
+                        if r is _UNSEEN:
+                            r = reasons[ev[0]] = checkpoints.needs_checkpoint(ev[0])
+                        if r is not None:
+                            reason = r
+                            break
                 if reason and last_cp != seq:
                     add_checkpoint(reason)
                 if rows:
@@ -290,7 +301,9 @@ class EventStore:
         if stored:
             for listener in self._listeners:
                 listener(stored)
-        return mine if prepared else stored
+        if not prepared:
+            return stored
+        return [e for e in stored if e.type != checkpoints.CHECKPOINT_TYPE] if added else stored
 
     def _prepare(self, ev: NewEvent) -> tuple[str, int, str, dict[str, Any], str]:
         check_actor(ev.actor)
