@@ -25,6 +25,7 @@ Heavy modules (the plan, the stats, serving) are imported only when a rule runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -182,8 +183,9 @@ def _gate_derived(state: CampaignState, event: StoredEvent) -> str | None:
     if decision.decision != p["decision"] or decision.criterion != p["criterion"]:
         return (f"the log says {p['decision']} ({p['criterion']}), but the eval results and the criteria fixed "
                 f"before training give {decision.decision} ({decision.criterion}): {decision.reason}")
-    if not _same(dict(criteria.__dict__), p["criteria"]):
-        return f"the gate's logged criteria {p['criteria']} are not the training plan's {criteria.__dict__}"
+    fixed = dataclasses.asdict(criteria)
+    if not _same({k: fixed.get(k) for k in p["criteria"]}, p["criteria"]):
+        return f"the gate's logged criteria {p['criteria']} are not the training plan's {fixed}"
     return None
 
 

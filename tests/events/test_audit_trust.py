@@ -264,6 +264,17 @@ def test_a_forged_gate_fails_without_the_key_under_its_own_rule(finished, cli, n
     assert "criteria fixed before training give" in report["problems"][0]["message"]
 
 
+def test_criteria_loosened_after_the_fact_fail_without_the_key(finished, cli, no_key):
+    def edit(rows):
+        rows[last_index(rows, "decision.gate")]["payload"]["criteria"]["min_improvement"] = -0.5
+        return rows
+
+    forge(finished, edit)
+    code, report = audit_json(cli, finished)
+    assert code == 1 and "gate-derivation" in rules(report)
+    assert any("not the training plan's" in p["message"] for p in report["problems"])
+
+
 def test_forged_eval_numbers_fail_without_the_key(finished, cli, no_key):
     def edit(rows):
         i = last_index(rows, "eval.results")
