@@ -38,6 +38,17 @@ _REASONS: dict[str, str | None] = {}  # event type -> why it is checkpointed at 
 _UNSEEN = object()
 
 
+def _batch_reason(prepared: Sequence[tuple]) -> str | None:
+    """Why a batch is checkpointed at once (a decision, a stage's end), or None."""
+    for ev in prepared:
+        reason = _REASONS.get(ev[0], _UNSEEN)
+        if reason is _UNSEEN:
+            reason = _REASONS[ev[0]] = checkpoints.needs_checkpoint(ev[0])
+        if reason is not None:
+            return reason
+    return None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -279,15 +290,7 @@ class EventStore:
                     if seq - last_cp >= every:
                         add_checkpoint("interval")
                 reason = seal if seal is not None and head_type != checkpoints.CHECKPOINT_TYPE and seq else None
-                if reason is None:
-                    reasons = _REASONS
-                    for ev in prepared:
-                        r = reasons.get(ev[0], _UNSEEN)
-                        if r is _UNSEEN:
-                            r = reasons[ev[0]] = checkpoints.needs_checkpoint(ev[0])
-                        if r is not None:
-                            reason = r
-                            break
+                reason = reason or _batch_reason(prepared)
                 if reason and last_cp != seq:
                     add_checkpoint(reason)
                 if rows:
