@@ -17,13 +17,39 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DPO_TUI_SHARED", ROOT.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_audit_key(tmp_path_factory: pytest.TempPathFactory):
+    """One audit key for the session, made before any session-scoped campaign is built (those
+    fixtures run outside a test's own environment), so no test ever touches the developer's
+    real ~/.config/dpo-tui/audit.key. Each test gets its own copy (see `_isolated_home`)."""
+    from dpo_tui.events.checkpoint import KEY_ENV, load_or_create_key
+
+    home = tmp_path_factory.mktemp("session-home")
+    key = home / ".config" / "dpo-tui" / "audit.key"
+    load_or_create_key(key)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+        mp.setenv(KEY_ENV, str(key))
+        yield key
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                   _session_audit_key: Path) -> None:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
     monkeypatch.delenv("TOGETHER_BASE_URL", raising=False)
+    # the session's key, copied: campaigns built by session fixtures verify, and a test that
+    # deletes or replaces its key changes nobody else's
+    key = home / ".config" / "dpo-tui" / "audit.key"
+    key.parent.mkdir(mode=0o700, parents=True)
+    key.write_bytes(_session_audit_key.read_bytes())
+    key.chmod(0o600)
+    monkeypatch.setenv("DPO_TUI_AUDIT_KEY_FILE", str(key))
+    monkeypatch.delenv("DPO_TUI_CHECKPOINT_EVERY", raising=False)
 
 
 @pytest.fixture
@@ -76,3 +102,28 @@ def small_demo_plan(**more: str) -> str:
     for old, new in more.items():
         text = text.replace(old, new)
     return text
+
+
+@pytest.fixture(scope="session")
+def finished_demo_template(tmp_path_factory: pytest.TempPathFactory, _session_audit_key: Path) -> Path:
+    """A small demo campaign run through every stage (the gate decided) on the embedded
+    simulator, under the session's audit key. Copy it (`copy_campaign_file`) before writing."""
+    from dpo_tui.campaign.runner import run_campaign
+
+    folder = tmp_path_factory.mktemp("finished")
+    plan = folder / "plan.toml"
+    plan.write_text(small_demo_plan(**{"seeds = [11, 12, 13]": "seeds = [11, 12]", "k = 3": "k = 2"}))
+    db = folder / "finished.db"
+    result = run_campaign(plan, db, until=None, yes=True)
+    assert result.exit_code == 0, result.message
+    return db
+
+
+def copy_campaign_file(src: Path, dst: Path) -> Path:
+    """A campaign file and its WAL (not its lock, its simulator state or its exports)."""
+    import shutil
+
+    for suffix in ("", "-wal"):
+        if Path(f"{src}{suffix}").exists():
+            shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
+    return dst

@@ -15,6 +15,7 @@ from dpo_tui.domain.gate import GateCriteria, decide
 from dpo_tui.domain.stats import compare
 from dpo_tui.errors import InputError
 from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.fold import CampaignState
 
 ARMS = ("base", "tuned")
 
@@ -48,9 +49,15 @@ def eval_specs(plan: Plan, tasks: PlanTasks, test_ids: list[str], run_id: str,
 
 
 def _outcomes(campaign: Campaign, run_id: str, suite: str) -> tuple[dict, dict]:
+    return outcomes(campaign.state, run_id, suite)
+
+
+def outcomes(state: CampaignState, run_id: str, suite: str) -> tuple[dict, dict]:
+    """Per task, each arm's pass/fail by seed, and each arm's metrics, from the folded rollouts
+    (the runner records them; audit recomputes them from the same log)."""
     per_task: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"base": [], "tuned": []})
     metrics = {arm: {"rollouts": 0, "solved": 0, "iterations_solved": 0, "tokens": 0, "cost_usd": 0.0} for arm in ARMS}
-    recs = sorted((r for r in campaign.state.part(ROLLOUTS).by_id.values()
+    recs = sorted((r for r in state.part(ROLLOUTS).by_id.values()
                    if r.stage == "eval" and r.run_id == run_id and r.suite == suite), key=lambda r: (r.seed, r.rollout_id))
     for rec in recs:
         if rec.finished is None:  # an errored sample is no model failure: it is retried, never counted
@@ -76,19 +83,33 @@ def record_results(campaign: Campaign, plan: Plan, tasks: PlanTasks, run_id: str
     results = {}
     for suite in suite_tasks(plan, tasks, test_ids):
         per_task, metrics = _outcomes(campaign, run_id, suite)
-        comparison = compare({t: v["base"] for t, v in per_task.items()}, {t: v["tuned"] for t, v in per_task.items()},
-                             seed=plan.split.seed, k=plan.eval.k, level=1 - plan.rollback.alpha)
+        comparison = suite_comparison(plan, per_task)
         campaign.append("eval.results", {"run_id": run_id, "suite": suite, "comparison": comparison.to_json(),
                                          "per_task": per_task, "metrics": metrics, "serving": serving}, actor="system")
         results[suite] = comparison
     return results
 
 
-def gate(campaign: Campaign, plan: Plan, run_id: str, results: dict[str, Any]) -> dict[str, Any]:
+def suite_comparison(plan: Plan, per_task: dict[str, dict[str, list[bool]]]):
+    """Base against tuned on one suite, as the plan asks (the runner's and audit's one way)."""
+    return compare({t: v["base"] for t, v in per_task.items()}, {t: v["tuned"] for t, v in per_task.items()},
+                   seed=plan.split.seed, k=plan.eval.k, level=1 - plan.rollback.alpha)
+
+
+def gate_criteria(plan: Plan, results: dict[str, Any]) -> GateCriteria:
     rb = plan.rollback
-    criteria = GateCriteria(primary_suite=rb.primary_suite if rb.primary_suite in results else next(iter(results)),
-                            min_improvement=rb.min_improvement, max_drop=rb.max_drop, alpha=rb.alpha)
-    d = decide(criteria, results)
+    return GateCriteria(primary_suite=rb.primary_suite if rb.primary_suite in results else next(iter(results)),
+                        min_improvement=rb.min_improvement, max_drop=rb.max_drop, alpha=rb.alpha)
+
+
+def gate_decision(plan: Plan, results: dict[str, Any]):
+    """(criteria, decision) of the gate on `results` under the plan's rollback criteria."""
+    criteria = gate_criteria(plan, results)
+    return criteria, decide(criteria, results)
+
+
+def gate(campaign: Campaign, plan: Plan, run_id: str, results: dict[str, Any]) -> dict[str, Any]:
+    criteria, d = gate_decision(plan, results)
     campaign.append("decision.gate", {"run_id": run_id, "decision": d.decision, "criterion": d.criterion,
                                       "reason": d.reason, "criteria": criteria.__dict__,
                                       "plan_hash": campaign.state.part(PLAN).hash}, actor="system")

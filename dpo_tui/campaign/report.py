@@ -11,6 +11,8 @@ import html
 from typing import Any
 
 from dpo_tui.campaign.state_pairs import ordered_funnel
+from dpo_tui.events import checkpoint as checkpoints
+from dpo_tui.events.anchor import anchor_line, make_anchor
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
 
@@ -31,12 +33,18 @@ def _pct(x: float | None) -> str:
 
 def build(campaign: Campaign) -> list[Block]:
     s = campaign.state.to_json()
-    rep = audit(campaign.store)
+    key = checkpoints.load_key()  # read, never created: a report appends nothing
+    rep = audit(campaign.store, key=key)
     simulated = s["plan"]["backend"] == "simulated"
     blocks: list[Block] = [("h", f"Campaign report: {s['campaign']['name']}")]
+    keyed = (f"keyed ({rep.checkpoints.verified} checkpoints verified under key {rep.checkpoints.key_id})"
+             if rep.keyed else "not keyed: a rewritten and re-hashed history cannot be ruled out")
     blocks.append(("p", f"Campaign {s['campaign']['id']}, created {s['campaign']['created_at']} by "
                         f"{s['campaign']['created_by']}. {s['events']} events, head hash {s['head_hash']}. "
-                        f"Audit: {'ok' if rep.ok else f'FAILED at seq {rep.first_bad_seq}'}. Plan hash {s['plan']['hash']}."))
+                        f"Audit: {'ok' if rep.ok else f'FAILED at seq {rep.first_bad_seq}'}, {keyed}. "
+                        f"Plan hash {s['plan']['hash']}."))
+    blocks.append(("p", "Anchor (keep it elsewhere; `dpo-tui audit --anchor FILE` checks the log still holds "
+                        "this prefix): " + anchor_line(make_anchor(campaign.store, key))))
     if simulated:
         blocks.append(("p", "Backend: SIMULATED (the embedded Together simulator). Every figure below comes from "
                             "the simulator, not from Together."))

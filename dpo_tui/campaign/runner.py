@@ -532,7 +532,10 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
             ctx.stages[stage] = "not built yet"
             continue
         try:
-            await func(ctx)
+            try:
+                await func(ctx)
+            finally:  # a stage's end, however it ended, is under a keyed checkpoint
+                ctx.campaign.seal("stage")
         except Waiting as exc:
             ctx.stages[stage] = "waiting"
             return EXIT_WAITING, "waiting", exc.message

@@ -11,7 +11,13 @@ Checks, each reported with its rule name:
   schema-version  the payload's version is one this dpo-tui can read
   payload-schema  the (upcast) payload fits its type
   append-only     the UPDATE and DELETE triggers are in place
-  ... plus every invariant that stages register with `fold.invariant`.
+  checkpoint      each chain.checkpoint names the event just before it and that event's hash;
+                  with the operator's key its HMAC verifies; every decision.* event is
+                  under a checkpoint, and no more than `every` events pass without one
+  anchor          (with --anchor) the log still holds the anchored prefix: the event at the
+                  anchor's seq has the anchor's hash (and campaign id, and MAC under the key)
+  ... plus every invariant that stages register with `fold.invariant` (the re-derivations
+  among them: gate-derivation, funnel-derivation, spend-derivation, export-derivation).
 Unknown event types are warnings, not failures: a newer dpo-tui may have written them.
 """
 
@@ -21,8 +27,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events.chain import GENESIS_HASH, event_hash
-from dpo_tui.events.fold import apply, invariants_for, new_state
+from dpo_tui.events.fold import Note, apply, invariants_for, new_state
 from dpo_tui.events.store import ACTOR_RE, EventStore, StoredEvent
 from dpo_tui.events.types import NewerSchemaError, spec_for, upcast, validate_stored
 
@@ -38,11 +45,33 @@ class Problem:
 
 
 @dataclass
+class Checkpoints:
+    """What audit could check of the keyed checkpoints."""
+
+    key_id: str | None = None  # the key audit had (None: no key at its path)
+    count: int = 0
+    verified: int = 0
+    other_key: int = 0  # made under another key than the one audit had: not verified
+    last_seq: int | None = None  # the last event a checkpoint covers
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
 class AuditReport:
     events: int = 0
     head_hash: str = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
+    anchor: dict | None = None  # the anchor checked, when one was given
+
+    @property
+    def keyed(self) -> bool:
+        """True when every checkpoint in the log verified under the operator's key."""
+        c = self.checkpoints
+        return c.key_id is not None and c.count > 0 and c.verified == c.count
 
     @property
     def ok(self) -> bool:
@@ -53,9 +82,27 @@ class AuditReport:
         seqs = [p.seq for p in self.problems if p.seq is not None]
         return min(seqs) if seqs else None
 
+    def limits(self) -> list[str]:
+        """What this audit could not rule out, in plain words."""
+        out = []
+        if not self.keyed:
+            why = ("no audit key at its path" if self.checkpoints.key_id is None else
+                   "no checkpoint in the log" if not self.checkpoints.count else
+                   f"{self.checkpoints.other_key} checkpoint(s) made under another key")
+            out.append(f"not keyed ({why}): a history rewritten and re-hashed with the published formula "
+                       "cannot be ruled out")
+        elif self.checkpoints.last_seq is not None and self.checkpoints.last_seq < self.events:
+            out.append(f"events after seq {self.checkpoints.last_seq} (the last checkpoint) are covered by the "
+                       "hash chain only")
+        if self.anchor is None:
+            out.append("no anchor: a missing tail (the newest events deleted) cannot be ruled out")
+        return out
+
     def to_json(self) -> dict:
         return {"ok": self.ok, "first_bad_seq": self.first_bad_seq, "events": self.events,
-                "head_hash": self.head_hash, "problems": [asdict(p) for p in self.problems],
+                "head_hash": self.head_hash, "keyed": self.keyed, "checkpoints": self.checkpoints.to_json(),
+                "anchor": self.anchor, "cannot_rule_out": self.limits(),
+                "problems": [asdict(p) for p in self.problems],
                 "warnings": [asdict(p) for p in self.warnings]}
 
 
@@ -66,7 +113,81 @@ def _check_triggers(store: EventStore, report: AuditReport) -> None:
             report.problems.append(Problem(None, "append-only", f"trigger {name} is missing: the log could be edited"))
 
 
-def audit(store: EventStore) -> AuditReport:
+class _CheckpointCheck:
+    """Checkpoints as audit meets them: each verified at its own seq, and the log's coverage."""
+
+    def __init__(self, report: AuditReport, key: bytes | None, campaign_id: str, problem) -> None:
+        self.report, self.key, self.cid, self.problem = report, key, campaign_id, problem
+        self.key_id = checkpoints.key_id(key) if key is not None else None
+        report.checkpoints.key_id = self.key_id
+        self.last_cp, self.every = 0, checkpoints.DEFAULT_EVERY
+        self.uncovered: int | None = None  # the first decision not yet under a checkpoint
+
+    def event(self, seq: int, type_: str) -> None:
+        if checkpoints.needs_checkpoint(type_) == "decision" and self.uncovered is None:
+            self.uncovered = seq
+
+    def checkpoint(self, seq: int, row_prev: str, payload: dict) -> None:
+        c = self.report.checkpoints
+        c.count += 1
+        covered, head, every = payload["seq"], payload["head_hash"], payload["every"]
+        if covered != seq - 1 or head != row_prev:
+            self.problem(seq, "checkpoint", f"the checkpoint names event {covered} with hash {head[:16]}, but the "
+                                            f"event before it is {seq - 1} with hash {row_prev[:16]}: the history "
+                                            "before it was rewritten")
+        elif self.key is not None and payload["key_id"] == self.key_id:
+            if checkpoints.verify_mac(self.key, self.cid, covered, head, payload["mac"]):
+                c.verified += 1
+            else:
+                self.problem(seq, "checkpoint", f"the checkpoint's HMAC does not verify under key {self.key_id}: "
+                                                f"the history up to seq {covered} was rewritten (or the checkpoint forged)")
+        elif self.key is not None:
+            c.other_key += 1
+            self.report.warnings.append(Problem(seq, "checkpoint", f"made under key {payload['key_id']}, not the key "
+                                                                   f"at hand ({self.key_id}): not verified"))
+        if seq - self.last_cp - 1 > every:
+            self.problem(seq, "checkpoint", f"{seq - self.last_cp - 1} events since the previous checkpoint (at seq "
+                                            f"{self.last_cp}), more than the writer's interval {every}: checkpoints "
+                                            "were removed")
+        self.last_cp, self.every, self.uncovered = seq, every, None
+        c.last_seq = covered
+
+    def end(self, last_seq: int) -> None:
+        if self.uncovered is not None:
+            self.problem(self.uncovered, "checkpoint", "a decision with no checkpoint after it (the writer checkpoints "
+                                                       "every decision in its own transaction): checkpoints were removed")
+        if last_seq - self.last_cp > self.every:
+            self.problem(last_seq, "checkpoint", f"{last_seq - self.last_cp} events after the last checkpoint (seq "
+                                                 f"{self.last_cp}), more than the interval {self.every}: checkpoints "
+                                                 "were removed")
+
+
+def _check_anchor(report: AuditReport, anchor: dict, key: bytes | None, campaign_id: str,
+                  found: tuple[int, str] | None, problem) -> None:
+    seq = anchor["seq"]
+    report.anchor = {"seq": seq, "head_hash": anchor["head_hash"], "mac_verified": None}
+    if anchor["campaign_id"] != campaign_id:
+        problem(seq, "anchor", f"the anchor is of campaign {anchor['campaign_id']}, not {campaign_id}")
+        return
+    if found is None:
+        problem(seq, "anchor", f"the log ends at seq {report.events}, before the anchor's seq {seq}: "
+                               f"its newest events were deleted")
+        return
+    if found[1] != anchor["head_hash"]:
+        problem(seq, "anchor", f"event {seq} has hash {found[1][:16]}, not the anchor's {anchor['head_hash'][:16]}: "
+                               "the history up to it is not the one anchored")
+        return
+    if anchor.get("checkpoint_mac") and key is not None:
+        ok = checkpoints.verify_mac(key, campaign_id, seq, anchor["head_hash"], anchor["checkpoint_mac"])
+        report.anchor["mac_verified"] = ok
+        if not ok:
+            problem(seq, "anchor", "the anchor's checkpoint_mac does not verify under the audit key: it was not "
+                                   "made with this key")
+
+
+def audit(store: EventStore, *, key: bytes | None = None, anchor: dict | None = None) -> AuditReport:
+    """Check the log. `key`: the operator's audit key (None: checkpoints are checked for
+    structure only); `anchor`: a parsed anchor file whose prefix the log must still hold."""
     report = AuditReport()
     _check_triggers(store, report)
     state = new_state()
@@ -75,6 +196,10 @@ def audit(store: EventStore) -> AuditReport:
     def problem(seq: int | None, rule: str, message: str) -> None:
         if len(report.problems) < MAX_PROBLEMS:
             report.problems.append(Problem(seq, rule, message))
+
+    cps = _CheckpointCheck(report, key, store.campaign_id, problem)
+    anchored: tuple[int, str] | None = None
+    last_seq = 0
 
     for row in store.rows():
         seq, cid, type_, version, actor, ts, text, row_prev, row_hash = row
@@ -99,11 +224,17 @@ def audit(store: EventStore) -> AuditReport:
             problem(seq, "actor", f"actor {actor!r} is not operator:<name>, plan or system")
         if not TS_RE.match(ts):
             problem(seq, "ts", f"timestamp {ts!r} is not UTC ISO 8601 with microseconds")
-        expect_seq, prev_hash = seq + 1, row_hash
+        expect_seq, prev_hash, last_seq = seq + 1, row_hash, seq
         report.head_hash = row_hash
+        if anchor is not None and seq == anchor["seq"]:
+            anchored = (seq, row_hash)
         event = _decode(seq, cid, type_, version, actor, ts, text, row_prev, row_hash, problem, report)
         if event is None:
             continue
+        if type_ == checkpoints.CHECKPOINT_TYPE:
+            cps.checkpoint(seq, row_prev, event.payload)
+        else:
+            cps.event(seq, type_)
         try:
             apply(state, event)
         except Exception as exc:  # a payload that validates but breaks a stage's fold
@@ -111,8 +242,13 @@ def audit(store: EventStore) -> AuditReport:
             continue
         for rule, check in invariants_for(type_):
             message = check(state, event)
-            if message:
+            if isinstance(message, Note):
+                report.warnings.append(Problem(seq, rule, str(message)))
+            elif message:
                 problem(seq, rule, message)
+    cps.end(last_seq)
+    if anchor is not None:
+        _check_anchor(report, anchor, key, store.campaign_id, anchored, problem)
     return report
 
 

@@ -37,6 +37,10 @@ class Campaign:
     def append_batch(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         return self.store.append_batch(events)
 
+    def seal(self, reason: str = "stage") -> StoredEvent | None:
+        """A keyed checkpoint of the head now (a stage's end), unless the head is one already."""
+        return self.store.seal(reason)
+
     def refresh(self) -> list[StoredEvent]:
         """Fold events another process appended since (a read-only view of a live run)."""
         new = list(self.store.read(self.state.last_seq, prev=(self.state.last_seq, self.state.head_hash)))

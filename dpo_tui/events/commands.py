@@ -1,15 +1,19 @@
-"""CLI commands over the event log: init, note, replay, audit, events."""
+"""CLI commands over the event log: init, note, replay, audit, anchor, events."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
+from dpo_tui.events import checkpoint as checkpoints
+from dpo_tui.events.anchor import anchor_line, make_anchor, read_anchor
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
@@ -71,15 +75,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    anchor = read_anchor(args.anchor) if args.anchor else None
+    key = checkpoints.load_key()  # never created here: audit only reads
     with open_store(args.db, readonly=True) as store:
-        report = audit(store)
+        report = audit(store, key=key, anchor=anchor)
     if args.json:
         _print_json(report.to_json())
     else:
         for w in report.warnings[:20]:
             print(f"warning: seq {w.seq}: {w.rule}: {w.message}", file=sys.stderr)
+        c = report.checkpoints
         if report.ok:
             print(f"ok: {report.events} events, hash chain and invariants hold (head {report.head_hash[:16]})")
+            if report.keyed:
+                print(f"keyed: {c.verified} checkpoint(s) verified under key {c.key_id} (last covers seq {c.last_seq})")
+            if report.anchor is not None:
+                print(f"anchor: the log still holds the anchored prefix up to seq {report.anchor['seq']}")
         else:
             first = next(p for p in report.problems if p.seq == report.first_bad_seq) \
                 if report.first_bad_seq is not None else report.problems[0]
@@ -87,7 +98,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"FAILED: first bad event {where}: {first.rule}: {first.message}")
             for p in report.problems[1:20]:
                 print(f"  also seq {p.seq}: {p.rule}: {p.message}")
+        for limit in report.limits():
+            print(f"note: {limit}")
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    key = checkpoints.load_key()
+    with open_store(args.db, readonly=True) as store:
+        line = anchor_line(make_anchor(store, key))
+    if args.out:
+        out = Path(args.out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(line + "\n")
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise InputError(f"--out {out}: cannot write the anchor ({exc.strerror or exc})") from None
+        print(f"anchor written to {out}: keep it where the campaign's writer cannot edit it", file=sys.stderr)
+    print(line)
+    return EXIT_OK
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -130,8 +160,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="verify the log: hash chain, order, invariants",
                        description="Exit 0 when every check holds, 1 naming the first bad event.")
     p.add_argument("--db", required=True)
-    p.add_argument("--json", action="store_true", help='print {"ok", "first_bad_seq", "problems"}')
+    p.add_argument("--json", action="store_true",
+                   help='print {"ok", "first_bad_seq", "keyed", "checkpoints", "anchor", "problems", ...}')
+    p.add_argument("--anchor", metavar="FILE", help="an anchor file (dpo-tui anchor): fail unless the log still "
+                                                    "holds that prefix")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("anchor", help="print the log's head as an anchor to keep elsewhere",
+                       description="Print {campaign_id, seq, head_hash, checkpoint_mac?, ts} as one JSON line; "
+                                   "`audit --anchor FILE` later proves the log still holds that prefix.")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", metavar="FILE", help="also write the anchor to FILE")
+    p.set_defaults(func=cmd_anchor)
 
     p = sub.add_parser("events", help="dump events for other tools", description="Print events in seq order.")
     p.add_argument("--db", required=True)

@@ -32,8 +32,13 @@ from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import load_plugins, spec_for
 
 Handler = Callable[["CampaignState", StoredEvent], None]
-# An invariant sees the state after `event` was folded; it returns a problem or None.
+# An invariant sees the state after `event` was folded; it returns a problem or None
+# (or a `Note`: something audit could not check, reported as a warning, not a failure).
 Invariant = Callable[["CampaignState", StoredEvent], "str | None"]
+
+
+class Note(str):
+    """An invariant's finding that is a warning, not a failure (e.g. a file it could not read)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from dpo_tui import __version__
 from dpo_tui.errors import InputError, IntegrityError, StoreError
+from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events import migrate
 from dpo_tui.events.chain import GENESIS_HASH, canonical_json, event_hash, has_control_chars
 from dpo_tui.events.table import APPLICATION_ID
@@ -33,6 +34,19 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 ACTOR_RE = re.compile(r"^(operator:[A-Za-z0-9._@+-]{1,64}|plan|system)$")
 _COLUMNS = "seq, campaign_id, type, schema_version, actor, ts, payload, prev_hash, hash"
+_REASONS: dict[str, str | None] = {}  # event type -> why it is checkpointed at once (None: it is not)
+_UNSEEN = object()
+
+
+def _batch_reason(prepared: Sequence[tuple]) -> str | None:
+    """Why a batch is checkpointed at once (a decision, a stage's end), or None."""
+    for ev in prepared:
+        reason = _REASONS.get(ev[0], _UNSEEN)
+        if reason is _UNSEEN:
+            reason = _REASONS[ev[0]] = checkpoints.needs_checkpoint(ev[0])
+        if reason is not None:
+            return reason
+    return None
 
 
 def utc_now() -> datetime:
@@ -105,7 +119,7 @@ class EventStore:
     """One open campaign file. Thread-safe for appends; use `read()` to fold from any seq."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, checkpoint_every: int | None = None) -> None:
         self.path = path
         self.readonly = readonly
         self._conn = conn
@@ -113,6 +127,9 @@ class EventStore:
         self._lock = threading.RLock()  # a listener may append (re-entrant)
         self._listeners: list[Callable[[list[StoredEvent]], None]] = []
         self.campaign_id = self._first_campaign_id()
+        self.checkpoint_every = checkpoints.checkpoint_every() if checkpoint_every is None else checkpoint_every
+        self._key: bytes | None = None  # loaded (or created) by the first append, never by a reader
+        self._last_checkpoint: tuple[int, int] | None = None  # (head seq when known, last checkpoint seq)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -215,37 +232,83 @@ class EventStore:
         return self.append_batch([NewEvent(type_, payload, actor)])[0]
 
     def append_batch(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        """Append all of `events` in one transaction, or none of them."""
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only; nothing can be appended")
+        """Append all of `events` in one transaction, or none of them (with any checkpoint
+        they call for: see checkpoint.py). Returns the caller's events, without checkpoints."""
         prepared = [self._prepare(ev) for ev in events]
         if not prepared:
             return []
+        return self._append(prepared, seal=None)
+
+    def seal(self, reason: str = "seal") -> StoredEvent | None:
+        """Checkpoint the head now (a stage's end), unless it is already a checkpoint."""
+        return (self._append([], seal=reason) or [None])[0]
+
+    def _audit_key(self) -> bytes:
+        if self._key is None:
+            self._key = checkpoints.load_or_create_key()
+        return self._key
+
+    def _append(self, prepared: list[tuple[str, int, str, dict[str, Any], str]], *,
+                seal: str | None) -> list[StoredEvent]:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; nothing can be appended")
+        key = self._audit_key()
         ts = format_ts(self._clock())
+        every, cid = self.checkpoint_every, self.campaign_id
         with self._lock, db_errors(self.path, "appending events"):
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = row if row else (0, GENESIS_HASH)
-                rows, stored = [], []
+                row = conn.execute("SELECT seq, hash, type FROM event ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev, head_type = row if row else (0, GENESIS_HASH, "")
+                if self._last_checkpoint is not None and self._last_checkpoint[0] == seq:
+                    last_cp = self._last_checkpoint[1]
+                else:  # first append, or another writer appended since: ask the log (type is indexed)
+                    last_cp = conn.execute("SELECT max(seq) FROM event WHERE type = ?",
+                                           (checkpoints.CHECKPOINT_TYPE,)).fetchone()[0] or 0
+                rows: list[tuple] = []
+                stored: list[StoredEvent] = []
+                added = 0  # checkpoints among `stored`
+
+                def add_checkpoint(reason: str) -> None:  # rare: not on the per-event path
+                    nonlocal seq, prev, last_cp, added
+                    payload = checkpoints.checkpoint_payload(key, cid, seq, prev, every=every, reason=reason)
+                    text = canonical_json(payload)
+                    seq += 1
+                    digest = event_hash(prev, seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, text)
+                    rows.append((seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, text, prev, digest))
+                    stored.append(StoredEvent(seq, cid, checkpoints.CHECKPOINT_TYPE, 1, "system", ts, payload,
+                                              prev, digest))
+                    prev, last_cp, added = digest, seq, added + 1
+
                 for type_, version, actor, payload, text in prepared:
                     seq += 1
-                    digest = event_hash(prev, seq, self.campaign_id, type_, version, actor, ts, text)
-                    rows.append((seq, self.campaign_id, type_, version, actor, ts, text, prev, digest))
-                    stored.append(StoredEvent(seq, self.campaign_id, type_, version, actor, ts, payload, prev, digest))
+                    digest = event_hash(prev, seq, cid, type_, version, actor, ts, text)
+                    rows.append((seq, cid, type_, version, actor, ts, text, prev, digest))
+                    stored.append(StoredEvent(seq, cid, type_, version, actor, ts, payload, prev, digest))
                     prev = digest
-                conn.executemany(f"INSERT INTO event ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                    if seq - last_cp >= every:
+                        add_checkpoint("interval")
+                reason = seal if seal is not None and head_type != checkpoints.CHECKPOINT_TYPE and seq else None
+                reason = reason or _batch_reason(prepared)
+                if reason and last_cp != seq:
+                    add_checkpoint(reason)
+                if rows:
+                    conn.executemany(f"INSERT INTO event ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._last_checkpoint = (seq, last_cp)
             # folded under the same lock, so appends from two threads (the eval's endpoint
             # meter beside a provisioning poll) fold in seq order, never interleaved
-            for listener in self._listeners:
-                listener(stored)
-        return stored
+            if stored:
+                for listener in self._listeners:
+                    listener(stored)
+        if not prepared:
+            return stored
+        return [e for e in stored if e.type != checkpoints.CHECKPOINT_TYPE] if added else stored
 
     def _prepare(self, ev: NewEvent) -> tuple[str, int, str, dict[str, Any], str]:
         check_actor(ev.actor)
@@ -331,6 +394,7 @@ def create_campaign(path: str | os.PathLike[str], *, name: str, actor: str, forc
         raise InputError(f"{path}: already exists; refusing to overwrite it (pass --force to replace it)")
     if not path.parent.is_dir():
         raise InputError(f"{path.parent}: no such directory")
+    checkpoints.load_or_create_key()  # the first command that appends makes the operator's audit key
     campaign_id = campaign_id or uuid.uuid4().hex
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
     try:

@@ -27,6 +27,7 @@ from dpo_tui.errors import InputError
 # their module here; the store and the core fold stay untouched.
 PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.events.core",
+    "dpo_tui.events.checkpoint",
     "dpo_tui.provider.events",
     "dpo_tui.campaign.state_plan",
     "dpo_tui.campaign.state_budget",
@@ -37,6 +38,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_train",
     "dpo_tui.campaign.state_eval",
     "dpo_tui.campaign.mgmt",
+    "dpo_tui.campaign.rederive",
 )
 
 

@@ -52,6 +52,10 @@ class GuardedCampaign(Campaign):
         with self.lock:
             return super().append_batch(events)
 
+    def seal(self, reason: str = "stage") -> StoredEvent | None:
+        with self.lock:
+            return super().seal(reason)
+
     def refresh(self) -> list[StoredEvent]:
         with self.lock:
             return super().refresh()

@@ -163,13 +163,16 @@ class LogPane(StagePane):
     @work(thread=True, exclusive=True, group="log-verify")
     def _verify(self, db) -> None:  # noqa: ANN001
         from dpo_tui.events.audit import audit
+        from dpo_tui.events.checkpoint import load_key
         from dpo_tui.events.store import open_store
 
         with open_store(db, readonly=True) as store:
-            report = audit(store)
+            report = audit(store, key=load_key())
         if report.ok:
+            keyed = (f"keyed ({report.checkpoints.verified} checkpoints)" if report.keyed
+                     else "not keyed: rewrites cannot be ruled out")
             text = (f"chain: ok - {report.events} events verified (hash chain and invariants), "
-                    f"head {report.head_hash[:12]}")
+                    f"head {report.head_hash[:12]}; {keyed}")
         else:
             first = report.problems[0]
             text = (f"chain: FAILED - first bad event seq {report.first_bad_seq}: {first.rule}: {first.message}"
