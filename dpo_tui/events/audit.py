@@ -122,9 +122,14 @@ class _CheckpointCheck:
         report.checkpoints.key_id = self.key_id
         self.last_cp, self.every = 0, checkpoints.DEFAULT_EVERY
         self.uncovered: int | None = None  # the first decision not yet under a checkpoint
+        # coverage (a checkpoint after every decision, none missing) is required of a log its
+        # campaign.created says was checkpointed, and of an older log from its first checkpoint on
+        self.required = False
 
-    def event(self, seq: int, type_: str) -> None:
-        if checkpoints.needs_checkpoint(type_) == "decision" and self.uncovered is None:
+    def event(self, seq: int, type_: str, payload: dict) -> None:
+        if seq == 1 and type_ == "campaign.created":
+            self.required = bool(payload.get("checkpointed"))
+        if self.required and checkpoints.needs_checkpoint(type_) == "decision" and self.uncovered is None:
             self.uncovered = seq
 
     def checkpoint(self, seq: int, row_prev: str, payload: dict) -> None:
@@ -145,14 +150,16 @@ class _CheckpointCheck:
             c.other_key += 1
             self.report.warnings.append(Problem(seq, "checkpoint", f"made under key {payload['key_id']}, not the key "
                                                                    f"at hand ({self.key_id}): not verified"))
-        if seq - self.last_cp - 1 > every:
+        if self.required and seq - self.last_cp - 1 > every:
             self.problem(seq, "checkpoint", f"{seq - self.last_cp - 1} events since the previous checkpoint (at seq "
                                             f"{self.last_cp}), more than the writer's interval {every}: checkpoints "
                                             "were removed")
-        self.last_cp, self.every, self.uncovered = seq, every, None
+        self.last_cp, self.every, self.uncovered, self.required = seq, every, None, True
         c.last_seq = covered
 
     def end(self, last_seq: int) -> None:
+        if not self.required:
+            return
         if self.uncovered is not None:
             self.problem(self.uncovered, "checkpoint", "a decision with no checkpoint after it (the writer checkpoints "
                                                        "every decision in its own transaction): checkpoints were removed")
@@ -234,7 +241,7 @@ def audit(store: EventStore, *, key: bytes | None = None, anchor: dict | None = 
         if type_ == checkpoints.CHECKPOINT_TYPE:
             cps.checkpoint(seq, row_prev, event.payload)
         else:
-            cps.event(seq, type_)
+            cps.event(seq, type_, event.payload)
         try:
             apply(state, event)
         except Exception as exc:  # a payload that validates but breaks a stage's fold

@@ -25,6 +25,7 @@ class CampaignCreated(Payload):
     name: str = Field(min_length=1)
     created_at: str
     dpo_tui_version: str
+    checkpointed: bool = False  # written by a version that checkpoints: audit then requires the checkpoints
 
 
 @event_type("note.added", version=1)

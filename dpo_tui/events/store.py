@@ -405,7 +405,8 @@ def create_campaign(path: str | os.PathLike[str], *, name: str, actor: str, forc
             # The first event is written before the store exists (the store reads its id from it).
             ts = format_ts(clock())
             version, payload = validate_new("campaign.created", {
-                "campaign_id": campaign_id, "name": name.strip(), "created_at": ts, "dpo_tui_version": __version__})
+                "campaign_id": campaign_id, "name": name.strip(), "created_at": ts, "dpo_tui_version": __version__,
+                "checkpointed": True})
             text = canonical_json(payload)
             digest = event_hash(GENESIS_HASH, 1, campaign_id, "campaign.created", version, actor, ts, text)
             conn.execute(f"INSERT INTO event ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -345,3 +345,18 @@ def test_every_management_call_is_an_api_completed_event(finished):
     polled = [p for p in done if p["what"] == "fine_tuning.retrieve"]
     assert polled and all(p["ids"]["arg0"] == create["ids"]["result"] for p in polled)
     assert polled[-1]["result_status"] == "completed"
+
+
+def test_a_log_written_before_checkpoints_existed_audits_clean_and_says_it_is_not_keyed(finished, cli):
+    """An older campaign (its campaign.created does not say checkpointed, no checkpoint in it)
+    is not failed for lacking what its writer never wrote; audit says rewrites cannot be ruled
+    out. (The same rows with `checkpointed` left on are the removal attack above.)"""
+    def as_old(rows: list[dict]) -> list[dict]:
+        rows = [r for r in rows if r["type"] != "chain.checkpoint"]
+        rows[0]["payload"] = {k: v for k, v in rows[0]["payload"].items() if k != "checkpointed"}
+        return rows
+
+    forge(finished, as_old)
+    code, report = audit_json(cli, finished)
+    assert code == 0, report["problems"]
+    assert report["keyed"] is False and report["cannot_rule_out"]
