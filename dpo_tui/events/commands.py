@@ -91,6 +91,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 print(f"keyed: {c.verified} checkpoint(s) verified under key {c.key_id} (last covers seq {c.last_seq})")
             if report.anchor is not None:
                 print(f"anchor: the log still holds the anchored prefix up to seq {report.anchor['seq']}")
+            for limit in report.limits():  # what a clean audit could not rule out (moot once it failed)
+                print(f"note: {limit}")
         else:
             first = next(p for p in report.problems if p.seq == report.first_bad_seq) \
                 if report.first_bad_seq is not None else report.problems[0]
@@ -98,8 +100,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"FAILED: first bad event {where}: {first.rule}: {first.message}")
             for p in report.problems[1:20]:
                 print(f"  also seq {p.seq}: {p.rule}: {p.message}")
-        for limit in report.limits():
-            print(f"note: {limit}")
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 

@@ -121,6 +121,8 @@ def extract_program(reply: str | None) -> ExtractResult:
     else the last untagged block, else an unclosed block, else the whole reply if it is code."""
     if not reply or not reply.strip():
         return ExtractResult(None, "the reply was empty")
+    # a lone surrogate (no JSON body carries one, but a str may) cannot reach the sandbox or the log
+    reply = reply.encode("utf-8", "replace").decode("utf-8")
     if len(reply) > MAX_REPLY_CHARS:
         return ExtractResult(None, f"the reply was too long ({len(reply)} characters)")
     if _looks_binary(reply):

@@ -80,16 +80,20 @@ def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operato
     t.keys("n")
     t.keys("7")
     t.wait_for("chain:")  # the Log pane is up before its filter is focused
-    for _ in range(3):  # on a loaded machine a key can beat the focus: retype until the field shows it
-        t.keys("/")
+    def typed(s: str) -> bool:  # the field holds exactly the filter: no placeholder, no stray '/'
+        return "filter: type:call.completed" not in s and any(
+            line.strip() == "actor:operator" for line in s.splitlines())
+
+    for _ in range(3):  # on a loaded machine a key can beat the focus: clear and retype until the field shows it
+        t.keys("/", "C-u")
         t.type("actor:operator")
         try:
-            t.wait_for(lambda s: "filter: type:call.completed" not in s, timeout=10)  # the placeholder is gone
+            t.wait_for(typed, timeout=30)
             break
         except AssertionError:
             t.keys("Escape")
     t.keys("Escape")
-    screen = t.wait_for("decision.recorded")
+    screen = t.wait_for("decision.recorded", timeout=120)
     assert "split.approved" in screen
     t.keys("q")
     if not t.dead():
