@@ -161,3 +161,16 @@ def test_the_gate_criteria_invariant_names_a_changed_criterion_and_ignores_other
             assert (problem is not None) == bad, (change, problem)
             if bad:
                 assert ("rollback" if section == "rollback" else key) in problem
+
+
+def test_the_demos_try_next_lines_name_a_program_this_shell_can_run(monkeypatch, tmp_path):
+    import sys
+
+    from dpo_tui.campaign.cli import program_name
+
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the README's setup does not put .venv/bin on PATH
+    monkeypatch.chdir(bin_dir.parent.parent)
+    assert program_name() == str(Path(bin_dir.parent.name) / bin_dir.name / "dpo-tui")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")  # an activated venv
+    assert program_name() == "dpo-tui"
