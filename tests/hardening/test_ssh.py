@@ -80,11 +80,10 @@ def test_the_console_over_ssh_shows_the_campaign_and_answers_keys(sshd, tmp_path
            "root@127.0.0.1", remote]
     t = Tmux(ssh, cwd=tmp_path)
     try:
-        screen = t.wait_for("$ est", timeout=60)
-        assert "[simulated]" in screen and "calls" in screen, screen
+        # waited on until all of it is drawn: a pane is mounted before its table is filled
+        t.wait_for(lambda s: all(x in s for x in ("$ est", "[simulated]", "calls")), timeout=60)
         t.keys("2")
-        screen = t.wait_for(lambda s: "leak" in s and "fixtures/" in s)
-        assert "frozen" in screen and " train " in screen, screen
+        t.wait_for(lambda s: all(x in s for x in ("leak", "fixtures/", "frozen", " train ")))
         t.keys("7")
         screen = t.wait_for("chain: ok")
         t.keys("q")
