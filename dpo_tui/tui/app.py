@@ -19,6 +19,7 @@ from typing import Any
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from dpo_tui.campaign.progress import Progress
@@ -76,6 +77,14 @@ class TuiProgress(Progress):
         pass
 
 
+class MainScreen(Screen):
+    """The console's own screen: when a dialog closes, focus goes back to the visible pane
+    (Textual would restore a widget that may since have been hidden or removed)."""
+
+    def on_screen_resume(self) -> None:
+        self.app.call_after_refresh(self.app.focus_active_pane)  # type: ignore[attr-defined]
+
+
 class DpoApp(OperatorActions, App):
     CSS_PATH = "app.tcss"
     TITLE = "dpo-tui"
@@ -104,6 +113,9 @@ class DpoApp(OperatorActions, App):
         self._dirty: set[str] = set()
 
     # -- layout ----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         yield CampaignHeader(id="header")
@@ -183,6 +195,7 @@ class DpoApp(OperatorActions, App):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         key = event.pane.id
+        self.call_after_refresh(self.focus_active_pane)
         pane = self.pane(key)
         if not pane.loaded:
             self._dirty.discard(key)
@@ -214,13 +227,25 @@ class DpoApp(OperatorActions, App):
 
     def action_show_stage(self, key: str) -> None:
         self.query_one("#stages", TabbedContent).active = key
-        pane = self.pane(key)
-        table = pane.query(DataTable).first() if pane.query(DataTable) else None
-        target = table or pane
-        # focus now, not after queued keys: "7" then "/" typed fast must reach the Log pane
-        self.screen.set_focus(target)
-        if self.focused is not target:
-            target.focus()
+        # focus now, not after queued keys: "7" then "/" typed fast must reach the Log pane;
+        # and again once the switch is drawn, in case the pane could not take focus yet
+        self.focus_active_pane()
+        self.call_after_refresh(self.focus_active_pane)
+
+    def focus_active_pane(self) -> None:
+        """The one focus rule: outside a dialog, focus is in the visible pane (its table, or
+        the pane itself), so that pane's keys work and its footer shows. An input of the
+        visible pane keeps focus while the operator types in it."""
+        if self.screen is not self.screen_stack[0] or not self.query("#stages"):
+            return  # a dialog is up (it has its own focus), or the app is shutting down
+        pane = self.pane(self.active_stage)
+        focused = self.screen.focused
+        if isinstance(focused, Input) and pane in focused.ancestors:
+            return
+        tables = pane.query(DataTable)
+        target = tables.first() if tables else pane
+        if focused is not target:
+            self.screen.set_focus(target)
 
     def action_log_filter(self) -> None:
         self.action_show_stage("log")
@@ -236,7 +261,8 @@ class DpoApp(OperatorActions, App):
 
     def action_leave_input(self) -> None:
         if isinstance(self.focused, Input):
-            self.set_focus(None)
+            self.screen.set_focus(None)
+            self.focus_active_pane()  # back to the pane: its keys work again at once
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in WRITE_ACTIONS and self.session.readonly:

@@ -104,3 +104,32 @@ async def test_rollout_conversation_and_event_payload(demo_db):
         await settle(pilot, 0.1)
         body = str(app.screen.query_one("#text-body").render())
         assert "split.approved v1" in body and '"hash":' in body and "actor plan" in body
+
+
+async def test_focus_goes_back_to_the_visible_pane_after_an_input_or_a_dialog(demo_db):
+    """Issue 19 (keys): Escape out of the filter, or a dialog closing, leaves the focus in the
+    visible pane, so its keys work at once and its footer shows them (not `q Quit` alone)."""
+    from textual.widgets import DataTable, Input
+
+    app = make_app(demo_db, readonly=True)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("7")
+        await settle(pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.focused, Input)
+        await pilot.press("escape")
+        await pilot.pause()
+        log_table = app.pane("log").query_one(DataTable)
+        assert app.focused is log_table
+        assert "Verify chain" in screen_text(app)  # the Log pane's keys are in the footer again
+        await pilot.press("3")
+        await settle(pilot, 0.1)
+        await pilot.press("enter")  # a rollout's conversation: a dialog
+        await settle(pilot, 0.1)
+        assert "Rollout fixtures/" in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot, 0.1)
+        rollouts = app.pane("rollouts")
+        assert app.focused is not None and rollouts in app.focused.ancestors_with_self

@@ -60,10 +60,6 @@ def test_keys_1_to_7_show_every_stage(demo_db, term):
     assert "Traceback" not in t.capture()
 
 
-@pytest.mark.xfail(reason="known console bug (issue 19, keys): after the quit dialog while rollouts run, "
-                          "'7' shows the Log pane but '/' does not reach its filter in tmux; failed on every run "
-                          "of this session, also on branches with none of the cap work: to be fixed with issue 19",
-                   strict=False)
 def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operator(split_db, term):
     t = term("--db", str(split_db), cwd=split_db.parent)
     t.wait_for("$ est")
