@@ -32,7 +32,7 @@ from dpo_tui.events.core import SPEND
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
 
-METER_LAG_S = 5.0  # the endpoint meter books a minute within one tick (0.5 s) of its start: this allows ten
+METER_LAG_S = 30.0  # the meter books a minute within one tick (0.5 s) of its start; a kill or a busy loop may delay it
 STAGES = ("pilot", "rollouts", "eval", "training", "endpoint", "management")
 
 
