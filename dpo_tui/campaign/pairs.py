@@ -7,6 +7,7 @@ import json
 import os
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.state_pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state_tasks import logged_task
 from dpo_tui.campaign.suites import PlanTasks
 from dpo_tui.domain.export import check_together_jsonl, jsonl_bytes, program_reply, sha256, together_line, trl_line
 from dpo_tui.domain.pairs import Pair, PairFilters, RolloutOutcome, build_pairs, filter_pairs
@@ -48,15 +50,51 @@ def rollout_outcomes(campaign: Campaign, train: set[str]) -> list[RolloutOutcome
 def first_prompt(campaign: Campaign, task, templates: agent.PromptTemplates | None = None) -> list[dict]:
     """The first prompt the rollouts of `task` saw, from the log alone: the task as logged in
     `tasks.snapshot` (not the suite file as it is now) and its logged baseline report."""
-    from dpo_tui.campaign.engine import report_from_dict
-    from dpo_tui.campaign.state_tasks import logged_task
-
     task = logged_task(campaign.state, task.id) or task
     seq = campaign.state.part(ROLLOUTS).baselines.get(task.id)
     if seq is None:
         raise InputError(f"task {task.id} has no baseline test report in the log")
-    report = report_from_dict(campaign.store.event_at(seq).payload["report"])
-    return agent.initial_messages(task, report, templates)
+    return prompt_for(task, campaign.store.event_at(seq).payload["report"], templates)
+
+
+def prompt_for(task, baseline_report: dict[str, Any], templates: agent.PromptTemplates | None = None) -> list[dict]:
+    """The first prompt of `task` given its logged baseline report (`task.baseline`): the one
+    function the export writer and audit's rebuild both use."""
+    from dpo_tui.campaign.engine import report_from_dict
+
+    return agent.initial_messages(task, report_from_dict(baseline_report), templates)
+
+
+@dataclass(frozen=True)
+class ExportLine:
+    """One kept pair as the export writes it: its lineage, its prompt and both final programs."""
+
+    pair_id: str
+    task_id: str
+    chosen_rollout: str
+    rejected_rollout: str
+    chosen_score: float
+    rejected_score: float
+    prompt: list[dict]
+    chosen_program: str
+    rejected_program: str
+
+
+def export_blobs(lines: list[ExportLine], label_swap: bool) -> dict[str, bytes]:
+    """The exact bytes of the Together JSONL, the TRL JSONL and the manifest for `lines`, in
+    order. The writer (`export`) writes these; audit rebuilds them from the log and compares
+    their sha256 with the logged ones (campaign/rederive.py, export-derivation)."""
+
+    def answers(x: ExportLine) -> tuple[str, str]:
+        good, bad = program_reply(x.chosen_program), program_reply(x.rejected_program)
+        return (bad, good) if label_swap else (good, bad)
+
+    together = [together_line(x.prompt, *answers(x)) for x in lines]
+    trl = [trl_line(x.prompt, *answers(x)) for x in lines]
+    manifest = [{"line": i + 1, "pair_id": x.pair_id, "task_id": x.task_id, "chosen_rollout": x.chosen_rollout,
+                 "rejected_rollout": x.rejected_rollout, "chosen_score": x.chosen_score,
+                 "rejected_score": x.rejected_score, "label_swap": label_swap} for i, x in enumerate(lines)]
+    return {"together": jsonl_bytes(together), "trl": jsonl_bytes(trl), "manifest": jsonl_bytes(manifest)}
 
 
 def _filters(plan: Plan) -> PairFilters:
@@ -77,7 +115,9 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
         return prompt + int(tokenizer.count_completion(program_reply(p.chosen.program))) + \
             int(tokenizer.count_completion(program_reply(p.rejected.program)))
 
-    test_programs = [tasks.pool[t].buggy_program for t in split.split.test if t in tasks.pool]
+    # the test split's programs as logged at split time (`tasks.snapshot`), not the suite file now
+    test_programs = [t.buggy_program for t in (logged_task(campaign.state, tid) or tasks.pool.get(tid)
+                                               for tid in split.split.test) if t is not None]
     state: PairsState = campaign.state.part(PAIRS)
     result = filter_pairs(pairs, filters or _filters(plan), pair_tokens=pair_tokens, test_tasks=set(split.split.test),
                           test_programs=test_programs, decisions={**state.decisions, **(extra_decisions or {})})
@@ -148,16 +188,10 @@ def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor
     if not result.kept:
         raise InputError(f"no pairs survive the filters (funnel {result.funnel}); nothing to export")
 
-    def answers(p: Pair) -> tuple[str, str]:
-        good, bad = program_reply(p.chosen.program), program_reply(p.rejected.program)
-        return (bad, good) if label_swap else (good, bad)
-
-    together = [together_line(prompts[p.task_id], *answers(p)) for p in result.kept]
-    trl = [trl_line(prompts[p.task_id], *answers(p)) for p in result.kept]
-    manifest = [{"line": i + 1, "pair_id": p.pair_id, "task_id": p.task_id, "chosen_rollout": p.chosen.rollout_id,
-                 "rejected_rollout": p.rejected.rollout_id, "chosen_score": p.chosen.score,
-                 "rejected_score": p.rejected.score, "label_swap": label_swap} for i, p in enumerate(result.kept)]
-    data = jsonl_bytes(together)
+    blobs = export_blobs([ExportLine(p.pair_id, p.task_id, p.chosen.rollout_id, p.rejected.rollout_id, p.chosen.score,
+                                     p.rejected.score, prompts[p.task_id], p.chosen.program, p.rejected.program)
+                          for p in result.kept], label_swap)
+    data = blobs["together"]
     check = check_together_jsonl(data)
     if not check.ok:
         line, rule = check.problems[0]
@@ -166,7 +200,6 @@ def export(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, actor
     stem = f"{campaign.store.path.stem}.{'swapped-' if label_swap else ''}pairs-{sha256(data)[:12]}"
     paths = {"together": out_dir / f"{stem}.together.jsonl", "trl": out_dir / f"{stem}.trl.jsonl",
              "manifest": out_dir / f"{stem}.manifest.jsonl"}
-    blobs = {"together": data, "trl": jsonl_bytes(trl), "manifest": jsonl_bytes(manifest)}
     for key, path in paths.items():
         _write_atomic(path, blobs[key])
     payload = {"split_hash": split.frozen_hash, "pairs": len(result.kept),

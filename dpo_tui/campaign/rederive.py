@@ -15,18 +15,20 @@ chain was re-hashed and no key is at hand. Each is an audit rule of its own:
   spend-derivation   each rollout.finished: its calls, tokens and cost are the sums of its
                      completed calls; each endpoint.stopped: cost = minutes x the logged price,
                      minutes no more than its logged start-to-stop time bills
-  export-derivation  each pairs.exported: its pair count and funnel are the latest build's;
-                     its files, where they still exist, hash to the logged sha256s, the
-                     manifest names the kept pairs, and each line's answers are the logged
-                     rollouts' final programs (the prompts are rebuilt from the suite files,
-                     which the log does not hold: they are not compared)
+  export-derivation  each pairs.exported: its pair count and funnel are the latest build's,
+                     its pair_ids the build's kept pairs; the exact bytes of its Together
+                     JSONL, TRL JSONL and manifest are rebuilt from the log alone (the prompts
+                     from `tasks.snapshot` and `task.baseline`, the answers from the pairs'
+                     rollouts' final programs, with the writer's own `pairs.export_blobs`)
+                     and hash to the logged sha256s; its files, where they still exist, too
+  spend-by-stage     (campaign/rederive_spend.py) spend by stage recomputed from the calls and
+                     the endpoint billing, against every figure the log states about it
 Heavy modules (the plan, the stats, serving) are imported only when a rule runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ class Derivation:
     completed: set[str] = field(default_factory=set)
     by_rollout: dict[str, list[float]] = field(default_factory=dict)  # rollout -> [calls, prompt, completion, usd]
     programs: dict[str, str] = field(default_factory=dict)  # rollout id -> final program
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> its first logged baseline report
 
     def to_json(self) -> dict[str, Any]:
         return {"plans": len(self.plans), "rollouts": len(self.by_rollout)}
@@ -83,6 +86,11 @@ def _call_completed(state: CampaignState, event: StoredEvent) -> None:
     sums[1] += p["usage"]["prompt_tokens"]
     sums[2] += p["usage"]["completion_tokens"]
     sums[3] += p["cost_usd"]
+
+
+@on("task.baseline")
+def _baseline(state: CampaignState, event: StoredEvent) -> None:
+    state.part(DERIVATION).baselines.setdefault(event.payload["task_id"], event.payload["report"])
 
 
 @on("rollout.finished")
@@ -255,9 +263,44 @@ def _file_sha(path: str) -> str | None:
         return None
 
 
+class CannotRebuild(Exception):
+    """The log lacks what the rebuild needs (a log written before tasks were snapshotted)."""
+
+
+def rebuilt_export(state: CampaignState, x: dict[str, Any]) -> dict[str, bytes]:
+    """The bytes of export `x` (a pairs.exported payload) rebuilt from the log alone: the pairs it
+    names in the latest build, their tasks as logged, their baseline reports, their rollouts'
+    final programs, through the writer's own `pairs.export_blobs`. Raises ValueError when the log
+    contradicts the export, CannotRebuild when it lacks a task's snapshot or baseline."""
+    from dpo_tui.campaign.pairs import ExportLine, export_blobs, prompt_for
+    from dpo_tui.campaign.state_tasks import logged_task
+
+    d: Derivation = state.part(DERIVATION)
+    built = state.part(PAIRS).built or {"pairs": []}
+    by_id = {p["pair_id"]: p for p in built["pairs"]}
+    kept = [p["pair_id"] for p in built["pairs"] if p["dropped_by"] is None]
+    ids = x.get("pair_ids")
+    ids = kept if ids is None else ids  # an older log: the writer wrote the kept pairs in build order
+    if sorted(ids) != sorted(kept):
+        raise ValueError(f"its pair_ids are not the kept pairs of the latest build ({len(ids)} named, {len(kept)} kept)")
+    lines = []
+    for pid in ids:
+        p = by_id[pid]
+        task, report = logged_task(state, p["task_id"]), d.baselines.get(p["task_id"])
+        if task is None or report is None:
+            raise CannotRebuild(f"task {p['task_id']} has no {'tasks.snapshot' if task is None else 'task.baseline'}")
+        programs = [d.programs.get(p["chosen"]), d.programs.get(p["rejected"])]
+        if None in programs:
+            raise ValueError(f"pair {pid}: rollout {p['chosen'] if programs[0] is None else p['rejected']} "
+                             "never finished in the log")
+        lines.append(ExportLine(pid, p["task_id"], p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"],
+                                prompt_for(task, report), *programs))
+    return export_blobs(lines, bool(x.get("label_swap")))
+
+
 @invariant("export-derivation", "pairs.exported")
 def _export_derived(state: CampaignState, event: StoredEvent) -> str | None:
-    from dpo_tui.domain.export import program_reply
+    from dpo_tui.domain.export import sha256
 
     p = event.payload
     built = state.part(PAIRS).built
@@ -266,38 +309,19 @@ def _export_derived(state: CampaignState, event: StoredEvent) -> str | None:
     kept = [x for x in built["pairs"] if x["dropped_by"] is None]
     if p["pairs"] != len(kept) or not _same(p["funnel"], built["funnel"]):
         return f"the export names {p['pairs']} pairs and funnel {p['funnel']}; the latest build kept {len(kept)}"
-    missing = []
     for kind in ("together", "trl", "manifest"):
         sha = _file_sha(p[f"{kind}_path"])
-        if sha is None:
-            missing.append(kind)
-        elif sha != p[f"{kind}_sha256"]:
+        if sha is not None and sha != p[f"{kind}_sha256"]:
             return f"the {kind} file {p[f'{kind}_path']} has sha256 {sha[:12]}, not the logged {p[f'{kind}_sha256'][:12]}"
-    if "manifest" not in missing:
-        lines = [json.loads(line) for line in Path(p["manifest_path"]).read_text().splitlines() if line.strip()]
-        expect = [(x["pair_id"], x["task_id"], x["chosen"], x["rejected"]) for x in kept]
-        got = [(m.get("pair_id"), m.get("task_id"), m.get("chosen_rollout"), m.get("rejected_rollout")) for m in lines]
-        if sorted(got) != sorted(expect):
-            return "the manifest's pairs are not the kept pairs of the latest build"
-        if any(bool(m.get("label_swap")) != bool(p.get("label_swap")) for m in lines):
-            return "the manifest's label_swap differs from the export's"
-        if "together" not in missing:
-            programs = state.part(DERIVATION).programs
-            rows = [json.loads(line) for line in Path(p["together_path"]).read_text().splitlines() if line.strip()]
-            if len(rows) != len(lines):
-                return f"the Together file has {len(rows)} lines, the manifest {len(lines)}"
-            for m, row in zip(lines, rows, strict=True):
-                good = program_reply(programs.get(m["chosen_rollout"], ""))
-                bad = program_reply(programs.get(m["rejected_rollout"], ""))
-                if p.get("label_swap"):
-                    good, bad = bad, good
-                try:
-                    answers = (row["preferred_output"][-1]["content"], row["non_preferred_output"][-1]["content"])
-                except (KeyError, IndexError, TypeError):
-                    return f"line {m['line']} of the Together file is not a preference pair"
-                if answers != (good, bad):
-                    return (f"line {m['line']} of the Together file: its answers are not the final programs of "
-                            f"rollouts {m['chosen_rollout']} / {m['rejected_rollout']} in the log")
-    if missing:
-        return Note(f"the export's {', '.join(missing)} file(s) are gone: their sha256 cannot be checked")
+    try:
+        blobs = rebuilt_export(state, p)
+    except CannotRebuild as exc:
+        return Note(f"the export cannot be rebuilt from this log ({exc}): only its files' sha256 were checked")
+    except ValueError as exc:
+        return f"the export cannot be what the log holds: {exc}"
+    for kind in ("together", "trl", "manifest"):
+        again = sha256(blobs[kind])
+        if again != p[f"{kind}_sha256"]:
+            return (f"the {kind} JSONL rebuilt from the log (tasks as logged, baselines, the pairs' final programs) "
+                    f"has sha256 {again[:12]}, not the logged {p[f'{kind}_sha256'][:12]}")
     return None

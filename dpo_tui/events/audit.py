@@ -17,7 +17,8 @@ Checks, each reported with its rule name:
   anchor          (with --anchor) the log still holds the anchored prefix: the event at the
                   anchor's seq has the anchor's hash (and campaign id, and MAC under the key)
   ... plus every invariant that stages register with `fold.invariant` (the re-derivations
-  among them: gate-derivation, funnel-derivation, spend-derivation, export-derivation).
+  among them: gate-derivation, funnel-derivation, spend-derivation, spend-by-stage,
+  export-derivation).
 Unknown event types are warnings, not failures: a newer dpo-tui may have written them.
 """
 

@@ -39,6 +39,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_eval",
     "dpo_tui.campaign.mgmt",
     "dpo_tui.campaign.rederive",
+    "dpo_tui.campaign.rederive_spend",
 )
 
 

@@ -162,3 +162,33 @@ def test_a_campaign_split_before_snapshots_is_checked_against_the_splits_hashes(
             check_unchanged(c.state, gone, tasks.sources)
     finally:
         c.close()
+
+
+def test_the_leakage_filter_reads_the_test_programs_from_the_log(finished_demo_template, tmp_path):
+    """A test task's program edited in the suite after the split into a copy of a kept pair's
+    chosen program (what `load_plan_tasks` would return after that edit) would drop the pair as
+    leaked if the filter read the suite; it reads the logged `tasks.snapshot`, so nothing moves."""
+    import dataclasses
+
+    from dpo_tui.campaign.pairs import compute_pairs
+    from dpo_tui.campaign.state_split import SPLIT
+    from dpo_tui.campaign.suites import PlanTasks
+    from dpo_tui.provider.tokenizer import get_tokenizer
+    from tests.conftest import copy_campaign_file
+
+    db = copy_campaign_file(finished_demo_template, tmp_path / "c.db")
+    plan = load_plan(finished_demo_template.parent / "plan.toml")
+    tasks = load_plan_tasks(plan)
+    tok = get_tokenizer()
+    c = Campaign.open(db, readonly=True)
+    try:
+        pairs, before, _, _ = compute_pairs(c, plan, tasks, tok)
+        kept = before.kept[0]
+        test_id = c.state.part(SPLIT).split.test[0]
+        edited = dataclasses.replace(tasks.pool[test_id], buggy_program=kept.chosen.program)
+        on_disk = PlanTasks({**tasks.pool, test_id: edited}, tasks.heldout, tasks.sources)
+        _, after, _, _ = compute_pairs(c, plan, on_disk, tok)
+    finally:
+        c.close()
+    assert after.dropped.get(kept.pair_id) is None
+    assert after.funnel == before.funnel and [p.pair_id for p in after.kept] == [p.pair_id for p in before.kept]
