@@ -8,15 +8,19 @@ import sys
 
 from pathlib import Path
 
-from dpo_tui.campaign.budget import plan_estimate
-from dpo_tui.campaign.plan import demo_plan_path, load_plan
-from dpo_tui.campaign.runner import STAGES, run_campaign
-from dpo_tui.campaign.suites import load_plan_tasks
+from dpo_tui.campaign.stages import STAGES
 from dpo_tui.errors import EXIT_OK, EXIT_ROLLBACK, InputError
-from dpo_tui.provider.prices import load_prices
+
+# The plan, the runner (with the SDK and the store) and the price table are imported inside
+# each command, not here: `dpo-tui --help` and the other commands start without them.
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.budget import plan_estimate
+    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.suites import load_plan_tasks
+    from dpo_tui.provider.prices import load_prices
+
     prices = load_prices(args.prices)
     plan = load_plan(args.plan, prices=prices)
     tasks = load_plan_tasks(plan)
@@ -58,7 +62,10 @@ def finish(result, fail_on_rollback: bool) -> int:  # noqa: ANN001 - RunResult
 
 
 def cmd_power(args: argparse.Namespace) -> int:
-    from dpo_tui.campaign.power import plan_power, power_lines  # the simulation only when asked for
+    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.power import plan_power, power_lines
+    from dpo_tui.campaign.suites import load_plan_tasks
+    from dpo_tui.provider.prices import load_prices
 
     if args.trials < 50:
         raise InputError(f"--trials: {args.trials} is too few to estimate a rate (at least 50)")
@@ -74,11 +81,15 @@ def cmd_power(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.runner import run_campaign
+
     result = run_campaign(Path(args.plan), Path(args.db), until=args.until, yes=args.yes)
     return finish(result, args.fail_on_rollback)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.runner import run_campaign
+
     overrides = {k: v for k, v in (("dpo_beta", args.dpo_beta), ("learning_rate", args.learning_rate),
                                    ("n_epochs", args.epochs)) if v is not None}
     result = run_campaign(Path(args.plan), Path(args.db), yes=args.yes, run_id=args.run_id,
@@ -103,6 +114,9 @@ def program_name() -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
     db = Path(args.db).expanduser().resolve()
     if args.fresh:
         for leftover in db.parent.glob(f"{db.name}*"):

@@ -33,6 +33,7 @@ from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
+from dpo_tui.campaign.stages import STAGES
 from dpo_tui.campaign.state_budget import BUDGET, plan_cap_applies
 from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
 from dpo_tui.campaign.state_plan import PLAN, changed_fields
@@ -52,7 +53,6 @@ from dpo_tui.provider.provider import Provider
 from dpo_tui.provider.tokenizer import get_tokenizer
 from dpo_tui.tasks.sandbox import Limits
 
-STAGES = ("budget", "split", "rollouts", "pairs", "train", "eval")
 RUN_ID = "run-1"  # the plan's training run; more runs from the same export get their own ids
 
 

@@ -13,6 +13,9 @@ import json
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+# PRAGMA application_id of every campaign file: 'DPOT' in ASCII. Lets dpo-tui tell its
+# own files from other programs' SQLite databases before reading anything else.
+APPLICATION_ID = 0x44504F54
 _sha256 = hashlib.sha256
 
 

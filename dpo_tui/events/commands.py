@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from dpo_tui.events import checkpoint as checkpoints
-from dpo_tui.events.anchor import anchor_line, make_anchor, read_anchor
-from dpo_tui.events.audit import audit
-from dpo_tui.events.campaign import Campaign
-from dpo_tui.events.store import open_store
+
+# The store, the audit and the checkpoint key are imported inside each command, not here:
+# `dpo-tui --help` and every other command then start without SQLAlchemy and Alembic.
 
 
 def operator_actor(name: str | None) -> str:
@@ -35,6 +33,8 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from dpo_tui.events.campaign import Campaign
+
     with Campaign.create(args.db, name=args.name, actor=operator_actor(args.actor), force=args.force) as c:
         info = c.state.to_json()["campaign"]
         print(f"created campaign {info['name']!r} ({info['id']}) in {c.store.path}")
@@ -42,6 +42,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    from dpo_tui.events.campaign import Campaign
+
     if not args.text.strip():
         raise InputError("--text is empty")
     from dpo_tui.provider.secrets import operator_text
@@ -54,6 +56,8 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from dpo_tui.events.campaign import Campaign
+
     with Campaign.open(args.db, readonly=True) as c:
         state = c.state.to_json()
     if args.json:
@@ -75,6 +79,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from dpo_tui.events import checkpoint as checkpoints
+    from dpo_tui.events.anchor import read_anchor
+    from dpo_tui.events.audit import audit
+    from dpo_tui.events.store import open_store
+
     anchor = read_anchor(args.anchor) if args.anchor else None
     key = checkpoints.load_key()  # never created here: audit only reads
     with open_store(args.db, readonly=True) as store:
@@ -104,6 +113,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
+    from dpo_tui.events import checkpoint as checkpoints
+    from dpo_tui.events.anchor import anchor_line, make_anchor
+    from dpo_tui.events.store import open_store
+
     key = checkpoints.load_key()
     with open_store(args.db, readonly=True) as store:
         line = anchor_line(make_anchor(store, key))
@@ -121,6 +134,8 @@ def cmd_anchor(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    from dpo_tui.events.store import open_store
+
     with open_store(args.db, readonly=True) as store:
         types = args.type or None
         out = sys.stdout

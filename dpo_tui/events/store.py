@@ -26,8 +26,7 @@ from dpo_tui import __version__
 from dpo_tui.errors import InputError, IntegrityError, StoreError
 from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events import migrate
-from dpo_tui.events.chain import GENESIS_HASH, canonical_json, event_hash, has_control_chars
-from dpo_tui.events.table import APPLICATION_ID
+from dpo_tui.events.chain import APPLICATION_ID, GENESIS_HASH, canonical_json, event_hash, has_control_chars
 from dpo_tui.events.types import NewerSchemaError, Payload, upcast, validate_new
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from sqlmodel import Field, SQLModel
 
-# PRAGMA application_id of every campaign file: 'DPOT' in ASCII. Lets dpo-tui tell its
-# own files from other programs' SQLite databases before reading anything else.
-APPLICATION_ID = 0x44504F54
+from dpo_tui.events.chain import APPLICATION_ID  # noqa: F401 - where it used to be defined
 
 
 class Event(SQLModel, table=True):

@@ -37,7 +37,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_pairs",
     "dpo_tui.campaign.state_train",
     "dpo_tui.campaign.state_eval",
-    "dpo_tui.campaign.mgmt",
+    "dpo_tui.campaign.state_api",
     "dpo_tui.campaign.rederive",
     "dpo_tui.campaign.rederive_spend",
 )

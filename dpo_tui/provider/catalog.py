@@ -19,10 +19,10 @@ import together
 
 from dpo_tui.errors import InputError
 from dpo_tui.provider.events import Price
+from dpo_tui.provider.needs import NEEDS
 from dpo_tui.provider.prices import PriceTable, load_prices
 
 Need = Literal["serverless", "dedicated", "fine_tuning", "lora"]
-NEEDS: tuple[str, ...] = ("serverless", "dedicated", "fine_tuning", "lora")
 
 
 class UnknownPriceError(InputError):

@@ -11,16 +11,19 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import together
 from pydantic import SecretStr
 
 from dpo_tui.config import SIM_DUMMY_KEY, Settings, load_settings
 from dpo_tui.errors import InputError
-from dpo_tui.provider.catalog import (NEEDS, Availability, PriceBook, availability, check_needs, dedicated_note,
-                                      fetch_catalogue, price_book_for)
-from dpo_tui.provider.client import sync_client
+from dpo_tui.provider.needs import NEEDS
+
+if TYPE_CHECKING:
+    from dpo_tui.provider.catalog import Availability, PriceBook
+
+# The SDK and the catalogue (which imports the SDK and the store) are imported inside the
+# commands that call the API, not here: `dpo-tui --help` starts without them.
 from dpo_tui.provider.secrets import Redactor
 from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
 
@@ -82,6 +85,11 @@ def _redacted_error(settings: Settings, exc: BaseException) -> str:
 
 
 def _load_catalogue(settings: Settings) -> tuple[list[Any] | None, str | None]:
+    import together
+    
+    from dpo_tui.provider.catalog import fetch_catalogue
+    from dpo_tui.provider.client import sync_client
+
     try:
         return fetch_catalogue(sync_client(settings)), None
     except (together.APIError, OSError) as exc:
@@ -92,6 +100,8 @@ def _load_catalogue(settings: Settings) -> tuple[list[Any] | None, str | None]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from dpo_tui.provider.catalog import availability, check_needs, price_book_for
+
     needs = check_needs(args.need)
     with settings_from(args) as (settings, simulated):
         settings.key_value()
@@ -120,6 +130,8 @@ def _price_json(book: PriceBook, model: str) -> dict[str, Any] | None:
 
 def _print_models(names: list[str], rows: list[Availability | None], book: PriceBook, error: str | None,
                   simulated: bool) -> None:
+    from dpo_tui.provider.catalog import dedicated_note
+
     if simulated:
         print("(simulated: the loopback simulator's catalogue, not Together's)")
     print(f"{'MODEL':<40} {'SERVED AS':<32} {'$IN/1M':>7} {'$OUT/1M':>8}  PRICE SOURCE")
@@ -211,6 +223,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
+    from dpo_tui.provider.catalog import price_book_for
+
     checks = []
     has_key = settings.api_key is not None and bool(settings.api_key.get_secret_value())
     checks.append({"name": "api key", "ok": has_key,
@@ -243,6 +257,10 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
 
 def _whoami(settings: Settings) -> dict[str, Any]:
     """Does the server accept the key? (GET /v3/whoami; costs nothing)"""
+    import together
+    
+    from dpo_tui.provider.client import sync_client
+
     try:
         who = sync_client(settings).whoami()
     except together.AuthenticationError:
@@ -257,6 +275,7 @@ def _whoami(settings: Settings) -> dict[str, Any]:
 
 def _live_call(settings: Settings, model: str, json_out: bool) -> dict[str, Any]:
     from dpo_tui.events.campaign import Campaign
+    from dpo_tui.provider.catalog import price_book_for
     from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
 
     messages = [{"role": "user", "content": "Reply with the single word: ok"}]

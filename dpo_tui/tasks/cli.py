@@ -11,8 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from dpo_tui.tasks.model import Task
 from dpo_tui.tasks.calibrate import calibrate_with_report, run_tests_calibrated
+from dpo_tui.tasks.model import Task
 from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport
 from dpo_tui.tasks.suites import load_suite
 

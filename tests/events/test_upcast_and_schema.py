@@ -96,3 +96,30 @@ def test_sqlmodel_table_matches_the_migrated_schema(tmp_path):
 
 def test_registry_lists_the_core_types():
     assert {"campaign.created", "note.added"} <= set(event_types.known_types())
+
+
+def test_the_revisions_read_without_alembic_are_alembics():
+    """Opening a campaign at head does not import Alembic: the migrations' revisions are read
+    from their scripts, and must be what Alembic itself reads from them."""
+    from dpo_tui.events import migrate
+
+    assert migrate.known_revisions() == migrate.alembic_revisions()
+
+
+def test_commands_on_a_campaign_at_head_start_without_alembic_or_the_sdk(tmp_path):
+    """`--help`, `replay`, `events` and `audit` import neither Alembic, SQLAlchemy nor the
+    together SDK (issue 19: a start that feels instant; every subprocess pays the imports)."""
+    import subprocess
+    import sys
+
+    from dpo_tui.cli import main
+
+    db = tmp_path / "c.db"
+    assert main(["init", "--db", str(db), "--name", "lean"]) == 0
+    probe = ("import sys\nfrom dpo_tui.cli import main\ntry:\n    code = main(sys.argv[1:])\nfinally:\n"
+             "    heavy = sorted(m for m in ('alembic', 'sqlalchemy', 'sqlmodel', 'together', 'textual') if m in sys.modules)\n"
+             "    print('HEAVY', heavy, file=sys.stderr)\nsys.exit(code)\n")
+    for args in (["--help"], ["replay", "--db", str(db)], ["events", "--db", str(db)], ["audit", "--db", str(db)]):
+        res = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (args, res.stderr)
+        assert "HEAVY []" in res.stderr, (args, res.stderr[-500:])
