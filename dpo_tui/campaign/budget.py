@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.domain.costs import BudgetInputs, Estimate, Price, estimate
+from dpo_tui.domain.yields import Outcome
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.prices import PriceTable
 
@@ -50,6 +51,24 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         provisioning_minutes=plan.eval.provisioning_minutes,
         endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s, eval_concurrency=r.concurrency)
+
+
+def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list[Outcome]]:
+    """Each pilot task's finished rollouts as the funnel sees them (passed, score, normalised
+    final program), from the log: what the per-task pair yield and the eval's power use."""
+    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.domain.code import normalized
+
+    by_id = campaign.state.part(ROLLOUTS).by_id
+    out: dict[str, list[Outcome]] = {}
+    for rid in rollout_ids:
+        rec = by_id.get(rid)
+        if rec is None or rec.finished is None:
+            continue
+        f = campaign.store.event_at(rec.finished["seq"]).payload
+        score = f["tests_passed"] / f["tests"] if f.get("tests") else 0.0
+        out.setdefault(rec.task_id, []).append(Outcome(bool(f["passed"]), score, normalized(f["final_program"] or "")))
+    return out
 
 
 def inputs_json(inp: BudgetInputs) -> dict:

@@ -8,7 +8,8 @@ from typing import Any
 from dpo_tui.campaign.budget import budget_inputs, split_sizes
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.domain.costs import estimate
-from dpo_tui.domain.power import PRIOR, suite_power
+from dpo_tui.domain.power import PRIOR, RateModel, suite_power
+from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.prices import PriceTable
 
 POWER = 0.8
@@ -33,25 +34,63 @@ def eval_cost(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, ta
     return round(est.by_stage["eval"].usd + est.by_stage["endpoint"].usd, 4)
 
 
-def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, trials: int = 1000) -> dict[str, Any]:
+def pilot_rates(campaign: Campaign | None) -> RateModel | None:
+    """The eval tasks' pass-rate model from the campaign's pilot (its per-task pass counts),
+    or None when there is no pilot yet or no pilot task ran twice."""
+    from dpo_tui.campaign.budget import pilot_outcomes
+    from dpo_tui.campaign.state_budget import BUDGET
+
+    if campaign is None:
+        return None
+    b = campaign.state.part(BUDGET)
+    if b.calibrated is None or not b.pilot_rollout_ids:
+        return None
+    counts = [(sum(o.passed for o in outs), len(outs)) for outs in pilot_outcomes(campaign, b.pilot_rollout_ids).values()]
+    return RateModel.from_pilot(counts, what=f"the pilot's per-task pass rates")
+
+
+def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, trials: int = 1000,
+               rates: RateModel | None = None) -> dict[str, Any]:
+    """Per eval suite what the planned eval can detect, from `rates` (the pilot's) or the prior."""
     rb, seeds = plan.rollback, len(plan.eval.seeds)
     suites = {}
     for name, tasks in suite_sizes(plan, n_pool, n_heldout).items():
         p = suite_power(tasks, seeds, alpha=rb.alpha, bar=rb.min_improvement, max_drop=rb.max_drop, power=POWER,
-                        trials=trials, seed=plan.split.seed)
+                        trials=trials, seed=plan.split.seed, rates=rates)
         out = p.to_json()
         out["cost_usd"] = (None if p.tasks_needed is None else
                            eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=p.tasks_needed))
         out["planned_cost_usd"] = eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=tasks)
         suites[name] = out
+    used = rates or RateModel()
     return {"alpha": rb.alpha, "power": POWER, "min_improvement": rb.min_improvement, "prior": PRIOR,
+            "source": used.source, "rates": used.label, "mean_pass_rate": used.mean, "between_task_variance": used.spread,
             "trials": trials, "suites": suites}
+
+
+def detect_text(s: dict[str, Any], alpha: float) -> str:
+    """What one suite's planned eval can detect, in words: "can only detect +37 points" or
+    "cannot detect any effect (5 tasks: ...)"."""
+    if s["detectable"]:
+        return f"can only detect +{s['mde'] * 100:.0f} points or more"
+    if s["tasks"] < 64 and 2 ** s["tasks"] * alpha / 2 < 1:
+        return (f"cannot detect any effect ({s['tasks']} tasks: the exact test cannot reject at alpha {alpha:g})")
+    return "cannot detect any effect (none reaches 80% power)"
+
+
+def power_summary(out: dict[str, Any]) -> str:
+    """One line per plan for a confirmation: each suite's planned eval and what it can detect."""
+    parts = [f"{name} ({s['tasks']} tasks x {s['seeds']} seeds) {detect_text(s, out['alpha'])}"
+             for name, s in out["suites"].items()]
+    src = "from the pilot's per-task pass rates" if out.get("source") == "pilot" else "under the prior, no pilot yet"
+    return f"Power ({src}): this eval " + "; ".join(parts) if parts else "Power: no eval suite planned"
 
 
 def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
     lines = [f"Power of the gate for {plan_name}: alpha {out['alpha']:g}, {out['power']:.0%} power, "
              f"min_improvement {out['min_improvement']:+.1%}",
-             f"  prior (no pilot data used): {out['prior']}"]
+             (f"  source: {out['rates']}" if out.get("source") == "pilot" else
+              f"  source: prior (no pilot data used): {out['prior']}")]
     for name, s in out["suites"].items():
         what = (f"can detect +{s['mde']:.1%} or more" if s["detectable"] else
                 "can detect nothing: no effect reaches 80% power")

@@ -26,7 +26,7 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
+from dpo_tui.campaign.budget import budget_inputs, pilot_outcomes, plan_estimate, record_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
@@ -214,8 +214,8 @@ async def stage_split(ctx: Ctx) -> None:
 
 
 def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
-    """Every paid rollout, round-robin over the train tasks in a seeded order, so any prefix
-    (the pilot) covers as many tasks as it can. Seeds are distinct and fixed by the plan."""
+    """Every paid rollout, round-robin over the train tasks in a seeded order (the pilot is
+    chosen from these by `pilot_specs`). Seeds are distinct and fixed by the plan."""
     r = ctx.plan.rollouts
     train = sorted(ctx.campaign.state.part(SPLIT).split.train)
     random.Random(f"{r.seed}:order").shuffle(train)
@@ -225,6 +225,19 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
             specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
                                      r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
     return specs
+
+
+def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int) -> list[RolloutSpec]:
+    """The pilot: `n` rollouts, two per task on the first n // 2 tasks of the seeded order
+    (r0 and r1) when tasks get two or more, so it measures each task's spread of outcomes
+    (which the pair yield and the eval's power need), not only the mean; else the prefix."""
+    if rollouts_per_task < 2:
+        return specs[:n]
+    tasks = len(specs) // rollouts_per_task
+    first = [k * tasks + i for i in range(tasks) for k in (0, 1)]  # r0 and r1 of each task in turn
+    chosen = set(first)
+    order = first + [i for i in range(len(specs)) if i not in chosen]
+    return [specs[i] for i in sorted(order[:n])]
 
 
 async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
@@ -291,19 +304,26 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
+    ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
+    per_task = {t: o for t, o in pilot_outcomes(ctx.campaign, ids).items() if len(o) >= 2}  # one says no spread
     yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
-                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap)
+                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap,
+                     pilot_tasks=per_task or None, min_margin=ctx.plan.pairs.min_margin, seed=ctx.plan.rollouts.seed)
     # training is priced on the pairs the pilot's yield expects, not the target
     est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
     ctx.campaign.append("budget.pilot_calibrated", {
         "pilot": summary.__dict__ | {"notes": list(summary.notes)},
-        "rollout_ids": [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None],
+        "rollout_ids": ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
     ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "
                      f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
                      f"${est.by_stage['rollouts'].usd:.3f} calibrated "
                      f"(${est.by_stage['rollouts'].low_usd:.3f}-${est.by_stage['rollouts'].high_usd:.3f})")
+    if yld.model == "per-task":
+        ctx.progress.say(f"pair yield: ~{yld.expected_pairs:.1f} pairs expected from the pilot's per-task outcomes "
+                         f"({yld.tasks_yielding} of {yld.pilot_tasks} pilot tasks disagree enough to pair; the mean "
+                         f"pass rate alone would say ~{yld.mean_based_pairs:.1f})")
     if yld.warning:
         ctx.progress.say(f"pair yield: {yld.warning}")
 
@@ -326,11 +346,12 @@ async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
     n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
+    pilot = pilot_specs(specs, n_pilot, ctx.plan.rollouts.rollouts_per_task)
     b = ctx.campaign.state.part(BUDGET)
-    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs[:n_pilot], b.calibrated or b.latest),
+    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")
-    await _run_specs(ctx, specs[:n_pilot], "pilot")
-    _calibrate(ctx, specs[:n_pilot])
+    await _run_specs(ctx, pilot, "pilot")
+    _calibrate(ctx, pilot)
     if n_pilot < len(specs):
         cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
         cost = cal["by_stage"]["rollouts"]["usd"]

@@ -125,3 +125,46 @@ def test_after_a_pilot_endpoint_minutes_follow_its_wall_time_per_call():
     cal = calibrated_estimate(inp, s)
     # 20 tasks x 3 runs x 2 arms x 4 calls = 480 calls x 3 s / 8 in flight = 180 s: 2 + 3 = 5 minutes each
     assert cal.by_stage["endpoint"].usd == pytest.approx(2 * 5 * 6.0 / 60)
+
+
+def test_pair_yield_follows_each_tasks_own_outcomes_not_the_mean():
+    """Issue 21's QuixBugs shape: most tasks always solved, some never, few split. The pilot
+    (2 rollouts on each of 5 tasks) has a 70% mean pass rate: the mean-based forecast promises
+    ~33 pairs; the per-task forecast is close to what the real funnel builds on campaigns
+    drawn from the same tasks (~9), and a task whose pilot all passed or all failed alike
+    yields nothing."""
+    import random
+
+    from dpo_tui.domain.pairs import PairFilters, RolloutOutcome, build_pairs, filter_pairs
+    from dpo_tui.domain.yields import Outcome, task_expected_pairs
+
+    kinds = {"easy": 1.0, "hard": 0.0, "mixed": 0.5}  # pass probability; a failure passes 1 of 4 tests
+    pilot_kinds = ["easy", "easy", "easy", "hard", "mixed"]
+    pilot = {f"p{i}": [Outcome(True, 1.0, f"p{i}a"), Outcome(True, 1.0, f"p{i}b")] for i in range(3)}
+    pilot["p3"] = [Outcome(False, 0.25, "p3a"), Outcome(False, 0.25, "p3b")]
+    pilot["p4"] = [Outcome(True, 1.0, "p4a"), Outcome(False, 0.25, "p4b")]
+    unseen = ["easy"] * 15 + ["hard"] * 4 + ["mixed"] * 4  # 28 train tasks in all: 18 easy, 5 hard, 5 mixed
+    cap, margin, per_task = 3, 0.2, 4
+    for t in ("p0", "p3"):
+        assert task_expected_pairs(pilot[t], per_task, min_margin=margin, per_task_cap=cap) == 0.0
+    y = pair_yield(0.7, train_tasks=28, rollouts_per_task=per_task, target_pairs=40, per_task_cap=cap,
+                   pilot_tasks=pilot, min_margin=margin, seed=3)
+    rng, built = random.Random(11), []
+    for rep in range(300):  # campaigns drawn from the truth, through the real funnel
+        rollouts = []
+        for i, kind in enumerate(pilot_kinds + unseen):
+            task = f"p{i}" if i < 5 else f"u{i}"
+            fixed = [(o.passed, o.program) for o in pilot[task]] if i < 5 else []
+            for k in range(per_task):
+                passed, prog = fixed[k] if k < len(fixed) else (rng.random() < kinds[kind], f"{task}.{rep}.{k}")
+                rollouts.append(RolloutOutcome(f"{task}/r{k}", task, f"x = '{prog}'", 4 if passed else 1, 4, passed, 1))
+        res = filter_pairs(build_pairs(rollouts), PairFilters(min_margin=margin, per_task_cap=cap),
+                           pair_tokens=lambda p: 0, test_tasks=())
+        built.append(len(res.kept))
+    actual = sum(built) / len(built)
+    print(f"\nper-task forecast {y.expected_pairs:.1f}, mean-based {y.mean_based_pairs:.1f}, "
+          f"the real funnel {actual:.1f}")
+    assert y.model == "per-task" and (y.pilot_tasks, y.tasks_yielding) == (5, 1)
+    assert abs(y.expected_pairs - actual) <= 0.25 * actual
+    assert y.mean_based_pairs > 3 * actual  # what the mean pass rate promised
+    assert y.needed_rollouts_per_task is None and "cannot reach 40 pairs" in y.warning
