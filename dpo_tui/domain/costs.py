@@ -123,6 +123,13 @@ class Estimate:
                 "by_stage": {k: asdict(v) for k, v in self.by_stage.items()}}
 
 
+def expected_iterations(solve_rate: float, max_iters: int) -> float:
+    """Mean iterations of a rollout that stops at its first passing program or at max_iters,
+    when each iteration passes with probability `solve_rate` given the ones before failed:
+    sum over i < max_iters of (1 - solve_rate)^i."""
+    return sum((1 - solve_rate) ** i for i in range(max_iters))
+
+
 def max_calls_per_rollout(max_iters: int, reflections: bool) -> int:
     return max_iters + (max_iters - 1 if reflections else 0)
 

@@ -52,7 +52,10 @@ class BudgetPane(StagePane):
         pc = self.session.plan
         for fid, sec, field, _label in FIELDS:
             inp = self.query_one(f"#in-{fid}", Input)
-            inp.value = f"{getattr(getattr(pc.plan, sec), field):g}" if pc else ""
+            value = getattr(getattr(pc.plan, sec), field) if pc else None
+            inp.value = f"{value:g}" if value is not None else ""
+            if pc is not None and value is None:
+                inp.placeholder = "prior"  # unset in the plan: from the plan's solve-rate prior
             inp.disabled = self.session.readonly or pc is None
         self.query_one("#budget-pilot", Button).disabled = self.session.readonly or pc is None
         self.sync()
@@ -61,7 +64,7 @@ class BudgetPane(StagePane):
         budget, rollouts = {}, {}
         for fid, sec, field, _label in FIELDS:
             raw = self.query_one(f"#in-{fid}", Input).value.strip()
-            val: float | int | str = raw
+            val: float | int | str | None = raw if raw else None  # empty: the plan's prior decides
             try:
                 val = int(raw) if field == "rollouts_per_task" else float(raw)
             except ValueError:
