@@ -92,8 +92,7 @@ def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
              (f"  source: {out['rates']}" if out.get("source") == "pilot" else
               f"  source: prior (no pilot data used): {out['prior']}")]
     for name, s in out["suites"].items():
-        what = (f"can detect +{s['mde']:.1%} or more" if s["detectable"] else
-                "can detect nothing: no effect reaches 80% power")
+        what = detect_text(s, out["alpha"])
         need = (f"{s['tasks_needed']} tasks x {s['seeds']} seeds detect {s['effect']:+.1%} "
                 f"(eval ~${s['cost_usd']:.2f})" if s["tasks_needed"] else
                 f"no design up to 2,000 tasks x {s['seeds']} seeds detects {s['effect']:+.1%}")
@@ -101,3 +100,35 @@ def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
                      f"A/A ship {s['aa_ship_rate']:.1%}, rollback {s['aa_rollback_rate']:.1%} "
                      f"({out['trials']} trials)")
     return lines
+
+
+_MEMO: dict[tuple, dict[str, Any]] = {}
+
+
+def campaign_power(campaign: Campaign | None, plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int,
+                   trials: int = 1000) -> dict[str, Any]:
+    """`dpo-tui power` for a campaign: the pilot's per-task pass rates once it ran, else the
+    prior; the same numbers wherever they are shown (memoised on the plan and the pilot's rates:
+    the simulation is seeded, so a repeat gives the same result)."""
+    return power_for(plan, prices, n_pool=n_pool, n_heldout=n_heldout, trials=trials, rates=pilot_rates(campaign))
+
+
+def power_for(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, trials: int = 1000,
+              rates: RateModel | None = None) -> dict[str, Any]:
+    key = (plan.hash(), n_pool, n_heldout, trials, rates, prices.date)
+    if key not in _MEMO:
+        _MEMO[key] = plan_power(plan, prices, n_pool=n_pool, n_heldout=n_heldout, trials=trials, rates=rates)
+    return _MEMO[key]
+
+
+def power_pane_lines(out: dict[str, Any]) -> list[str]:
+    """The Budget pane's lines: per suite what the planned eval detects and what would detect +5 points."""
+    src = "pilot's per-task pass rates" if out.get("source") == "pilot" else "prior, no pilot yet"
+    lines = []
+    for name, s in out["suites"].items():
+        need = (f"{s['tasks_needed']} tasks x {s['seeds']} detect {s['effect'] * 100:+.0f} points "
+                f"(eval ~${s['cost_usd']:.2f})" if s["tasks_needed"] else
+                f"no design up to 2,000 tasks detects {s['effect'] * 100:+.0f} points")
+        lines.append(f"power ({src}): {name} {s['tasks']} tasks x {s['seeds']} seeds {detect_text(s, out['alpha'])}; "
+                     f"{need}")
+    return lines or ["power: no eval suite planned"]

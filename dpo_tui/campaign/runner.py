@@ -328,6 +328,14 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
         ctx.progress.say(f"pair yield: {yld.warning}")
 
 
+def power_text(ctx: Ctx) -> str:
+    """What the planned eval can detect, for a confirmation (campaign/power.py)."""
+    from dpo_tui.campaign.power import campaign_power, power_summary
+
+    return power_summary(campaign_power(ctx.campaign, ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool),
+                                        n_heldout=len(ctx.tasks.heldout)))
+
+
 def _eval_tasks(ctx: Ctx) -> int:
     split = ctx.campaign.state.part(SPLIT).split
     n = len(split.test) if "test" in ctx.plan.eval.suites else 0
@@ -348,6 +356,8 @@ async def stage_rollouts(ctx: Ctx) -> None:
     n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
     pilot = pilot_specs(specs, n_pilot, ctx.plan.rollouts.rollouts_per_task)
     b = ctx.campaign.state.part(BUDGET)
+    if b.calibrated is None:
+        ctx.progress.say(f"pilot: {power_text(ctx)}")
     hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")
     await _run_specs(ctx, pilot, "pilot")
@@ -355,8 +365,11 @@ async def stage_rollouts(ctx: Ctx) -> None:
     if n_pilot < len(specs):
         cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
         cost = cal["by_stage"]["rollouts"]["usd"]
+        power = power_text(ctx)
+        if not ctx.campaign.state.part(PLAN).has("approve_rollouts"):
+            ctx.progress.say(f"rollouts: {power}")
         ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
-                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage)", cost)
+                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage; {power})", cost)
         hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
                    f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
         await _run_specs(ctx, specs, "rollouts")
@@ -422,9 +435,11 @@ async def stage_train(ctx: Ctx) -> None:
             hold_stage(ctx.campaign, "train", est["estimated_usd"], f"training {ctx.run_id} (Together's estimate)")
             ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
                              f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
+            power = power_text(ctx)
+            ctx.progress.say(f"train {ctx.run_id}: {power}")
             ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,
-                       f"launch DPO training {ctx.run_id} (estimated ${est['estimated_usd']:.2f})", est["estimated_usd"],
-                       label=label)
+                       f"launch DPO training {ctx.run_id} (estimated ${est['estimated_usd']:.2f}; {power})",
+                       est["estimated_usd"], label=label)
         job_id = await asyncio.to_thread(train.launch, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor,
                                          label_swap=ctx.label_swap)
         ctx.progress.say(f"train: job {job_id} running")

@@ -184,6 +184,25 @@ class Session:
 
     # -- budget --------------------------------------------------------------------------
 
+    def power(self) -> dict[str, Any] | None:
+        """`dpo-tui power` for this campaign (the pilot's per-task pass rates once it ran, else
+        the prior): the Budget pane and the confirmations show it; None without a plan."""
+        from dpo_tui.campaign.power import pilot_rates, power_for
+
+        pc = self.plan
+        if pc is None:
+            return None
+        with self.lock:
+            rates = pilot_rates(self.campaign)
+        return power_for(pc.plan, pc.prices, n_pool=len(pc.tasks.pool), n_heldout=len(pc.tasks.heldout), rates=rates)
+
+    def power_text(self) -> str:
+        """The confirmations' line: what the planned eval can detect."""
+        from dpo_tui.campaign.power import power_summary
+
+        out = self.power()
+        return power_summary(out) if out is not None else ""
+
     def what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]):
         """The estimate for the plan with these inputs changed; raises InputError naming the
         field the plan's own validation refuses."""

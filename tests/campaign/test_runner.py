@@ -54,6 +54,10 @@ def test_waiting_for_a_decision_exits_4_then_yes_runs_and_a_rerun_resumes_withou
     summary = json.loads(res.stdout)
     assert summary["rollouts"]["finished"] == summary["rollouts"]["total"] == 26
     assert summary["backend"] == "simulated" and "simulator" in res.stderr
+    # told before paying: the pilot under the prior, the rest from the pilot's per-task pass rates
+    assert "pilot: Power (under the prior, no pilot yet): this eval test (" in res.stderr, res.stderr
+    assert "rollouts: Power (from the pilot's per-task pass rates): this eval test (" in res.stderr
+    assert "pair yield: ~" in res.stderr and "pilot tasks disagree enough to pair" in res.stderr
     calls_before = sum(completed_keys(db).values())
 
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)

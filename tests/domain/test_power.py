@@ -93,7 +93,8 @@ def test_power_command_on_the_demo_plan(capsys):
     assert (s["tasks"], s["seeds"], s["mde"], s["detectable"]) == (5, 3, None, False)
     assert s["tasks_needed"] > 100 and s["cost_usd"] > s["planned_cost_usd"] > 0
     assert main(["power", "--plan", str(demo_plan_path()), "--trials", "100"]) == 0
-    assert "test: 5 tasks x 3 seeds can detect nothing" in capsys.readouterr().out
+    assert ("test: 5 tasks x 3 seeds cannot detect any effect (5 tasks: the exact test cannot reject at alpha 0.05)"
+            in capsys.readouterr().out)
     assert main(["power", "--plan", str(demo_plan_path()), "--trials", "3"]) == 2
     assert capsys.readouterr().err == "dpo-tui: error: --trials: 3 is too few to estimate a rate (at least 50)\n"
 

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from dpo_tui.campaign.cap import cap_warning
+from dpo_tui.campaign.power import power_pane_lines
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.tui.screens.base import StagePane
@@ -33,6 +34,7 @@ class BudgetPane(StagePane):
         yield Static("", id="budget-title", classes="pane-title")
         yield DataTable(id="budget-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="budget-yield")
+        yield Static("", id="budget-power")
         with Horizontal(id="budget-inputs"):
             for fid, _sec, _f, label in FIELDS:
                 yield Label(label, classes="field-label")
@@ -127,3 +129,5 @@ class BudgetPane(StagePane):
         else:
             line = "pair yield: after the pilot (r runs it; its calibrated estimate appears in '$ calib')"
         self.query_one("#budget-yield", Static).update(line)
+        power = s.power()
+        self.query_one("#budget-power", Static).update("\n".join(power_pane_lines(power)) if power else "")
