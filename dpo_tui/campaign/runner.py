@@ -305,7 +305,9 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
     ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
-    per_task = {t: o for t, o in pilot_outcomes(ctx.campaign, ids).items() if len(o) >= 2}  # one says no spread
+    per_task = pilot_outcomes(ctx.campaign, ids)
+    if not any(len(o) >= 2 for o in per_task.values()):
+        per_task = {}  # no task ran twice: its spread is unknown, the mean-based forecast stays
     yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
                      target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap,
                      pilot_tasks=per_task or None, min_margin=ctx.plan.pairs.min_margin, seed=ctx.plan.rollouts.seed)
