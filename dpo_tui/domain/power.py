@@ -56,10 +56,13 @@ class RateModel:
         passes, runs = sum(x for x, _ in counts), sum(n for _, n in counts)
         m = passes / runs
         within = sum(x * (n - x) / (n * (n - 1)) for x, n in reps) / len(reps)
-        spread = min(max(m * (1 - m) - within, 0.0), m * (1 - m))
+        # conservative: at most half of m (1 - m) is credited to differences between tasks (the
+        # beta's a + b >= 1): a small pilot overstates them, and overstated power is the costly error
+        spread = min(max(m * (1 - m) - within, 0.0), m * (1 - m) / 2)
         label = (f"{what}: {runs} rollouts on {len(counts)} tasks ({len(reps)} with 2 or more), mean pass rate "
-                 f"{m:.0%}, per-task pass-rate variance p(1-p) {within:.3f}, between-task variance {spread:.3f}; "
-                 "eval tasks' base rates drawn from a beta with that mean and variance")
+                 f"{m:.0%}, per-task pass-rate variance p(1-p) {within:.3f}, between-task variance "
+                 f"{spread:.3f} (at most half of m(1-m)); eval tasks' base rates drawn from a beta with that mean "
+                 "and variance")
         return cls(round(m, 6), round(spread, 6), "pilot", label)
 
     def within(self) -> float:
@@ -70,7 +73,7 @@ class RateModel:
         m, v = self.mean, self.spread
         if v <= 0 or m <= 0 or m >= 1:
             return lambda rng: m
-        total = max(m * (1 - m) / v - 1, 0.05)  # a + b of the beta; small: rates near 0 and 1
+        total = max(m * (1 - m) / v - 1, 1.0)  # a + b of the beta (>= 1: see from_pilot)
         a, b = m * total, (1 - m) * total
         return lambda rng: rng.betavariate(a, b)
 

@@ -56,17 +56,18 @@ def _gate_ship_rate_at(rates: RateModel, tasks: int, seeds: int, delta: float, t
 
 def test_the_pilots_per_task_variance_replaces_the_prior():
     """A pilot whose tasks all passed or all failed (2 rollouts each): mean 50% like the prior,
-    but no run-to-run variance, so 40 tasks x 3 seeds detect far less than the prior says;
-    the real gate ships that MDE 80% of the time at the pilot's rates."""
+    but no run-to-run variance, so 40 tasks x 3 seeds detect less than the prior says (half
+    of m(1-m) credited to the tasks' differences at most: a conservative cap); the real gate
+    ships that MDE 80% of the time at the pilot's rates."""
     assert RateModel.from_pilot([(1, 1)] * 8) is None  # one rollout per task: no per-task variance
     same = RateModel.from_pilot([(1, 2)] * 6)  # every task split: the prior's own picture
     assert (same.mean, same.spread) == (0.5, 0.0) and mde(12, 3, alpha=0.05, trials=200, rates=same) == \
         mde(12, 3, alpha=0.05, trials=200)
     split = RateModel.from_pilot([(2, 2)] * 3 + [(0, 2)] * 3)
-    assert (split.source, split.mean, split.spread, split.within()) == ("pilot", 0.5, 0.25, 0.0)
+    assert (split.source, split.mean, split.spread, split.within()) == ("pilot", 0.5, 0.125, 0.125)
     assert "per-task pass-rate variance p(1-p) 0.000" in split.label
     prior, m = mde(40, 3, alpha=0.05, trials=400, seed=1), mde(40, 3, alpha=0.05, trials=400, seed=1, rates=split)
-    assert m is not None and m < prior - 0.05
+    assert m is not None and m < prior - 0.02
     at = _gate_ship_rate_at(split, 40, 3, m, 400, 5)
     print(f"\n40 tasks x 3 seeds: MDE {prior:.1%} under the prior, {m:.1%} at the pilot's rates; the gate ships {at:.1%}")
     assert at >= 0.75
@@ -130,7 +131,7 @@ def test_power_and_estimate_use_the_pilot_once_there_is_one(tmp_path, capsys):
     res = run_dpo_tui("power", "--plan", demo_plan_path(), "--db", db, "--json", "--trials", "100")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert (out["source"], out["mean_pass_rate"], out["between_task_variance"]) == ("pilot", 0.5, 0.25)
+    assert (out["source"], out["mean_pass_rate"], out["between_task_variance"]) == ("pilot", 0.5, 0.125)
     assert "12 rollouts on 6 tasks" in out["rates"]
     assert main(["power", "--plan", str(demo_plan_path()), "--db", str(db), "--trials", "100"]) == 0
     assert "source: the pilot's per-task pass rates: 12 rollouts on 6 tasks" in capsys.readouterr().out
