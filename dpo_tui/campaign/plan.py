@@ -68,7 +68,11 @@ class RolloutsSection(_Section):
     seed: int = Field(1000, description="first seed; each rollout gets seed + its index")
     max_tokens: int = Field(1024, ge=16, le=32768, description="completion tokens per call at most (the budget guard reserves them)")
     concurrency: int = Field(8, ge=1, le=512, description="rollouts in flight at once")
-    pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget")
+    pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget, one per task "
+                                "(the cost is calibrated on these)")
+    pilot_repeats: int | None = Field(
+        None, ge=0, description="of the pilot's tasks, how many also get their second rollout in the pilot (their "
+        "spread of outcomes feeds the per-task pair yield and the eval's power); none: half of pilot_rollouts")
     test_cpu_seconds: float = Field(
         1.0, gt=0, le=60, description="CPU seconds per test; raised per test where the reference program needs more")
 

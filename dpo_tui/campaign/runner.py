@@ -227,17 +227,34 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
     return specs
 
 
-def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int) -> list[RolloutSpec]:
-    """The pilot: `n` rollouts, two per task on the first n // 2 tasks of the seeded order
-    (r0 and r1) when tasks get two or more, so it measures each task's spread of outcomes
-    (which the pair yield and the eval's power need), not only the mean; else the prefix."""
-    if rollouts_per_task < 2:
-        return specs[:n]
-    tasks = len(specs) // rollouts_per_task
-    first = [k * tasks + i for i in range(tasks) for k in (0, 1)]  # r0 and r1 of each task in turn
+def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int, repeats: int) -> list[RolloutSpec]:
+    """The pilot: the first `n` rollouts of the round-robin order (one per task while there
+    are tasks left: the cost is calibrated on these, no task weighing double), then the second
+    rollout (r1) of the first `repeats` of those tasks, so the pilot sees each task's spread of
+    outcomes, which the per-task pair yield and the eval's power need. Nothing is extra: every
+    pilot rollout is one of the campaign's paid rollouts, run earlier."""
+    first = list(range(min(n, len(specs))))
+    tasks = len(specs) // max(rollouts_per_task, 1)
     chosen = set(first)
-    order = first + [i for i in range(len(specs)) if i not in chosen]
-    return [specs[i] for i in sorted(order[:n])]
+    more = [tasks + i for i in range(min(repeats, n, tasks)) if rollouts_per_task >= 2 and tasks + i not in chosen]
+    return [specs[i] for i in sorted(chosen | set(more))]
+
+
+def pilot_size(plan: Plan, train_tasks: int) -> int:
+    """How many rollouts the pilot runs for `train_tasks` train tasks (pilot_plan's count)."""
+    r = plan.rollouts
+    total = train_tasks * r.rollouts_per_task
+    n = min(r.pilot_rollouts, total)
+    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
+    return len(pilot_specs(list(range(total)), n, r.rollouts_per_task, repeats))
+
+
+def pilot_plan(plan: Plan, specs: list[RolloutSpec]) -> tuple[list[RolloutSpec], list[RolloutSpec]]:
+    """(the pilot's rollouts, the ones its cost is calibrated on: one per task)."""
+    r = plan.rollouts
+    n = min(r.pilot_rollouts, len(specs))
+    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
+    return pilot_specs(specs, n, r.rollouts_per_task, repeats), specs[:n]
 
 
 async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
@@ -284,13 +301,15 @@ def _rollout_seconds(campaign: Campaign, ids: set[str]) -> dict[str, float]:
     return out
 
 
-def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
+def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[RolloutSpec]) -> None:
+    """The pilot's calibration: cost, calls and tokens from `cost_specs` (one rollout per task),
+    the per-task pair yield from every pilot rollout."""
     if ctx.campaign.state.part(BUDGET).calibrated is not None or not pilot_specs:
         return
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
-    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in pilot_specs})
+    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in cost_specs})
     pilot = []
-    for spec in pilot_specs:
+    for spec in cost_specs:
         f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
         if f is None:  # errored or unfinished: no measurement
             continue
@@ -355,15 +374,15 @@ def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any])
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
-    n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
-    pilot = pilot_specs(specs, n_pilot, ctx.plan.rollouts.rollouts_per_task)
+    pilot, cost_specs = pilot_plan(ctx.plan, specs)
+    n_pilot = len(pilot)
     b = ctx.campaign.state.part(BUDGET)
     if b.calibrated is None:
         ctx.progress.say(f"pilot: {power_text(ctx)}")
     hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")
     await _run_specs(ctx, pilot, "pilot")
-    _calibrate(ctx, pilot)
+    _calibrate(ctx, pilot, cost_specs)
     if n_pilot < len(specs):
         cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
         cost = cal["by_stage"]["rollouts"]["usd"]

@@ -21,7 +21,7 @@ from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
-                                     record_plan, run_decision, training_plan)
+                                     pilot_size, record_plan, run_decision, training_plan)
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
 from dpo_tui.campaign.state_budget import BUDGET
@@ -308,7 +308,7 @@ class Session:
             latest = b.calibrated or b.latest
             stage_usd = latest["by_stage"]["rollouts"]["usd"] if latest else None
             total = len(split.split.train) * pc.plan.rollouts.rollouts_per_task
-            pilot_n = min(pc.plan.rollouts.pilot_rollouts, total)
+            pilot_n = pilot_size(pc.plan, len(split.split.train))
             pilot_done = b.calibrated is not None or pilot_n == 0
             return {"phase": "rollouts" if pilot_done else "pilot", "pilot_rollouts": pilot_n, "total": total,
                     "finished": r.finished.get("rollouts", 0), "stage_usd": stage_usd,

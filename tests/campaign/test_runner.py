@@ -145,12 +145,13 @@ def test_an_operators_cap_holds_across_reruns_until_the_plan_changes_its_own(pla
 
 
 def test_the_pilot_runs_two_rollouts_per_task_so_it_sees_each_tasks_spread():
-    """pilot_specs: r0 and r1 of each task in the seeded order, so the per-task pair yield and
-    the eval's power have a per-task variance to use; one rollout per task only without a second."""
+    """pilot_specs: the first n of the round-robin order (one per task: the cost sample), then
+    r1 of the first `repeats` of those tasks, so the per-task pair yield and the eval's power
+    have a per-task spread to use; none repeated when tasks get one rollout."""
     from dpo_tui.campaign.runner import pilot_specs
 
     specs = [f"t{i}/r{k}" for k in range(4) for i in range(5)]  # rollout_specs' round-robin order
-    assert pilot_specs(specs, 8, 4) == ["t0/r0", "t1/r0", "t2/r0", "t3/r0", "t0/r1", "t1/r1", "t2/r1", "t3/r1"]
-    assert pilot_specs(specs, 7, 4)[-1] == "t2/r1" and "t3/r0" in pilot_specs(specs, 7, 4)
-    assert pilot_specs(specs, 12, 4)[-2:] == ["t0/r2", "t1/r2"] and len(pilot_specs(specs, 30, 4)) == 20
-    assert pilot_specs(specs[:5], 3, 1) == specs[:3]
+    assert pilot_specs(specs, 4, 4, 2) == ["t0/r0", "t1/r0", "t2/r0", "t3/r0", "t0/r1", "t1/r1"]
+    assert pilot_specs(specs, 7, 4, 3) == specs[:7] + ["t2/r1"]  # t0/r1 and t1/r1 are in the first 7 already
+    assert pilot_specs(specs, 4, 4, 0) == specs[:4] and len(pilot_specs(specs, 30, 4, 15)) == 20
+    assert pilot_specs(specs[:5], 3, 1, 2) == specs[:3]
