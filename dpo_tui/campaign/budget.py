@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.domain.costs import BudgetInputs, Estimate, Price, estimate
+from dpo_tui.domain.costs import BudgetInputs, Estimate, Price, estimate, expected_iterations
+from dpo_tui.domain.yields import Outcome
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.prices import PriceTable
 
@@ -25,13 +26,25 @@ def split_sizes(plan: Plan, n_pool: int, n_heldout: int) -> tuple[int, int]:
     return n_pool - n_test, n_eval
 
 
+def iteration_guesses(plan: Plan) -> tuple[float, float]:
+    """(avg_iters, avg_reflections) before the pilot: the plan's guesses, or where it gives
+    none, from its solve-rate prior and max_iters; a reflection follows each failed iteration
+    but the last, so a rollout of i iterations makes i - 1 reflections (none when off)."""
+    b, r = plan.budget, plan.rollouts
+    iters = b.avg_iters if b.avg_iters is not None else expected_iterations(b.solve_rate_per_iter, r.max_iters)
+    if not r.reflections:
+        return iters, 0.0
+    return iters, b.avg_reflections if b.avg_reflections is not None else max(iters - 1.0, 0.0)
+
+
 def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_tasks: int) -> BudgetInputs:
     b, r = plan.budget, plan.rollouts
+    iters, refl = iteration_guesses(plan)
     instance = prices.dedicated.get(plan.models.eval_base or plan.models.policy_base)
     per_hour = prices.instances[instance].price_cents_per_hour / 100 if instance in prices.instances else 0.0
     return BudgetInputs(
         tasks=train_tasks, rollouts_per_task=r.rollouts_per_task, max_iters=r.max_iters,
-        avg_iters=b.avg_iters, avg_reflections=b.avg_reflections if r.reflections else 0.0,
+        avg_iters=iters, avg_reflections=refl,
         reflections=r.reflections, prompt_tokens_per_call=b.prompt_tokens_per_call,
         completion_tokens_per_call=b.completion_tokens_per_call,
         generator_price=model_price(plan, prices, plan.models.generator),
@@ -41,7 +54,7 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         training_usd_per_mtok=prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora),
         training_minimum_usd=prices.training[plan.models.policy_base].minimum_charge,
         eval_tasks=eval_tasks, eval_runs=len(plan.eval.seeds), eval_models=2,
-        eval_avg_iters=b.avg_iters, eval_avg_reflections=b.avg_reflections if r.reflections else 0.0,
+        eval_avg_iters=iters, eval_avg_reflections=refl,
         eval_prompt_tokens_per_call=b.prompt_tokens_per_call,
         eval_completion_tokens_per_call=b.completion_tokens_per_call,
         eval_price=None,  # base and tuned both on dedicated endpoints: billed by the minute
@@ -50,6 +63,24 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         provisioning_minutes=plan.eval.provisioning_minutes,
         endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s, eval_concurrency=r.concurrency)
+
+
+def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list[Outcome]]:
+    """Each pilot task's finished rollouts as the funnel sees them (passed, score, normalised
+    final program), from the log: what the per-task pair yield and the eval's power use."""
+    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.domain.code import normalized
+
+    by_id = campaign.state.part(ROLLOUTS).by_id
+    out: dict[str, list[Outcome]] = {}
+    for rid in rollout_ids:
+        rec = by_id.get(rid)
+        if rec is None or rec.finished is None:
+            continue
+        f = campaign.store.event_at(rec.finished["seq"]).payload
+        score = f["tests_passed"] / f["tests"] if f.get("tests") else 0.0
+        out.setdefault(rec.task_id, []).append(Outcome(bool(f["passed"]), score, normalized(f["final_program"] or "")))
+    return out
 
 
 def inputs_json(inp: BudgetInputs) -> dict:

@@ -15,9 +15,21 @@ from dpo_tui.errors import EXIT_OK, EXIT_ROLLBACK, InputError
 # each command, not here: `dpo-tui --help` and the other commands start without them.
 
 
+def _rates(db: str | None):  # noqa: ANN202 - RateModel | None
+    """The pilot's pass-rate model when `--db` names a campaign whose pilot ran; else None (the prior)."""
+    if db is None:
+        return None
+    from dpo_tui.campaign.power import pilot_rates
+    from dpo_tui.events.campaign import Campaign
+
+    with Campaign.open(db, readonly=True) as campaign:
+        return pilot_rates(campaign)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from dpo_tui.campaign.budget import plan_estimate
     from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.power import plan_power, power_summary
     from dpo_tui.campaign.suites import load_plan_tasks
     from dpo_tui.provider.prices import load_prices
 
@@ -29,6 +41,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     out["prices"] = {"source": prices.source, "date": prices.date}
     if plan.backend.kind == "simulator":
         out["backend"] = "simulated"
+    out["power"] = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout),
+                              rates=_rates(args.db))
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return EXIT_OK
@@ -43,6 +57,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"  cap ${plan.budget.cap_usd:.2f}; prices: {prices.source} ({prices.date})")
     if est.high_usd > plan.budget.cap_usd:
         print(f"  warning: the high end ${est.high_usd:.2f} is above the cap; the cap will stop the run before it is crossed")
+    print(f"  {power_summary(out['power'])} (dpo-tui power for the details)")
     return EXIT_OK
 
 
@@ -72,7 +87,8 @@ def cmd_power(args: argparse.Namespace) -> int:
     prices = load_prices(args.prices)
     plan = load_plan(args.plan, prices=prices)
     tasks = load_plan_tasks(plan)
-    out = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout), trials=args.trials)
+    out = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout), trials=args.trials,
+                     rates=_rates(args.db))
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
@@ -166,7 +182,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The budget before any spend: per stage, with a low/high range.")
     p.add_argument("--plan", required=True, help="plan file (TOML)")
     p.add_argument("--prices", help="price table (default: the shipped, dated table)")
-    p.add_argument("--json", action="store_true", help='print {"total_usd", "low_usd", "high_usd", "calls", "by_stage"}')
+    p.add_argument("--db", help="campaign file: once its pilot ran, power uses the pilot's per-task pass rates")
+    p.add_argument("--json", action="store_true",
+                   help='print {"total_usd", "low_usd", "high_usd", "calls", "by_stage", "power"}')
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("power", help="what the planned eval can detect, per suite, before any spend",
@@ -176,6 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", required=True, help="plan file (TOML)")
     p.add_argument("--prices", help="price table (default: the shipped, dated table)")
     p.add_argument("--trials", type=int, default=1000, help="simulated evals per estimate (default 1000)")
+    p.add_argument("--db", help="campaign file: once its pilot ran, its per-task pass-rate variance replaces the prior")
     p.add_argument("--json", action="store_true",
                    help='print {"alpha", "suites": {name: {"tasks", "seeds", "mde", "detectable", "tasks_needed", '
                         '"aa_ship_rate", "aa_rollback_rate", "cost_usd", ...}}}')

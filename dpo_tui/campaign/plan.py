@@ -68,7 +68,11 @@ class RolloutsSection(_Section):
     seed: int = Field(1000, description="first seed; each rollout gets seed + its index")
     max_tokens: int = Field(1024, ge=16, le=32768, description="completion tokens per call at most (the budget guard reserves them)")
     concurrency: int = Field(8, ge=1, le=512, description="rollouts in flight at once")
-    pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget")
+    pilot_rollouts: int = Field(10, ge=0, description="rollouts run for real to calibrate the budget, one per task "
+                                "(the cost is calibrated on these)")
+    pilot_repeats: int | None = Field(
+        None, ge=0, description="of the pilot's tasks, how many also get their second rollout in the pilot (their "
+        "spread of outcomes feeds the per-task pair yield and the eval's power); none: half of pilot_rollouts")
     test_cpu_seconds: float = Field(
         1.0, gt=0, le=60, description="CPU seconds per test; raised per test where the reference program needs more")
 
@@ -80,8 +84,14 @@ class PriceOverride(_Section):
 
 class BudgetSection(_Section):
     cap_usd: float = Field(gt=0, description="hard cap: every stage stops before crossing it")
-    avg_iters: float = Field(3.0, gt=0, description="guess before the pilot")
-    avg_reflections: float = Field(1.0, ge=0, description="guess before the pilot")
+    avg_iters: float | None = Field(
+        None, gt=0, description="guess before the pilot; none: from solve_rate_per_iter and rollouts.max_iters")
+    avg_reflections: float | None = Field(
+        None, ge=0, description="guess before the pilot; none: one after each failed iteration but the last "
+        "(avg_iters - 1), when reflections are on")
+    solve_rate_per_iter: float = Field(
+        0.2, gt=0, le=1, description="prior before the pilot: the chance an iteration fixes a program still failing, "
+        "so a rollout runs 1 + (1-q) + ... + (1-q)^(max_iters-1) iterations on average")
     prompt_tokens_per_call: float = Field(900, gt=0, description="guess before the pilot: the first call's prompt "
                                           "(task, program, failing tests)")
     completion_tokens_per_call: float = Field(250, gt=0, description="guess before the pilot")

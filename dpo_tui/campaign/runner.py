@@ -26,7 +26,7 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign.budget import budget_inputs, plan_estimate, record_estimate
+from dpo_tui.campaign.budget import budget_inputs, pilot_outcomes, plan_estimate, record_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
@@ -214,8 +214,8 @@ async def stage_split(ctx: Ctx) -> None:
 
 
 def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
-    """Every paid rollout, round-robin over the train tasks in a seeded order, so any prefix
-    (the pilot) covers as many tasks as it can. Seeds are distinct and fixed by the plan."""
+    """Every paid rollout, round-robin over the train tasks in a seeded order (the pilot is
+    chosen from these by `pilot_specs`). Seeds are distinct and fixed by the plan."""
     r = ctx.plan.rollouts
     train = sorted(ctx.campaign.state.part(SPLIT).split.train)
     random.Random(f"{r.seed}:order").shuffle(train)
@@ -225,6 +225,36 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
             specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
                                      r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
     return specs
+
+
+def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int, repeats: int) -> list[RolloutSpec]:
+    """The pilot: the first `n` rollouts of the round-robin order (one per task while there
+    are tasks left: the cost is calibrated on these, no task weighing double), then the second
+    rollout (r1) of the first `repeats` of those tasks, so the pilot sees each task's spread of
+    outcomes, which the per-task pair yield and the eval's power need. Nothing is extra: every
+    pilot rollout is one of the campaign's paid rollouts, run earlier."""
+    first = list(range(min(n, len(specs))))
+    tasks = len(specs) // max(rollouts_per_task, 1)
+    chosen = set(first)
+    more = [tasks + i for i in range(min(repeats, n, tasks)) if rollouts_per_task >= 2 and tasks + i not in chosen]
+    return [specs[i] for i in sorted(chosen | set(more))]
+
+
+def pilot_size(plan: Plan, train_tasks: int) -> int:
+    """How many rollouts the pilot runs for `train_tasks` train tasks (pilot_plan's count)."""
+    r = plan.rollouts
+    total = train_tasks * r.rollouts_per_task
+    n = min(r.pilot_rollouts, total)
+    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
+    return len(pilot_specs(list(range(total)), n, r.rollouts_per_task, repeats))
+
+
+def pilot_plan(plan: Plan, specs: list[RolloutSpec]) -> tuple[list[RolloutSpec], list[RolloutSpec]]:
+    """(the pilot's rollouts, the ones its cost is calibrated on: one per task)."""
+    r = plan.rollouts
+    n = min(r.pilot_rollouts, len(specs))
+    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
+    return pilot_specs(specs, n, r.rollouts_per_task, repeats), specs[:n]
 
 
 async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
@@ -271,13 +301,15 @@ def _rollout_seconds(campaign: Campaign, ids: set[str]) -> dict[str, float]:
     return out
 
 
-def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
+def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[RolloutSpec]) -> None:
+    """The pilot's calibration: cost, calls and tokens from `cost_specs` (one rollout per task),
+    the per-task pair yield from every pilot rollout."""
     if ctx.campaign.state.part(BUDGET).calibrated is not None or not pilot_specs:
         return
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
-    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in pilot_specs})
+    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in cost_specs})
     pilot = []
-    for spec in pilot_specs:
+    for spec in cost_specs:
         f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
         if f is None:  # errored or unfinished: no measurement
             continue
@@ -291,21 +323,38 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec]) -> None:
     summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
+    ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
+    per_task = pilot_outcomes(ctx.campaign, ids)
+    if not any(len(o) >= 2 for o in per_task.values()):
+        per_task = {}  # no task ran twice: its spread is unknown, the mean-based forecast stays
     yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
-                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap)
+                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap,
+                     pilot_tasks=per_task or None, min_margin=ctx.plan.pairs.min_margin, seed=ctx.plan.rollouts.seed)
     # training is priced on the pairs the pilot's yield expects, not the target
     est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
     ctx.campaign.append("budget.pilot_calibrated", {
         "pilot": summary.__dict__ | {"notes": list(summary.notes)},
-        "rollout_ids": [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None],
+        "rollout_ids": ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
     ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "
                      f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
                      f"${est.by_stage['rollouts'].usd:.3f} calibrated "
                      f"(${est.by_stage['rollouts'].low_usd:.3f}-${est.by_stage['rollouts'].high_usd:.3f})")
+    if yld.model == "per-task":
+        ctx.progress.say(f"pair yield: ~{yld.expected_pairs:.1f} pairs expected from the pilot's per-task outcomes "
+                         f"({yld.tasks_yielding} of {yld.pilot_tasks} pilot tasks disagree enough to pair; the mean "
+                         f"pass rate alone would say ~{yld.mean_based_pairs:.1f})")
     if yld.warning:
         ctx.progress.say(f"pair yield: {yld.warning}")
+
+
+def power_text(ctx: Ctx) -> str:
+    """What the planned eval can detect, for a confirmation (campaign/power.py)."""
+    from dpo_tui.campaign.power import campaign_power, power_summary
+
+    return power_summary(campaign_power(ctx.campaign, ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool),
+                                        n_heldout=len(ctx.tasks.heldout)))
 
 
 def _eval_tasks(ctx: Ctx) -> int:
@@ -325,17 +374,23 @@ def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any])
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
-    n_pilot = min(ctx.plan.rollouts.pilot_rollouts, len(specs))
+    pilot, cost_specs = pilot_plan(ctx.plan, specs)
+    n_pilot = len(pilot)
     b = ctx.campaign.state.part(BUDGET)
-    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs[:n_pilot], b.calibrated or b.latest),
+    if b.calibrated is None:
+        ctx.progress.say(f"pilot: {power_text(ctx)}")
+    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")
-    await _run_specs(ctx, specs[:n_pilot], "pilot")
-    _calibrate(ctx, specs[:n_pilot])
+    await _run_specs(ctx, pilot, "pilot")
+    _calibrate(ctx, pilot, cost_specs)
     if n_pilot < len(specs):
         cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
         cost = cal["by_stage"]["rollouts"]["usd"]
+        power = power_text(ctx)
+        if not ctx.campaign.state.part(PLAN).has("approve_rollouts"):
+            ctx.progress.say(f"rollouts: {power}")
         ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
-                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage)", cost)
+                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage; {power})", cost)
         hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
                    f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
         await _run_specs(ctx, specs, "rollouts")
@@ -401,9 +456,11 @@ async def stage_train(ctx: Ctx) -> None:
             hold_stage(ctx.campaign, "train", est["estimated_usd"], f"training {ctx.run_id} (Together's estimate)")
             ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
                              f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
+            power = power_text(ctx)
+            ctx.progress.say(f"train {ctx.run_id}: {power}")
             ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,
-                       f"launch DPO training {ctx.run_id} (estimated ${est['estimated_usd']:.2f})", est["estimated_usd"],
-                       label=label)
+                       f"launch DPO training {ctx.run_id} (estimated ${est['estimated_usd']:.2f}; {power})",
+                       est["estimated_usd"], label=label)
         job_id = await asyncio.to_thread(train.launch, ctx.campaign, client, plan, ctx.run_id, file_id, actor=actor,
                                          label_swap=ctx.label_swap)
         ctx.progress.say(f"train: job {job_id} running")

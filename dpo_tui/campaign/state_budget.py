@@ -48,6 +48,7 @@ class BudgetState:
     latest: dict[str, Any] | None = None
     calibrated: dict[str, Any] | None = None
     pilot: dict[str, Any] | None = None
+    pilot_rollout_ids: list[str] = field(default_factory=list)  # the rollouts the pilot calibrated on
     pair_yield: dict[str, Any] | None = None
     cap_usd: float | None = None
     cap_set_by: str | None = None  # the actor of the cap in force (plan, or operator:<name>)
@@ -79,6 +80,7 @@ def _calibrated(state: CampaignState, event: StoredEvent) -> None:
     b: BudgetState = state.part(BUDGET)
     b.calibrated = event.payload["estimate"]
     b.pilot = event.payload["pilot"]
+    b.pilot_rollout_ids = list(event.payload["rollout_ids"])
     b.pair_yield = event.payload["pair_yield"]
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+
+from dpo_tui.domain.yields import Outcome, expected_pairs
 
 STAGES = ("rollouts", "training", "eval", "endpoint")
 
@@ -119,6 +121,13 @@ class Estimate:
         return {"total_usd": self.total_usd, "low_usd": self.low_usd, "high_usd": self.high_usd,
                 "calls": self.calls, "calibrated": self.calibrated, "notes": list(self.notes),
                 "by_stage": {k: asdict(v) for k, v in self.by_stage.items()}}
+
+
+def expected_iterations(solve_rate: float, max_iters: int) -> float:
+    """Mean iterations of a rollout that stops at its first passing program or at max_iters,
+    when each iteration passes with probability `solve_rate` given the ones before failed:
+    sum over i < max_iters of (1 - solve_rate)^i."""
+    return sum((1 - solve_rate) ** i for i in range(max_iters))
 
 
 def max_calls_per_rollout(max_iters: int, reflections: bool) -> int:
@@ -293,6 +302,10 @@ class PairYield:
     target_pairs: int
     needed_rollouts_per_task: int | None  # None: no count up to the limit reaches the target
     warning: str | None
+    model: str = "mean"  # "per-task": from each pilot task's own outcomes (domain/yields.py)
+    mean_based_pairs: float | None = None  # what the mean pass rate alone would forecast
+    pilot_tasks: int | None = None
+    tasks_yielding: int | None = None  # pilot tasks whose outcomes disagree enough to give a pair
 
 
 def expected_pairs_per_task(p: float, rollouts: int, cap: int | None = None) -> float:
@@ -308,17 +321,48 @@ def expected_pairs_per_task(p: float, rollouts: int, cap: int | None = None) -> 
 
 
 def pair_yield(pass_rate: float, *, train_tasks: int, rollouts_per_task: int, target_pairs: int,
-               per_task_cap: int | None = None, max_rollouts_per_task: int = 64) -> PairYield:
-    expected = train_tasks * expected_pairs_per_task(pass_rate, rollouts_per_task, per_task_cap)
-    needed = next((r for r in range(2, max_rollouts_per_task + 1)
-                   if train_tasks * expected_pairs_per_task(pass_rate, r, per_task_cap) >= target_pairs), None)
+               per_task_cap: int | None = None, max_rollouts_per_task: int = 64,
+               pilot_tasks: Mapping[str, Sequence[Outcome]] | None = None, min_margin: float = 0.2,
+               seed: int = 0) -> PairYield:
+    """The pairs the campaign can expect. With `pilot_tasks` (each pilot task's outcomes), per
+    task through the funnel's rules (domain/yields.py); else from the mean pass rate alone."""
+    def mean_based(r: int) -> float:
+        return train_tasks * expected_pairs_per_task(pass_rate, r, per_task_cap)
+
+    if pilot_tasks:
+        def forecast(r: int) -> float:
+            return expected_pairs(pilot_tasks, train_tasks=train_tasks, rollouts=r, min_margin=min_margin,
+                                  per_task_cap=per_task_cap, seed=seed)[0]
+    else:
+        forecast = mean_based
+    expected = forecast(rollouts_per_task)
+    needed = _fewest(forecast, target_pairs, 2, max_rollouts_per_task)
     warning = None
     if needed is None:
-        best = max(train_tasks * expected_pairs_per_task(pass_rate, r, per_task_cap)
-                   for r in range(2, max_rollouts_per_task + 1))
-        warning = (f"{train_tasks} train tasks at pass rate {pass_rate:.0%} cannot reach {target_pairs} pairs "
+        best = forecast(max_rollouts_per_task)
+        why = (f"{train_tasks} train tasks at pass rate {pass_rate:.0%}" if not pilot_tasks else
+               f"{train_tasks} train tasks with these pilot outcomes")
+        warning = (f"{why} cannot reach {target_pairs} pairs "
                    f"(at most ~{best:.0f} with up to {max_rollouts_per_task} rollouts per task): add tasks or lower the target")
     elif needed > rollouts_per_task:
         warning = (f"{rollouts_per_task} rollouts per task give ~{expected:.0f} pairs, short of {target_pairs}; "
                    f"{needed} per task are needed")
-    return PairYield(pass_rate, train_tasks, rollouts_per_task, expected, target_pairs, needed, warning)
+    if not pilot_tasks:
+        return PairYield(pass_rate, train_tasks, rollouts_per_task, expected, target_pairs, needed, warning)
+    yielding = expected_pairs(pilot_tasks, train_tasks=train_tasks, rollouts=rollouts_per_task, min_margin=min_margin,
+                              per_task_cap=per_task_cap, seed=seed)[1]
+    return PairYield(pass_rate, train_tasks, rollouts_per_task, expected, target_pairs, needed, warning,
+                     model="per-task", mean_based_pairs=mean_based(rollouts_per_task), pilot_tasks=len(pilot_tasks),
+                     tasks_yielding=yielding)
+
+
+def _fewest(forecast: Callable[[int], float], target: float, lo: int, hi: int) -> int | None:
+    """The smallest r in [lo, hi] with forecast(r) >= target (forecast nondecreasing in r)."""
+    if forecast(hi) < target:
+        return None
+    if forecast(lo) >= target:
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if forecast(mid) >= target else (mid, hi)
+    return hi

@@ -148,7 +148,8 @@ class OperatorActions:
             est = f"${p['pilot_usd']:.3f}" if p["pilot_usd"] is not None else "unknown (no estimate logged)"
             body = (f"Run the pilot: {p['pilot_rollouts']} rollouts, estimated {est} "
                     f"(the rollout stage: {p['total']} rollouts, ${p['stage_usd'] or 0:.3f} uncalibrated).\n"
-                    f"Its measured costs calibrate the estimate before the rest.\n\n{money}")
+                    f"Its measured costs calibrate the estimate before the rest.\n\n{self.session.power_text()}"
+                    f"\n\n{money}")
             decision, estimate, title = "run_pilot", p["pilot_usd"], "Run the pilot?"
         elif p["approved"]:
             if p["finished"] >= p["total"]:
@@ -159,7 +160,8 @@ class OperatorActions:
         else:
             left = p["total"] - p["pilot_rollouts"]
             body = (f"Start the rollouts: {left} more (of {p['total']}), estimated ${p['stage_usd'] or 0:.3f} for "
-                    f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n{money}")
+                    f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n"
+                    f"{self.session.power_text()}\n\n{money}")
             decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"
         if not self.fits_cap(estimate if decision == "run_pilot" else (estimate or 0) * (p["total"] - p["finished"])
                              / max(p["total"], 1), title[:-1].replace("Run the", "The").replace("Start the", "The"),
@@ -271,7 +273,8 @@ class OperatorActions:
         left = p["cap_usd"] - p["spend_usd"]
         changed = ", ".join(f"{k}={v}" for k, v in p["overrides"].items()) or "the plan's hyperparameters"
         body = (f"Launch DPO training {p['run_id']} ({changed}).\nTogether's estimate ${p['estimated_usd']:.4f}.\n"
-                f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.")
+                f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.\n\n"
+                f"{self.session.power_text()}")
 
         def answer(yes: bool | None) -> None:
             if yes:

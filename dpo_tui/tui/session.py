@@ -21,7 +21,7 @@ from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
-                                     record_plan, run_decision, training_plan)
+                                     pilot_size, record_plan, run_decision, training_plan)
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
 from dpo_tui.campaign.state_budget import BUDGET
@@ -184,6 +184,25 @@ class Session:
 
     # -- budget --------------------------------------------------------------------------
 
+    def power(self) -> dict[str, Any] | None:
+        """`dpo-tui power` for this campaign (the pilot's per-task pass rates once it ran, else
+        the prior): the Budget pane and the confirmations show it; None without a plan."""
+        from dpo_tui.campaign.power import pilot_rates, power_for
+
+        pc = self.plan
+        if pc is None:
+            return None
+        with self.lock:
+            rates = pilot_rates(self.campaign)
+        return power_for(pc.plan, pc.prices, n_pool=len(pc.tasks.pool), n_heldout=len(pc.tasks.heldout), rates=rates)
+
+    def power_text(self) -> str:
+        """The confirmations' line: what the planned eval can detect."""
+        from dpo_tui.campaign.power import power_summary
+
+        out = self.power()
+        return power_summary(out) if out is not None else ""
+
     def what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]):
         """The estimate for the plan with these inputs changed; raises InputError naming the
         field the plan's own validation refuses."""
@@ -289,7 +308,7 @@ class Session:
             latest = b.calibrated or b.latest
             stage_usd = latest["by_stage"]["rollouts"]["usd"] if latest else None
             total = len(split.split.train) * pc.plan.rollouts.rollouts_per_task
-            pilot_n = min(pc.plan.rollouts.pilot_rollouts, total)
+            pilot_n = pilot_size(pc.plan, len(split.split.train))
             pilot_done = b.calibrated is not None or pilot_n == 0
             return {"phase": "rollouts" if pilot_done else "pilot", "pilot_rollouts": pilot_n, "total": total,
                     "finished": r.finished.get("rollouts", 0), "stage_usd": stage_usd,

@@ -72,3 +72,20 @@ def test_estimate_json_contract_and_bad_plan_exit_2(cli, tmp_path):
     bad = write(tmp_path, DEMO.replace("cap_usd = 5.00", "cap_usd = 0"))
     code, out, err = cli("estimate", "--plan", bad)
     assert code == 2 and out == "" and err.count("\n") == 1 and "budget.cap_usd" in err
+
+
+def test_iterations_before_the_pilot_follow_max_iters_and_the_reflection_rule(tmp_path):
+    """With no avg_iters guess, a rollout runs 1 + (1-q) + ... + (1-q)^(max_iters-1) iterations
+    (q = solve_rate_per_iter, 0.2 by default) and makes a reflection after each failed one but
+    the last; a plan's own guesses still win, and reflections off make none."""
+    from dpo_tui.campaign.budget import iteration_guesses
+
+    def guesses(old: str = "", new: str = "") -> tuple[float, float]:
+        return tuple(round(x, 3) for x in iteration_guesses(load_plan(write(tmp_path, DEMO.replace(old, new)))))
+
+    assert guesses() == (2.952, 1.952)  # max_iters 4
+    assert guesses("max_iters = 4", "max_iters = 10") == (4.463, 3.463)  # longer conversations cost more
+    assert guesses("[budget]", "[budget]\nsolve_rate_per_iter = 0.5") == (1.875, 0.875)
+    assert guesses("reflections = true", "reflections = false") == (2.952, 0.0)
+    assert guesses("[budget]", "[budget]\navg_iters = 2.5\navg_reflections = 1.0") == (2.5, 1.0)
+    assert guesses("[budget]", "[budget]\navg_iters = 3.0") == (3.0, 2.0)

@@ -54,6 +54,10 @@ def test_waiting_for_a_decision_exits_4_then_yes_runs_and_a_rerun_resumes_withou
     summary = json.loads(res.stdout)
     assert summary["rollouts"]["finished"] == summary["rollouts"]["total"] == 26
     assert summary["backend"] == "simulated" and "simulator" in res.stderr
+    # told before paying: the pilot under the prior, the rest from the pilot's per-task pass rates
+    assert "pilot: Power (under the prior, no pilot yet): this eval test (" in res.stderr, res.stderr
+    assert "rollouts: Power (from the pilot's per-task pass rates): this eval test (" in res.stderr
+    assert "pair yield: ~" in res.stderr and "pilot tasks disagree enough to pair" in res.stderr
     calls_before = sum(completed_keys(db).values())
 
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
@@ -138,3 +142,16 @@ def test_an_operators_cap_holds_across_reruns_until_the_plan_changes_its_own(pla
     with pytest.raises(InputError, match="positive number"):
         with Campaign.open(db) as c:
             set_cap(c, float("nan"), reason="", actor="operator:alice")
+
+
+def test_the_pilot_runs_two_rollouts_per_task_so_it_sees_each_tasks_spread():
+    """pilot_specs: the first n of the round-robin order (one per task: the cost sample), then
+    r1 of the first `repeats` of those tasks, so the per-task pair yield and the eval's power
+    have a per-task spread to use; none repeated when tasks get one rollout."""
+    from dpo_tui.campaign.runner import pilot_specs
+
+    specs = [f"t{i}/r{k}" for k in range(4) for i in range(5)]  # rollout_specs' round-robin order
+    assert pilot_specs(specs, 4, 4, 2) == ["t0/r0", "t1/r0", "t2/r0", "t3/r0", "t0/r1", "t1/r1"]
+    assert pilot_specs(specs, 7, 4, 3) == specs[:7] + ["t2/r1"]  # t0/r1 and t1/r1 are in the first 7 already
+    assert pilot_specs(specs, 4, 4, 0) == specs[:4] and len(pilot_specs(specs, 30, 4, 15)) == 20
+    assert pilot_specs(specs[:5], 3, 1, 2) == specs[:3]

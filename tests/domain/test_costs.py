@@ -125,3 +125,61 @@ def test_after_a_pilot_endpoint_minutes_follow_its_wall_time_per_call():
     cal = calibrated_estimate(inp, s)
     # 20 tasks x 3 runs x 2 arms x 4 calls = 480 calls x 3 s / 8 in flight = 180 s: 2 + 3 = 5 minutes each
     assert cal.by_stage["endpoint"].usd == pytest.approx(2 * 5 * 6.0 / 60)
+
+
+def _truth_campaign(rng, kinds, per_task, pilot_tasks, pilot_n=2):
+    """Rollout outcomes of a campaign drawn from per-task pass probabilities (a failure passes
+    1 of 4 tests), the pilot being the first `pilot_n` of `pilot_tasks` tasks' rollouts."""
+    from dpo_tui.domain.pairs import RolloutOutcome
+    from dpo_tui.domain.yields import Outcome
+
+    rollouts, pilot = [], {}
+    for i, p in enumerate(kinds):
+        for k in range(per_task):
+            ok = rng.random() < p
+            prog = f"t{i}.{k}.{rng.random()}"
+            rollouts.append(RolloutOutcome(f"t{i}/r{k}", f"t{i}", f"x = '{prog}'", 4 if ok else 1, 4, ok, 1))
+            if i < pilot_tasks and k < pilot_n:
+                pilot.setdefault(f"t{i}", []).append(Outcome(ok, 1.0 if ok else 0.25, f"x = '{prog}'"))
+    return rollouts, pilot
+
+
+def test_pair_yield_follows_each_tasks_own_outcomes_not_the_mean():
+    """Issue 21's QuixBugs shape: of 28 train tasks 18 always solved, 5 never, 5 half the
+    time; pilots of 2 rollouts on 10 tasks, drawn from that truth 40 times. The mean-based
+    forecast promises ~2x what the real funnel builds on those campaigns; the per-task forecast
+    is within 20% on average. A pilot whose tasks each repeat themselves (all passed, or all
+    failed alike) forecasts them nothing."""
+    import random
+
+    from dpo_tui.domain.pairs import PairFilters, build_pairs, filter_pairs
+    from dpo_tui.domain.yields import Outcome, concentration, expected_pairs, task_expected_pairs
+
+    kinds = [1.0] * 18 + [0.0] * 5 + [0.5] * 5
+    cap, margin, per_task = 3, 0.2, 4
+    rng = random.Random(5)
+    rng.shuffle(kinds)
+    got, mean_based, built = [], [], []
+    for rep in range(40):
+        rollouts, pilot = _truth_campaign(random.Random(100 + rep), kinds, per_task, pilot_tasks=10)
+        built.append(len(filter_pairs(build_pairs(rollouts), PairFilters(min_margin=margin, per_task_cap=cap),
+                                      pair_tokens=lambda p: 0, test_tasks=()).kept))
+        got.append(expected_pairs(pilot, train_tasks=28, rollouts=per_task, min_margin=margin, per_task_cap=cap,
+                                  seed=rep, draws=100)[0])
+        rate = sum(o.passed for outs in pilot.values() for o in outs) / 20
+        mean_based.append(28 * expected_pairs_per_task(rate, per_task, cap))
+    actual, forecast, naive = (sum(x) / len(x) for x in (built, got, mean_based))
+    print(f"\nthe real funnel {actual:.1f} pairs; per-task forecast {forecast:.1f}, mean-based {naive:.1f}")
+    assert abs(forecast - actual) <= 0.2 * actual and naive > 1.8 * actual
+
+    alike = {"a": [Outcome(True, 1.0, "a1"), Outcome(True, 1.0, "a2")],
+             "b": [Outcome(False, 0.25, "b1"), Outcome(False, 0.25, "b2")],
+             "c": [Outcome(True, 1.0, "c1"), Outcome(True, 1.0, "c2")]}
+    assert concentration(alike) == 0.0  # tasks differ, their rollouts do not
+    pool = [o for outs in alike.values() for o in outs]
+    assert all(task_expected_pairs(o, per_task, pool=pool, c=0.0, min_margin=margin, per_task_cap=cap) == 0.0
+               for o in alike.values())
+    y = pair_yield(0.67, train_tasks=28, rollouts_per_task=per_task, target_pairs=40, per_task_cap=cap,
+                   pilot_tasks=alike, min_margin=margin, seed=3)
+    assert y.model == "per-task" and (y.pilot_tasks, y.tasks_yielding) == (3, 0) and y.expected_pairs == 0.0
+    assert y.mean_based_pairs > 25 and "cannot reach 40 pairs" in y.warning

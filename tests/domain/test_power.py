@@ -10,7 +10,7 @@ import random
 from dpo_tui.campaign.plan import demo_plan_path
 from dpo_tui.cli import main
 from dpo_tui.domain.gate import SHIP, GateCriteria, decide
-from dpo_tui.domain.power import mde, normal_power, suite_power, tasks_needed
+from dpo_tui.domain.power import RateModel, mde, normal_power, suite_power, tasks_needed
 from dpo_tui.domain.stats import compare
 from tests.conftest import run_dpo_tui
 
@@ -42,6 +42,38 @@ def test_designs_that_can_detect_nothing_say_so():
     assert mde(12, 1, alpha=0.05, trials=300) is None
 
 
+def _gate_ship_rate_at(rates: RateModel, tasks: int, seeds: int, delta: float, trials: int, seed: int) -> float:
+    """The real gate on fresh evals whose task rates follow `rates`; the tuned model closes the
+    share f = delta / (1 - mean) of each task's headroom (a mean gain of delta)."""
+    rng, shipped, draw, f = random.Random(seed), 0, rates.sampler(), delta / (1 - rates.mean)
+    for rep in range(trials):
+        ps = [draw(rng) for _ in range(tasks)]
+        base = {f"t{i}": [rng.random() < p for _ in range(seeds)] for i, p in enumerate(ps)}
+        tuned = {f"t{i}": [rng.random() < p + f * (1 - p) for _ in range(seeds)] for i, p in enumerate(ps)}
+        shipped += decide(GateCriteria("s"), {"s": compare(base, tuned, seed=rep)}).decision == SHIP
+    return shipped / trials
+
+
+def test_the_pilots_per_task_variance_replaces_the_prior():
+    """A pilot whose tasks all passed or all failed (2 rollouts each): mean 50% like the prior,
+    but no run-to-run variance, so 40 tasks x 3 seeds detect less than the prior says (half
+    of m(1-m) credited to the tasks' differences at most: a conservative cap); the real gate
+    ships that MDE 80% of the time at the pilot's rates."""
+    assert RateModel.from_pilot([(1, 1)] * 8) is None  # one rollout per task: no per-task variance
+    same = RateModel.from_pilot([(1, 2)] * 6)  # every task split: the prior's own picture
+    assert (same.mean, same.spread) == (0.5, 0.0) and mde(12, 3, alpha=0.05, trials=200, rates=same) == \
+        mde(12, 3, alpha=0.05, trials=200)
+    split = RateModel.from_pilot([(2, 2)] * 3 + [(0, 2)] * 3)
+    assert (split.source, split.mean, split.spread, split.within()) == ("pilot", 0.5, 0.125, 0.125)
+    assert "per-task pass-rate variance p(1-p) 0.000" in split.label
+    prior, m = mde(40, 3, alpha=0.05, trials=400, seed=1), mde(40, 3, alpha=0.05, trials=400, seed=1, rates=split)
+    assert m is not None and m < prior - 0.02
+    at = _gate_ship_rate_at(split, 40, 3, m, 400, 5)
+    print(f"\n40 tasks x 3 seeds: MDE {prior:.1%} under the prior, {m:.1%} at the pilot's rates; the gate ships {at:.1%}")
+    assert at >= 0.75
+    assert tasks_needed(0.05, 3, alpha=0.05, rates=split) < tasks_needed(0.05, 3, alpha=0.05)
+
+
 def test_tasks_needed_has_the_power_it_claims():
     n = tasks_needed(0.25, 3, alpha=0.05, trials=300, seed=2)
     assert n is not None and 10 < n < 60
@@ -62,6 +94,56 @@ def test_power_command_on_the_demo_plan(capsys):
     assert (s["tasks"], s["seeds"], s["mde"], s["detectable"]) == (5, 3, None, False)
     assert s["tasks_needed"] > 100 and s["cost_usd"] > s["planned_cost_usd"] > 0
     assert main(["power", "--plan", str(demo_plan_path()), "--trials", "100"]) == 0
-    assert "test: 5 tasks x 3 seeds can detect nothing" in capsys.readouterr().out
+    assert ("test: 5 tasks x 3 seeds cannot detect any effect (5 tasks: the exact test cannot reject at alpha 0.05)"
+            in capsys.readouterr().out)
     assert main(["power", "--plan", str(demo_plan_path()), "--trials", "3"]) == 2
     assert capsys.readouterr().err == "dpo-tui: error: --trials: 3 is too few to estimate a rate (at least 50)\n"
+
+
+def _campaign_with_pilot(path, outcomes: dict[str, list[bool]]):
+    """A campaign log whose pilot ran `outcomes` (task -> each pilot rollout's pass)."""
+    from dpo_tui.events.campaign import Campaign
+
+    ids = []
+    with Campaign.create(path, name="t", actor="operator:t") as c:
+        for task, runs in outcomes.items():
+            for k, passed in enumerate(runs):
+                rid = f"{task}/r{k}"
+                ids.append(rid)
+                c.append("rollout.started", {"rollout_id": rid, "task_id": task, "stage": "rollouts", "model": "m",
+                                             "seed": k, "max_iters": 2, "reflections": False, "temperature": 0.7,
+                                             "max_tokens": 64}, actor="system")
+                c.append("rollout.finished", {
+                    "rollout_id": rid, "outcome": "passed" if passed else "max_iters", "passed": passed, "tests": 4,
+                    "tests_passed": 4 if passed else 0, "iterations": 1, "final_program": f"x = {k}", "calls": 1,
+                    "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.01}, actor="system")
+        c.append("budget.pilot_calibrated", {"pilot": {}, "rollout_ids": ids, "estimate": {"total_usd": 1.0},
+                                             "pair_yield": {}}, actor="system")
+    return path
+
+
+def test_power_and_estimate_use_the_pilot_once_there_is_one(tmp_path, capsys):
+    """With --db of a campaign whose pilot ran, power (and estimate --json's power) come from the
+    pilot's per-task pass rates and say so; a campaign without a pilot keeps the prior."""
+    from dpo_tui.events.campaign import Campaign
+
+    db = _campaign_with_pilot(tmp_path / "c.db", {f"t{i}": [i % 2 == 0] * 2 for i in range(6)})
+    res = run_dpo_tui("power", "--plan", demo_plan_path(), "--db", db, "--json", "--trials", "100")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["source"], out["mean_pass_rate"], out["between_task_variance"]) == ("pilot", 0.5, 0.125)
+    assert "12 rollouts on 6 tasks" in out["rates"]
+    assert main(["power", "--plan", str(demo_plan_path()), "--db", str(db), "--trials", "100"]) == 0
+    assert "source: the pilot's per-task pass rates: 12 rollouts on 6 tasks" in capsys.readouterr().out
+    est = json.loads(run_dpo_tui("estimate", "--plan", demo_plan_path(), "--db", db, "--json").stdout)
+    assert est["power"]["source"] == "pilot" and est["power"]["suites"]["test"]["detectable"] is False
+    plain = json.loads(run_dpo_tui("estimate", "--plan", demo_plan_path(), "--json").stdout)["power"]
+    assert plain["source"] == "prior" and plain["suites"]["test"]["mde"] is None
+    assert main(["estimate", "--plan", str(demo_plan_path())]) == 0
+    assert ("Power (under the prior, no pilot yet): this eval test (5 tasks x 3 seeds) cannot detect any effect "
+            "(5 tasks: the exact test cannot reject at alpha 0.05)") in capsys.readouterr().out
+    with Campaign.create(tmp_path / "empty.db", name="t", actor="operator:t"):
+        pass
+    none = json.loads(run_dpo_tui("power", "--plan", demo_plan_path(), "--db", tmp_path / "empty.db", "--json",
+                                  "--trials", "50").stdout)
+    assert none["source"] == "prior"

@@ -7,7 +7,7 @@ through the real runner and SDK against the embedded simulator (every figure sim
 Goals (issue 15): the calibrated total within 15% of the actual spend; before the pilot,
 within a factor of 1.5. The last stdout line of --json is
 {"campaigns": {name: {"before_usd", "calibrated_usd", "actual_usd", "before_ratio",
-"calibrated_ratio", "by_stage": {...}}}}.
+"calibrated_ratio", "by_stage": {...}, "pairs": {"forecast", "mean_based", "model", "exported"}}}}.
 """
 
 from __future__ import annotations
@@ -50,12 +50,17 @@ def measure(name: str, plan: Path, tmp: Path) -> dict:
         spend = c.state.part("spend")
         before, cal = b.first, b.calibrated
         actual = spend.total_usd
+        yld = b.pair_yield or {}
+        export = c.state.part("pairs").export or {}
+        pairs = {"forecast": yld.get("expected_pairs"), "mean_based": yld.get("mean_based_pairs"),
+                 "model": yld.get("model"), "exported": export.get("pairs")}
         stages = {s: {"before": before["by_stage"][s]["usd"], "calibrated": (cal or before)["by_stage"][s]["usd"],
                       "actual": spend.by_stage.get(s, 0.0)} for s in before["by_stage"]}
     return {"status": result.status, "seconds": round(time.monotonic() - t0, 1),
             "before_usd": before["total_usd"], "calibrated_usd": (cal or before)["total_usd"], "actual_usd": actual,
             "before_ratio": before["total_usd"] / actual if actual else None,
-            "calibrated_ratio": (cal or before)["total_usd"] / actual if actual else None, "by_stage": stages}
+            "calibrated_ratio": (cal or before)["total_usd"] / actual if actual else None, "by_stage": stages,
+            "pairs": pairs}
 
 
 def main() -> int:
@@ -73,6 +78,10 @@ def main() -> int:
         print(f"{name:9s} {r['status']:6s} actual ${r['actual_usd']:.4f}  before the pilot ${r['before_usd']:.4f} "
               f"({r['before_ratio']:.2f}x)  calibrated ${r['calibrated_usd']:.4f} ({r['calibrated_ratio']:.2f}x)  "
               f"{r['seconds']} s", file=sys.stderr)
+        p = r["pairs"]
+        print(f"    pairs     forecast {p['forecast'] or 0:.1f} ({p['model']}), mean-based "
+              f"{p['mean_based'] if p['mean_based'] is not None else float('nan'):.1f}, exported {p['exported']}",
+              file=sys.stderr)
         for stage, v in r["by_stage"].items():
             print(f"    {stage:9s} before ${v['before']:.4f}  calibrated ${v['calibrated']:.4f}  actual "
                   f"${v['actual']:.4f}", file=sys.stderr)

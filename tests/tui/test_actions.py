@@ -195,7 +195,10 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
         await pilot.press("r")
         await pilot.pause()
         modal = screen_text(app)
-        assert "Run the pilot?" in modal and "8 rollouts, estimated $" in modal and "cap" in modal
+        assert "Run the pilot?" in modal and "12 rollouts, estimated $" in modal and "cap" in modal
+        power = ("Power (under the prior, no pilot yet): this eval test (5 tasks x 3 seeds) cannot detect any effect "
+                 "(5 tasks: the exact test cannot reject at alpha 0.05)")
+        assert power in app.screen.body and "Power (under the prior" in modal  # told before paying
         await pilot.press("y")
         await wait_for(pilot, lambda: app.engine is not None, timeout=60)
         await pilot.press("space")
@@ -213,6 +216,7 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
         await pilot.press("r")
         await pilot.pause()
         second = screen_text(app)
+        second_body = app.screen.body
         await pilot.press("n")
     decisions = [(e.payload["decision"], e.actor) for e in events_of(split_db, "decision.recorded")]
     assert ("run_pilot", ACTOR) in decisions and ("approve_rollouts", ACTOR) not in decisions
@@ -220,9 +224,10 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
     assert any("paused" in n for n in notes) and any("resumed" in n for n in notes)
     assert any("concurrency set to 9" in n for n in notes)
     pilot_done = [e for e in events_of(split_db, "rollout.finished")]
-    assert len(pilot_done) == 8
-    assert "rollouts 8/8" in text and "pilot: done" in text
+    assert len(pilot_done) == 12  # 8 tasks once (the cost sample) and 4 of them twice (their spread)
+    assert "rollouts 12/12" in text and "pilot: done" in text
     assert "Start the rollouts?" in second and "calibrated by the pilot" in second
+    assert "Power (from the pilot's per-task pass rates): this eval test (5 tasks x 3 seeds) cannot detect" in second_body
 
 
 async def test_command_palette_offers_the_actions(split_db):
@@ -276,6 +281,7 @@ async def test_training_prepares_free_then_launches_after_a_confirmation_with_it
         assert "price: estimated $" in screen_text(app)
         modal = await open_launch(pilot)
         assert "Launch training?" in modal and "Together's estimate $" in modal and "remains" in modal
+        assert "this eval test (5 tasks x 3 seeds) cannot detect any effect" in app.screen.body and "Power (" in modal
         await pilot.press("y")
         await wait_for(pilot, lambda: app.working is None, timeout=180)
         assert app.last_result.status in ("waiting", "done"), app.last_result.message

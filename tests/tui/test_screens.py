@@ -44,6 +44,8 @@ async def test_every_stage_shows_its_content_at_80x24(demo_db):
         row = next(line for line in budget.splitlines() if line.strip().startswith(stage))
         assert f"{s['calls']:,.0f}" in row and f"${s['usd']:,.2f}" in row, row
     assert "pair yield" in budget
+    flat = " ".join(budget.split())  # the pane's power line, wrapped at 80 columns
+    assert "power (pilot's per-task pass rates): test 5 tasks x 3 seeds cannot detect any effect" in flat, budget
 
     split = seen["2"]
     assert "frozen" in split

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from dpo_tui.campaign.cap import cap_warning
+from dpo_tui.campaign.power import power_pane_lines
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.tui.screens.base import StagePane
@@ -33,6 +34,7 @@ class BudgetPane(StagePane):
         yield Static("", id="budget-title", classes="pane-title")
         yield DataTable(id="budget-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="budget-yield")
+        yield Static("", id="budget-power")
         with Horizontal(id="budget-inputs"):
             for fid, _sec, _f, label in FIELDS:
                 yield Label(label, classes="field-label")
@@ -52,7 +54,10 @@ class BudgetPane(StagePane):
         pc = self.session.plan
         for fid, sec, field, _label in FIELDS:
             inp = self.query_one(f"#in-{fid}", Input)
-            inp.value = f"{getattr(getattr(pc.plan, sec), field):g}" if pc else ""
+            value = getattr(getattr(pc.plan, sec), field) if pc else None
+            inp.value = f"{value:g}" if value is not None else ""
+            if pc is not None and value is None:
+                inp.placeholder = "prior"  # unset in the plan: from the plan's solve-rate prior
             inp.disabled = self.session.readonly or pc is None
         self.query_one("#budget-pilot", Button).disabled = self.session.readonly or pc is None
         self.sync()
@@ -61,7 +66,7 @@ class BudgetPane(StagePane):
         budget, rollouts = {}, {}
         for fid, sec, field, _label in FIELDS:
             raw = self.query_one(f"#in-{fid}", Input).value.strip()
-            val: float | int | str = raw
+            val: float | int | str | None = raw if raw else None  # empty: the plan's prior decides
             try:
                 val = int(raw) if field == "rollouts_per_task" else float(raw)
             except ValueError:
@@ -124,3 +129,5 @@ class BudgetPane(StagePane):
         else:
             line = "pair yield: after the pilot (r runs it; its calibrated estimate appears in '$ calib')"
         self.query_one("#budget-yield", Static).update(line)
+        power = s.power()
+        self.query_one("#budget-power", Static).update("\n".join(power_pane_lines(power)) if power else "")
