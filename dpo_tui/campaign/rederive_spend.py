@@ -2,7 +2,8 @@
 billing, compared with every figure the log states about spend.
 
 The recomputation, kept apart from the `spend` fold the cap, `replay` and `report` read:
-  pilot       the completed calls of the rollouts `budget.pilot_calibrated` names (part of rollouts)
+  pilot       the completed calls of the rollouts `budget.pilot_calibrated` names (part of rollouts);
+              its stated figures are checked on the rollouts it was calibrated on (`cost_rollout_ids`)
   rollouts,   each completed call's usage x its logged price (its idempotency key counted once),
   eval        plus each orphaned call's reservation, under the call's stage
   training    each finished job's price (and its nanodollars, where logged)
@@ -124,7 +125,10 @@ def _ep_booked(state: CampaignState, event: StoredEvent) -> None:
 @invariant("spend-by-stage", "budget.pilot_calibrated")
 def _pilot_stated(state: CampaignState, event: StoredEvent) -> str | None:
     p = event.payload
-    sums = [state.part(DERIVATION).by_rollout.get(r, [0, 0, 0, 0.0]) for r in p["rollout_ids"]]
+    calibrated_on = p.get("cost_rollout_ids") or p["rollout_ids"]
+    if not set(calibrated_on) <= set(p["rollout_ids"]):
+        return "the pilot says it was calibrated on rollouts that are not among its rollouts"
+    sums = [state.part(DERIVATION).by_rollout.get(r, [0, 0, 0, 0.0]) for r in calibrated_on]
     n, calls = len(sums), sum(s[0] for s in sums)
     if not n:
         return "a pilot calibrated on no rollouts"

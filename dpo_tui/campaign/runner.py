@@ -308,11 +308,12 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
         return
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in cost_specs})
-    pilot = []
+    pilot, cost_ids = [], []
     for spec in cost_specs:
         f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
         if f is None:  # errored or unfinished: no measurement
             continue
+        cost_ids.append(spec.rollout_id)
         pilot.append(PilotRollout(calls=f["calls"], iterations=f["iterations"],
                                   reflections=max(0, f["calls"] - f["iterations"]), prompt_tokens=f["prompt_tokens"],
                                   completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"],
@@ -334,7 +335,7 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
     est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
     ctx.campaign.append("budget.pilot_calibrated", {
         "pilot": summary.__dict__ | {"notes": list(summary.notes)},
-        "rollout_ids": ids,
+        "rollout_ids": ids, "cost_rollout_ids": cost_ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
     ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "

@@ -26,7 +26,10 @@ class BudgetEstimated(Payload):
 @event_type("budget.pilot_calibrated", version=1)
 class PilotCalibrated(Payload):
     pilot: dict[str, Any]  # PilotSummary
-    rollout_ids: list[str]
+    rollout_ids: list[str]  # every finished pilot rollout (the per-task pair yield reads them all)
+    # the rollouts `pilot` was computed on (one per task; the repeats only inform the yield);
+    # absent in logs written before the pilot had repeats, where it is `rollout_ids`
+    cost_rollout_ids: list[str] | None = None
     estimate: dict[str, Any]  # calibrated Estimate.to_json()
     pair_yield: dict[str, Any]
 
