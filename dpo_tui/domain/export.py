@@ -117,3 +117,27 @@ def jsonl_bytes(lines: Sequence[dict[str, Any]]) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def hold_back_tasks(task_ids: Sequence[str], share: float, seed: int) -> set[str]:
+    """The train tasks whose pairs become the validation file: round(share x tasks), at least
+    one, never all (one task at least stays for training), chosen by a seeded hash so the
+    same export, share and seed hold back the same tasks. Held back by task, never by pair,
+    like the split: a task's pairs are all trained on or all validated on."""
+    tasks = sorted(set(task_ids))
+    if share <= 0 or len(tasks) < 2:
+        return set()
+    n = min(len(tasks) - 1, max(1, round(share * len(tasks))))
+    ranked = sorted(tasks, key=lambda t: hashlib.sha256(f"{seed}:{t}".encode()).hexdigest())
+    return set(ranked[:n])
+
+
+def split_lines(data: bytes, line_tasks: Sequence[str], held: set[str]) -> tuple[bytes, bytes]:
+    """(training bytes, validation bytes) of a JSONL export whose non-blank line i belongs to
+    task line_tasks[i]; lines keep their order and bytes."""
+    lines = [raw for raw in data.decode("utf-8").splitlines(keepends=True) if raw.strip()]
+    if len(lines) != len(line_tasks):
+        raise ValueError(f"{len(lines)} lines but {len(line_tasks)} manifest rows")
+    train = "".join(line for line, task in zip(lines, line_tasks) if task not in held)
+    val = "".join(line for line, task in zip(lines, line_tasks) if task in held)
+    return train.encode("utf-8"), val.encode("utf-8")
