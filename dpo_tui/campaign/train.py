@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dpo_tui.campaign.plan import Plan
+from dpo_tui.campaign.state_metrics import METRICS, metric_row, row_key
 from dpo_tui.campaign.state_pairs import PAIRS
 from dpo_tui.campaign.state_plan import PLAN
 from dpo_tui.campaign.state_split import SPLIT
@@ -332,22 +333,44 @@ def _job_event(e: Any) -> dict[str, Any]:
     return {k: getattr(e, k, None) for k in ("type", "message", "created_at", "level", "step", "total_steps")}
 
 
-def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0,
+READS_METRICS = ("running", "compressing", "uploading")
+
+
+def read_metrics(campaign: Campaign, m: Mgmt, run_id: str, job_id: str, status: str, *, final: bool) -> int:
+    """Append the job's metrics not logged yet as one `training.metrics` event (also an empty
+    one when the job ended, so the log says they were read); the number of new rows."""
+    got = m.call("fine_tuning.list_metrics", m.client.fine_tuning.list_metrics, job_id)
+    done = campaign.state.part(METRICS).runs.get(run_id)
+    seen = done.keys() if done is not None and done.job_id == job_id else set()
+    rows = [r for r in (metric_row(x) for x in (got.metrics or [])) if r is not None and row_key(r) not in seen]
+    if rows or final:
+        campaign.append("training.metrics", {"run_id": run_id, "job_id": job_id, "status": status, "rows": rows,
+                                             "final": final}, actor="system")
+    return len(rows)
+
+
+def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0, metrics_every_s: float = 10.0,
             timeout_s: float = 24 * 3600, on_status: Callable[[str], None] | None = None,
             stop: threading.Event | None = None) -> TrainingRun:
     """Poll the job until a terminal status, logging status changes and new job events.
     `stop` set (the console quits) detaches: the job runs on and the next run reattaches."""
-    run = campaign.state.part(TRAINING).runs[run_id]
     deadline = time.monotonic() + timeout_s
+    read_at = -math.inf
     while True:
+        run = campaign.state.part(TRAINING).runs[run_id]
         job = m.call("fine_tuning.retrieve", m.client.fine_tuning.retrieve, run.job_id)
         events = m.call("fine_tuning.list_events", m.client.fine_tuning.list_events, run.job_id).data
         new = [_job_event(e) for e in events[len(run.events):]]
-        if job.status != run.status or new:
+        changed = job.status != run.status
+        if changed or new:
             campaign.append("train.job_status", {"run_id": run_id, "job_id": run.job_id, "status": job.status,
                                                  "new_events": new}, actor="system")
             if on_status:
                 on_status(job.status)
+        if job.status in TERMINAL or (job.status in READS_METRICS and (
+                changed or time.monotonic() - read_at >= metrics_every_s)):
+            read_metrics(campaign, m, run_id, run.job_id, job.status, final=job.status in TERMINAL)
+            read_at = time.monotonic()
         if job.status in TERMINAL:
             price = (job.total_price or 0) / 1e9  # Together reports nanodollars
             campaign.append("train.job_finished", {

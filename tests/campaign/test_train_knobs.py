@@ -21,8 +21,10 @@ KNOBS = ("dpo_beta", "rpo_alpha", "simpo_gamma", "dpo_normalize_logratios_by_len
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("knobs")
     plan = folder / "plan.toml"
+    # a learning rate too small to move the policy: the loss stays at ln 2, a failure sign
     plan.write_text(small_demo_plan(**{"random_seed = 42": "random_seed = 42\nrpo_alpha = 0.25\n"
-                                       "validation_share = 0.25\nn_evals = 2\nn_checkpoints = 2"}))
+                                       "validation_share = 0.25\nn_evals = 2\nn_checkpoints = 2",
+                                       "learning_rate = 1e-5": "learning_rate = 1e-8"}))
     db = folder / "c.db"
     result = run_campaign(plan, db, until="train", yes=True)
     assert result.exit_code == 0, result.message
@@ -93,3 +95,25 @@ def test_knobs_outside_the_model_limits_name_the_field(field, value, needle):
     with pytest.raises(InputError) as exc:
         check_limits(bad, limits)
     assert needle in exc.value.message and exc.value.exit_code == EXIT_USAGE
+
+
+def test_metrics_become_events_and_the_flat_loss_is_a_warning_in_the_summary_and_the_report(trained):
+    db, result = trained
+    with open_store(db, readonly=True) as store:
+        events = list(store.read())
+    metrics = [e for e in events if e.type == "training.metrics"]
+    assert metrics and metrics[-1].payload["final"]
+    finished = next(i for i, e in enumerate(events) if e.type == "train.job_finished")
+    assert events.index(metrics[-1]) < finished  # read before the job's end is logged
+    rows = [r for e in metrics for r in e.payload["rows"]]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == list(range(1, len(train_rows) + 1)) and len(train_rows) >= 3
+    assert sum("eval_loss" in r for r in rows) == 2  # n_evals = 2 on the validation file
+    assert all({"loss", "accuracy", "kl", "lr", "grad_norm"} <= set(r) for r in train_rows)
+    assert all(r["lr"] == 1e-8 for r in train_rows)
+    warnings = result.summary["training"]["warnings"]
+    assert any(w.startswith("loss flat at ln 2") for w in warnings), warnings
+    assert result.summary["training"]["metrics_steps"] == len(train_rows)
+    report = run_dpo_tui("report", "--db", db)
+    assert report.returncode == 0, report.stderr
+    assert "Training metrics" in report.stdout and "Warning: loss flat at ln 2" in report.stdout
