@@ -392,7 +392,8 @@ async def stage_train(ctx: Ctx) -> None:
         else:
             ensure_current_export(ctx, label_swap=ctx.label_swap)
             file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor,
-                                              label_swap=ctx.label_swap, plan=plan)
+                                              label_swap=ctx.label_swap, plan=plan,
+                                              tokenizer=ctx.provider.tokenizer)
         run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
         if run is None or run.job_id is None and run.status != "requested":
             rate = ctx.prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora)

@@ -24,6 +24,7 @@ from dpo_tui.campaign.state_split import SPLIT
 from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
 from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, hold_back_tasks, sha256, split_lines
+from dpo_tui.domain.preference_format import pair_problem
 from dpo_tui.errors import InputError, Stopped
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.core import SPEND
@@ -121,7 +122,8 @@ def trains_on_control(campaign: Campaign, run_id: str) -> bool:
     return bool(run is not None and run.file_id and upload and upload.get("file_id") == run.file_id)
 
 
-def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False, plan: Plan | None = None) -> str:
+def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False, plan: Plan | None = None,
+           tokenizer: Any = None) -> str:
     """Upload the export (once per export sha256 and validation share) and return the training
     file's id; an invalid file or a stale export (a pair decided since) stops here. With
     `training.validation_share` > 0 the pairs of a seeded share of the train tasks are held
@@ -137,7 +139,8 @@ def upload(campaign: Campaign, m: Mgmt, *, actor: str, label_swap: bool = False,
     data = path.read_bytes()
     if sha256(data) != x["together_sha256"]:
         raise InputError(f"{path} changed since it was exported (sha256 differs from the log); export again")
-    _check_before_upload(path, data)
+    check_before_upload(path, data, max_seq_length=plan.training.max_seq_length if plan is not None else None,
+                        tokenizer=tokenizer)
     held: set[str] = set()
     validation: dict[str, Any] = {}
     if share:
@@ -167,10 +170,39 @@ def _refused(resp: Any, path: Path) -> None:
         raise TrainingFailed(f"Together refused {path.name} (file {resp.id}): INVALID_FORMAT: {reason}")
 
 
-def _check_before_upload(path: Path, data: bytes) -> None:
+def check_before_upload(path: Path, data: bytes, *, max_seq_length: int | None = None,
+                        tokenizer: Any = None) -> None:
+    """The file Together would get, checked before it is sent: the SDK's own `check_file`
+    (UTF-8, a JSON object per line, enough samples, size), then Together's preference format
+    (domain/preference_format.py, the simulator's server-side rules too), then the product's
+    own checks: chosen != rejected, and prompt + chosen + rejected within max_seq_length."""
+    from together.lib.utils.files import check_file
+
+    report = check_file(path, purpose="fine-tune")
+    if not report["is_check_passed"]:
+        line = f" line {report['line_number']}" if report.get("line_number") else ""
+        raise TrainingFailed(f"{path}{line}: Together's check_file: {report['message']}")
     check = check_together_jsonl(data)
     if not check.ok:
         raise TrainingFailed(f"{path} line {check.problems[0][0]}: {check.problems[0][1]}")
+    count = None
+    if tokenizer is not None:
+        def count(obj: dict[str, Any]) -> int:
+            return int(tokenizer.count_chat(obj["input"]["messages"], add_generation_prompt=True)) + sum(
+                int(tokenizer.count_completion(content_text(obj[k][0]["content"])))
+                for k in ("preferred_output", "non_preferred_output"))
+    number = 0
+    for raw in data.decode("utf-8").splitlines():
+        number += 1
+        if raw.strip() and (bad := pair_problem(json.loads(raw), max_seq_length=max_seq_length, count=count)):
+            raise TrainingFailed(f"{path} line {number}: {bad[1]} (rule: {bad[0]})")
+
+
+def content_text(content: Any) -> str:
+    """A message's text (a string, or the text parts of a content list)."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def _write_once(path: Path, data: bytes) -> None:
