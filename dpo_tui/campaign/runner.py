@@ -633,9 +633,11 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
 
 
 def _training_metrics(state: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The run's last training metrics and the failure signs they show (summary.training)."""
+    """The run's last training metrics and the failure signs they show (summary.training_metrics;
+    replay's training_metrics has every run's curves)."""
     m = (state.get("training_metrics") or {}).get(run_id) or {}
-    return {"metrics": m.get("last") or {}, "metrics_steps": m.get("steps", 0), "warnings": m.get("warnings", [])}
+    return {"run_id": run_id, "steps": m.get("steps", 0), "final": m.get("final", False), "last": m.get("last") or {},
+            "warnings": m.get("warnings", [])}
 
 
 def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
@@ -647,8 +649,8 @@ def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
                 "train": len(state["split"]["train"]), "test": len(state["split"]["test"])},
             "rollouts": state["rollouts"], "pairs": {k: state["pairs"][k] for k in ("built", "exported", "funnel",
                                                                                       "export_path")},
-            "training": {k: state["training"][k] for k in ("job_id", "status", "model", "price_usd")}
-            | _training_metrics(state, ctx.run_id),
+            "training": {k: state["training"][k] for k in ("job_id", "status", "model", "price_usd")},
+            "training_metrics": _training_metrics(state, ctx.run_id),
             "endpoint": {k: state["endpoint"][k] for k in ("minutes", "running")},
             "eval": {k: state["eval"][k] for k in ("suites", "decision", "decided_by")},
             "events": state["events"]}

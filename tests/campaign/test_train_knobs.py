@@ -111,9 +111,11 @@ def test_metrics_become_events_and_the_flat_loss_is_a_warning_in_the_summary_and
     assert sum("eval_loss" in r for r in rows) == 2  # n_evals = 2 on the validation file
     assert all({"loss", "accuracy", "kl", "lr", "grad_norm"} <= set(r) for r in train_rows)
     assert all(r["lr"] == 1e-8 for r in train_rows)
-    warnings = result.summary["training"]["warnings"]
-    assert any(w.startswith("loss flat at ln 2") for w in warnings), warnings
-    assert result.summary["training"]["metrics_steps"] == len(train_rows)
+    summary = result.summary["training_metrics"]
+    assert any(w.startswith("loss flat at ln 2") for w in summary["warnings"]), summary
+    assert summary["steps"] == len(train_rows) and summary["final"] and summary["last"]["step"] == len(train_rows)
+    replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
+    assert replay["training_metrics"]["run-1"]["warnings"] == summary["warnings"]
     report = run_dpo_tui("report", "--db", db)
     assert report.returncode == 0, report.stderr
     assert "Training metrics" in report.stdout and "Warning: loss flat at ln 2" in report.stdout
