@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from dpo_tui.errors import InputError
 from dpo_tui.paths import fixtures_dir
@@ -126,7 +126,28 @@ class TrainingSection(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     lora_trainable_modules: str = Field("all-linear", description="modules LoRA adapts")
     random_seed: int = Field(0, description="training seed")
+    dpo_normalize_logratios_by_length: bool = Field(
+        False, description="divide each answer's log-ratio by its length (SimPO turns it on)")
+    rpo_alpha: float = Field(0.0, ge=0, le=10, description="weight of the NLL term on the chosen answer (RPO); 0: off")
+    simpo_gamma: float = Field(
+        0.0, ge=0, le=10, description="SimPO target margin; > 0 makes the job reference-free SimPO")
+    validation_share: float = Field(
+        0.0, ge=0, le=0.5, description="share of the train tasks whose pairs are held back as the validation file")
+    n_evals: int = Field(0, ge=0, le=100, validate_default=True,
+                         description="evaluations of the validation loss during training (needs validation_share)")
+    n_checkpoints: int = Field(1, ge=1, le=100, description="checkpoints saved during training")
     suffix: str = Field("dpo-tui", pattern=r"^[A-Za-z0-9-]{1,40}$", description="suffix of the output model name")
+
+
+    @field_validator("n_evals")
+    @classmethod
+    def _evals_need_validation(cls, v: int, info: ValidationInfo) -> int:
+        share = info.data.get("validation_share", 0.0)
+        if v > 0 and not share:
+            raise ValueError(f"n_evals = {v} needs a validation file: set training.validation_share (e.g. 0.2)")
+        if share and v == 0:
+            raise ValueError(f"validation_share = {share} holds pairs back for nothing: set training.n_evals >= 1")
+        return v
 
 
 class EvalSection(_Section):

@@ -48,7 +48,7 @@ def build(campaign: Campaign) -> list[Block]:
     if simulated:
         blocks.append(("p", "Backend: SIMULATED (the embedded Together simulator). Every figure below comes from "
                             "the simulator, not from Together."))
-    blocks += _spend(s) + _decisions(campaign) + _split(s, campaign) + _pairs(s) + _lineage(s) + _eval(s)
+    blocks += _spend(s) + _decisions(campaign) + _split(s, campaign) + _pairs(s) + _lineage(s) + _training(s) + _eval(s)
     return blocks
 
 
@@ -121,6 +121,40 @@ def _lineage(s: dict) -> list[Block]:
                                                f"{_usd(e['cost_usd'])}"])
     hp = ", ".join(f"{k}={v}" for k, v in sorted((t.get("hyperparameters") or {}).items()))
     return [("h2", "Lineage"), ("table", (["step", "value"], rows)), ("p", f"Hyperparameters: {hp or '-'}")]
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float | None]) -> str:
+    """A one-line plot of a curve (NaN as !), scaled to its own range."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return "-"
+    lo, hi = min(xs), max(xs)
+    span = hi - lo or 1.0
+    return "".join("!" if v is None else BARS[min(7, int((v - lo) / span * 8))] for v in values)
+
+
+def _training(s: dict) -> list[Block]:
+    runs = s.get("training_metrics") or {}
+    if not runs:
+        return [("h2", "Training metrics"), ("p", "No training metrics in the log (no job has reported any).")]
+    blocks: list[Block] = [("h2", "Training metrics")]
+    for run_id, m in runs.items():
+        def rng(xs: list) -> str:
+            ys = [x for x in xs if x is not None]
+            return f"{ys[0]:.4f} -> {ys[-1]:.4f}" if ys else "-"
+
+        rows = [["loss", spark(m["loss"]), rng(m["loss"])], ["reward accuracy", spark(m["accuracy"]), rng(m["accuracy"])]]
+        if m["eval_loss"]:
+            rows.append(["eval loss", spark(m["eval_loss"]), rng(m["eval_loss"])])
+        blocks.append(("p", f"Run {run_id}, job {m['job_id']}: {m['steps']} steps"
+                            f"{'' if m['final'] else ' so far (the job had not ended)'}."))
+        blocks.append(("table", (["metric", "curve (first to last step)", "first -> last"], rows)))
+        for w in m["warnings"]:
+            blocks.append(("p", f"Warning: {w}"))
+    return blocks
 
 
 def _eval(s: dict) -> list[Block]:

@@ -448,7 +448,8 @@ async def stage_train(ctx: Ctx) -> None:
         else:
             ensure_current_export(ctx, label_swap=ctx.label_swap)
             file_id = await asyncio.to_thread(train.upload, ctx.campaign, client, actor=actor,
-                                              label_swap=ctx.label_swap)
+                                              label_swap=ctx.label_swap, plan=plan,
+                                              tokenizer=ctx.provider.tokenizer)
         run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
         if run is None or run.job_id is None and run.status != "requested":
             rate = ctx.prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora)
@@ -467,6 +468,11 @@ async def stage_train(ctx: Ctx) -> None:
         ctx.progress.say(f"train: job {job_id} running")
         run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
                                       on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"), stop=ctx.stop)
+        from dpo_tui.campaign.state_metrics import METRICS
+
+        signs = ctx.campaign.state.part(METRICS).runs.get(ctx.run_id)
+        for warning in signs.warnings if signs is not None else []:
+            ctx.progress.say(f"train: warning: {warning}")
         if run.status != "completed":
             raise StageFailed(f"training job {run.job_id} ended {run.status}")
     ctx.progress.say(f"train: {run.job_id} completed -> {run.output_model} (${run.price_usd:.4f})")
@@ -684,6 +690,14 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
     return RunResult(code, status, message, summary)
 
 
+def _training_metrics(state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The run's last training metrics and the failure signs they show (summary.training_metrics;
+    replay's training_metrics has every run's curves)."""
+    m = (state.get("training_metrics") or {}).get(run_id) or {}
+    return {"run_id": run_id, "steps": m.get("steps", 0), "final": m.get("final", False), "last": m.get("last") or {},
+            "warnings": m.get("warnings", [])}
+
+
 def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
     state = ctx.campaign.state.to_json()
     return {"campaign": state["campaign"]["name"], "db": str(ctx.campaign.store.path), "backend": ctx.backend,
@@ -694,6 +708,7 @@ def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
             "rollouts": state["rollouts"], "pairs": {k: state["pairs"][k] for k in ("built", "exported", "funnel",
                                                                                       "export_path")},
             "training": {k: state["training"][k] for k in ("job_id", "status", "model", "price_usd")},
+            "training_metrics": _training_metrics(state, ctx.run_id),
             "endpoint": {k: state["endpoint"][k] for k in ("minutes", "running")},
             "eval": {k: state["eval"][k] for k in ("suites", "decision", "decided_by")},
             "events": state["events"]}

@@ -30,6 +30,13 @@ class FileUploaded(Payload):
     bytes: int
     processing_status: str | None
     validation_report: dict[str, Any] | None = None
+    sha256: str | None = None  # of the bytes uploaded (the export's, or its training part when some are held back)
+    validation_file_id: str | None = None  # the held-back pairs, uploaded as the job's validation file
+    validation_filename: str | None = None
+    validation_sha256: str | None = None
+    validation_share: float = 0.0
+    validation_seed: int | None = None
+    held_back_tasks: list[str] = Field(default_factory=list)
 
 
 @event_type("train.price_estimated", version=1)
@@ -57,6 +64,7 @@ class JobRequested(Payload):
     plan_hash: str
     split_hash: str
     export_sha256: str
+    validation_file_id: str | None = None
 
 
 @event_type("train.job_created", version=1)

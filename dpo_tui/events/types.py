@@ -36,6 +36,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state_rollouts",
     "dpo_tui.campaign.state_pairs",
     "dpo_tui.campaign.state_train",
+    "dpo_tui.campaign.state_metrics",
     "dpo_tui.campaign.state_eval",
     "dpo_tui.campaign.state_api",
     "dpo_tui.campaign.rederive",

@@ -75,6 +75,8 @@ class CallAttemptFailed(Payload):
     # back (a timeout, a dropped connection after sending, an unreadable 2xx). Shown, not spent:
     # state.calls.possibly_billed_attempts / possibly_billed_max_usd (worst case each).
     possibly_billed: bool = False
+    # the reply's x-ratelimit-* / x-tokenlimit-* headers (limit, remaining, reset_s, ...), when it sent any
+    ratelimit: dict[str, float] | None = None
 
 
 @event_type("call.completed", version=1)

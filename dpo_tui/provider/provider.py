@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import together
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -36,7 +37,8 @@ from dpo_tui.events.store import NewEvent, StoredEvent
 from dpo_tui.provider import events as ev
 from dpo_tui.provider.catalog import PriceBook
 from dpo_tui.provider.client import async_client
-from dpo_tui.provider.retry import (AdaptiveLimiter, RetryWait, backend_problem, is_retryable, possibly_billed,
+from dpo_tui.provider.retry import (AdaptiveLimiter, RateLimitHeaders, RetryWait, backend_problem, is_retryable,
+                                    possibly_billed,
                                     status_of)
 from dpo_tui.provider.secrets import Redactor, install_log_redaction
 from dpo_tui.provider.tokenizer import QwenTokenizer, TokenCount
@@ -75,6 +77,13 @@ class ChatResult:
     def from_payload(cls, p: Mapping[str, Any], *, from_log: bool) -> ChatResult:
         return cls(p["idempotency_key"], p["text"], p["finish_reason"], ev.Usage(**p["usage"]), p["cost_usd"],
                    from_log, p["attempts"], p["latency_s"])
+
+
+def _ratelimit_of(exc: BaseException | None) -> dict[str, float] | None:
+    if isinstance(exc, together.APIStatusError) and exc.response is not None:
+        got = RateLimitHeaders.parse(exc.response.headers)
+        return got.to_json() if got is not None else None
+    return None
 
 
 class CallGaveUp(Exception):
@@ -127,12 +136,12 @@ class Provider:
                  recover: bool = True) -> None:
         self.settings, self.campaign, self.prices, self.tokenizer = settings, campaign, prices, tokenizer
         self.actor = actor
-        self.client = client if client is not None else async_client(settings)
+        self.limiter = AdaptiveLimiter(settings.concurrency, floor=settings.min_concurrency,
+                                       cooldown_s=settings.limiter_cooldown_s)
+        self.client = client if client is not None else async_client(settings, on_response=self._on_response)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.redactor = Redactor([key])
         install_log_redaction([key])
-        self.limiter = AdaptiveLimiter(settings.concurrency, floor=settings.min_concurrency,
-                                       cooldown_s=settings.limiter_cooldown_s)
         self._wait = RetryWait(settings)
         self._running: dict[str, asyncio.Future[ChatResult]] = {}
         self._simulated: bool | None = None
@@ -336,7 +345,7 @@ class Provider:
             req.holds_slot = False
         else:
             await self.limiter.acquire()
-        ok = rate_limited = False
+        ok = rate_limited = overloaded = False
         start = time.monotonic()
         params = {k: v for k, v in req.params.items() if v is not None}
         try:
@@ -350,12 +359,18 @@ class Provider:
             ok = True
             return response, self._simulated, time.monotonic() - start
         except together.APIStatusError as exc:
-            rate_limited = exc.status_code == 429
+            rate_limited, overloaded = exc.status_code == 429, exc.status_code == 503
+            if exc.response is not None:
+                self.limiter.observe(RateLimitHeaders.parse(exc.response.headers))
             raise
         finally:
-            self.limiter.release(rate_limited=rate_limited, ok=ok)
+            self.limiter.release(rate_limited=rate_limited, overloaded=overloaded, ok=ok)
 
     # -- outcomes ----------------------------------------------------------------------------
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        """httpx response hook: every reply's `x-ratelimit-*` headers feed the limiter."""
+        self.limiter.observe(RateLimitHeaders.parse(response.headers))
 
     def _complete(self, req: _Request, response: Any, simulated: bool, latency: float, attempts: int) -> ChatResult:
         choice = response.choices[0] if response.choices else None
@@ -380,7 +395,8 @@ class Provider:
             idempotency_key=req.ikey, stage=req.stage, attempt=attempt, status=status_of(exc) if exc else None,
             error=type(exc).__name__, message=self.redactor.redact(str(exc))[:500],
             retryable=bool(exc is not None and is_retryable(exc)), retry_delay_s=delay,
-            delay_source=source if delay is not None else None, possibly_billed=possibly_billed(exc))
+            delay_source=source if delay is not None else None, possibly_billed=possibly_billed(exc),
+            ratelimit=_ratelimit_of(exc))
         event = NewEvent("call.attempt_failed", payload, self.actor)
         if delay is not None:
             self.campaign.append_batch([event])

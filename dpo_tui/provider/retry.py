@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import math
 import socket
 import time
 from collections import deque
@@ -117,11 +118,54 @@ class LimiterStats:
     in_use: int
     decreases: int
     peak_in_use: int
+    overload_decreases: int = 0  # the gentler cuts after a 503
+    header_waits: int = 0  # pauses because x-ratelimit-remaining said 0
+
+
+OVERLOAD_FACTOR = 0.8  # a 503: Together's capacity, not our rate; cut gently
+RATE_LIMIT_FACTOR = 0.5  # a 429: above our dynamic rate; halve
+MAX_HEADER_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """Together's `x-ratelimit-*` (requests per second) and `x-tokenlimit-*` headers."""
+
+    limit: float | None = None
+    remaining: float | None = None
+    reset_s: float | None = None
+    limit_dynamic: float | None = None
+    tokens_limit: float | None = None
+    tokens_remaining: float | None = None
+
+    @classmethod
+    def parse(cls, headers: Any) -> RateLimitHeaders | None:
+        def num(name: str) -> float | None:
+            raw = headers.get(name) if headers is not None else None
+            try:
+                v = float(raw) if raw is not None else None
+            except ValueError:
+                return None
+            return v if v is not None and math.isfinite(v) and v >= 0 else None
+
+        got = cls(num("x-ratelimit-limit"), num("x-ratelimit-remaining"), num("x-ratelimit-reset"),
+                  num("x-ratelimit-limit-dynamic"), num("x-tokenlimit-limit"), num("x-tokenlimit-remaining"))
+        return got if any(v is not None for v in vars(got).values()) else None
+
+    def exhausted(self) -> bool:
+        return (self.remaining is not None and self.remaining < 1) or \
+            (self.tokens_remaining is not None and self.tokens_remaining < 1)
+
+    def to_json(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 class AdaptiveLimiter:
-    """An AIMD concurrency window for asyncio: halve on 429 (at most once per cooldown),
+    """An AIMD concurrency window for asyncio: halve on 429 (above our dynamic rate), cut by
+    a fifth on 503 (at or below it: Together's capacity), each at most once per cooldown;
     grow by 1/limit per success (about +1 per window of successes), never above the ceiling.
+    Together's `x-ratelimit-*` headers feed it: with nothing remaining (requests or tokens)
+    new calls wait for `x-ratelimit-reset` (at most 5 s) and the window does not grow.
 
     Waiters are served first come, first served, and a release wakes only as many as there
     are free slots (no thundering herd when thousands of calls queue). One loop only."""
@@ -135,8 +179,27 @@ class AdaptiveLimiter:
         self._in_use = 0
         self._peak = 0
         self._decreases = 0
+        self._overload_decreases = 0
+        self._header_waits = 0
         self._last_decrease = -float("inf")
+        self._paused_until = -float("inf")
+        self.last_headers: RateLimitHeaders | None = None
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def observe(self, headers: RateLimitHeaders | None) -> None:
+        """What the server's last reply said about our rate."""
+        if headers is None:
+            return
+        self.last_headers = headers
+        if headers.exhausted():
+            wait = min(MAX_HEADER_WAIT_S, headers.reset_s if headers.reset_s is not None else 1.0)
+            self._paused_until = max(self._paused_until, self._clock() + wait)
+
+    async def _respect_headers(self) -> None:
+        left = self._paused_until - self._clock()
+        if left > 0:
+            self._header_waits += 1
+            await asyncio.sleep(left)
 
     def _take(self) -> None:
         self._in_use += 1
@@ -144,6 +207,7 @@ class AdaptiveLimiter:
             self._peak = self._in_use
 
     async def acquire(self) -> None:
+        await self._respect_headers()
         if not self._waiters and self._in_use < int(self.limit):
             self._take()
             return
@@ -160,15 +224,18 @@ class AdaptiveLimiter:
                     self._waiters.remove(fut)
             raise
 
-    def release(self, *, rate_limited: bool = False, ok: bool = False) -> None:
+    def release(self, *, rate_limited: bool = False, overloaded: bool = False, ok: bool = False) -> None:
         self._in_use -= 1
-        if rate_limited:
+        if rate_limited or overloaded:
             now = self._clock()
             if now - self._last_decrease >= self.cooldown_s:
-                self.limit = max(float(self.floor), self.limit / 2)
+                self.limit = max(float(self.floor), self.limit * (RATE_LIMIT_FACTOR if rate_limited else OVERLOAD_FACTOR))
                 self._last_decrease = now
-                self._decreases += 1
-        elif ok and self.limit < self.ceiling:
+                if rate_limited:
+                    self._decreases += 1
+                else:
+                    self._overload_decreases += 1
+        elif ok and self.limit < self.ceiling and not (self.last_headers and self.last_headers.exhausted()):
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
         self._wake()
 
@@ -180,7 +247,8 @@ class AdaptiveLimiter:
                 fut.set_result(None)
 
     def stats(self) -> LimiterStats:
-        return LimiterStats(self.ceiling, self.limit, self._in_use, self._decreases, self._peak)
+        return LimiterStats(self.ceiling, self.limit, self._in_use, self._decreases, self._peak,
+                            self._overload_decreases, self._header_waits)
 
 
 def describe(exc: BaseException) -> dict[str, Any]:

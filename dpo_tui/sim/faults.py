@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 
 from dpo_tui.errors import InputError
@@ -21,6 +22,7 @@ class FaultSpec:
     rates: dict[str, float] = field(default_factory=dict)
     latency_ms: float = 0.0
     retry_after_ms: float = 50.0     # what a 429 tells the client to wait
+    rate_rps: float = 1000.0         # the dynamic rate per model (requests per second): above it, 429
     timeout_s: float = 75.0          # how long a `timeout` fault hangs (longer than the SDK's 60 s)
     slow_s: tuple[float, float] = (0.2, 1.0)
 
@@ -45,12 +47,16 @@ class FaultSpec:
                 extra["latency_ms"] = num
             elif key in ("retry_after_ms", "timeout_s"):
                 extra[key] = num
+            elif key == "rate":
+                if num <= 0:
+                    raise InputError("rate must be > 0 requests per second")
+                extra["rate_rps"] = num
             elif key in KINDS:
                 if not 0.0 <= num <= 1.0:
                     raise InputError(f"fault rate {key}={value} is not between 0 and 1")
                 rates[key] = num
             else:
-                raise InputError(f"unknown fault kind {key!r} (known: {', '.join(KINDS)}, latency)")
+                raise InputError(f"unknown fault kind {key!r} (known: {', '.join(KINDS)}, latency, rate)")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise InputError("fault rates add up to more than 1")
         return cls(rates=rates, **extra)
@@ -95,3 +101,28 @@ class FaultInjector:
                         return None, delay + self._rng.uniform(lo, hi)
                     return kind, delay
             return None, delay
+
+
+class RateWindow:
+    """Together's dynamic rate, simulated: requests per model in one-second windows. A
+    request within the rate is served (a 503 fault then is Together's capacity); one above
+    it gets 429 `dynamic_request_limited`. Every chat reply says where the window stands in
+    `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds)."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._counts: dict[tuple[str, int], int] = {}
+
+    def take(self, model: str, rate: float) -> tuple[bool, dict[str, str]]:
+        now = self._clock()
+        window = int(now)
+        with self._lock:
+            if len(self._counts) > 4096:
+                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
+            n = self._counts.get((model, window), 0) + 1
+            self._counts[(model, window)] = n
+        allowed = n <= rate
+        headers = {"x-ratelimit-limit": f"{rate:g}", "x-ratelimit-remaining": f"{max(0.0, rate - n):g}",
+                   "x-ratelimit-reset": f"{max(0.001, window + 1 - now):.3f}"}
+        return allowed, headers

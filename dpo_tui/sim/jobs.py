@@ -117,9 +117,13 @@ def _train(state: SimState, job: dict) -> None:
     epochs = int(job.get("n_epochs") or 1)
     batch = job.get("batch_size")
     batch = 16 if batch in (None, "max") else int(batch)
+    validation = read_pairs(state.store.get_blob(job["validation_file"]) or b"") if job.get("validation_file") else []
     tuned, report = train_dpo(params, pairs, beta=float(method.get("dpo_beta") or 0.1), epochs=epochs,
                               learning_rate=float(job.get("learning_rate") or 1e-5), batch_size=batch,
-                              seed=int(job.get("random_seed") or 0))
+                              seed=int(job.get("random_seed") or 0),
+                              reference_free=bool(method.get("dpo_reference_free")),
+                              gamma=float(method.get("simpo_gamma") or 0.0), validation=validation,
+                              n_evals=int(job.get("n_evals") or 0))
     tokens = pair_tokens(state, pairs)
     lora = job.get("training_type", {}).get("type", "Lora") == "Lora"
     job["token_count"] = tokens * epochs
@@ -139,10 +143,13 @@ def _train(state: SimState, job: dict) -> None:
     # give the same model, across restarts.
     recipe = [hashlib.sha256(state.store.get_blob(job["training_file"]) or b"").hexdigest(), job["model"],
               method.get("dpo_beta"), epochs, job.get("learning_rate"), batch, job.get("random_seed"), lora]
+    if method.get("dpo_reference_free") or method.get("simpo_gamma"):
+        recipe += [bool(method.get("dpo_reference_free")), method.get("simpo_gamma")]
     tuned["fingerprint"] = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
     job["_params"] = tuned
     job["_report"] = {"pairs": report.pairs, "used": report.used, "steps": report.steps, "losses": report.losses,
                       "weight_change": report.weight_change}
+    job["_metrics"] = report.metrics  # served by GET /v1/fine-tunes/{id}/metrics
 
 
 def _register_output(state: SimState, job: dict) -> None:

@@ -9,6 +9,13 @@ reference w_ref is
 
     L = -log sigmoid(beta * s * (w - w_ref) . (f_c - f_r))
 
+A reference-free (SimPO) job drops the w_ref term and asks for a target margin gamma:
+L = -log sigmoid(beta * s * w . (f_c - f_r) - gamma). Every step records what Together's
+`list_metrics` reports: the loss, the reward accuracy (share of the batch whose implicit
+reward margin is positive), the KL of the policy's choice between the two answers from the
+reference's, the learning rate and the gradient norm; with validation pairs, the eval loss
+at `n_evals` evenly spaced steps.
+
 Minibatch gradient steps use the job's epochs, batch size and learning rate (scaled by
 LR_SCALE, since a real job's 1e-5 is for billions of weights, not a few dozen).
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 import difflib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from dpo_tui.sim.check import extract_examples, passes
@@ -35,6 +42,7 @@ class TrainReport:
     steps: int
     losses: list[float]
     weight_change: float
+    metrics: list[dict[str, float]] = field(default_factory=list)  # one per step, plus eval rows
 
 
 def _answer_program(msg_list: Any) -> str | None:
@@ -85,17 +93,42 @@ def pair_delta(pair: Mapping[str, Any]) -> dict[str, float] | None:
     return {k: v for k, v in delta.items() if v}
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -30 else 0.0
+
+
+def _choice_kl(policy_logit: float, ref_logit: float) -> float:
+    """KL(policy || reference) of the choice between the two answers (Bernoulli logits)."""
+    p, q = min(max(_sigmoid(policy_logit), 1e-12), 1 - 1e-12), min(max(_sigmoid(ref_logit), 1e-12), 1 - 1e-12)
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def _loss(margin: float) -> float:
+    return math.log1p(math.exp(-margin)) if margin > -30 else -margin
+
+
 def train_dpo(params: Mapping[str, Any], pairs: list[Mapping[str, Any]], *, beta: float, epochs: int,
               learning_rate: float, batch_size: int, seed: int = 0,
-              on_epoch: Callable[[int, float], None] | None = None) -> tuple[dict[str, Any], TrainReport]:
+              on_epoch: Callable[[int, float], None] | None = None, reference_free: bool = False,
+              gamma: float = 0.0, validation: list[Mapping[str, Any]] | None = None,
+              n_evals: int = 0) -> tuple[dict[str, Any], TrainReport]:
     ref = dict(params["weights"])
     w = dict(ref)
     s = float(params.get("sharpness", 1.0)) / 0.7
     deltas = [d for d in (pair_delta(p) for p in pairs) if d is not None]
+    val = [d for d in (pair_delta(p) for p in validation or []) if d is not None]
     rng = random.Random(seed)
     lr = learning_rate * LR_SCALE
-    losses, steps = [], 0
+    losses, steps, metrics = [], 0, []
     beta = beta if beta > 0 else 0.1
+    anchor = {} if reference_free else ref  # SimPO: no reference term
+
+    def margin_of(d: Mapping[str, float]) -> float:
+        return beta * s * sum((w.get(k, 0.0) - anchor.get(k, 0.0)) * v for k, v in d.items()) - gamma
+
+    per_epoch = -(-len(deltas) // max(1, batch_size))
+    total_steps = max(1, epochs) * per_epoch
+    eval_at = {round(total_steps * (i + 1) / n_evals) for i in range(n_evals)} if val and n_evals > 0 else set()
     for epoch in range(max(1, epochs)):
         order = list(range(len(deltas)))
         rng.shuffle(order)
@@ -103,19 +136,31 @@ def train_dpo(params: Mapping[str, Any], pairs: list[Mapping[str, Any]], *, beta
         for start in range(0, len(order), max(1, batch_size)):
             batch = [deltas[i] for i in order[start:start + batch_size]]
             grad: dict[str, float] = {}
+            step_loss = right = kl = 0.0
             for d in batch:
-                margin = beta * s * sum((w.get(k, 0.0) - ref.get(k, 0.0)) * v for k, v in d.items())
-                total += math.log1p(math.exp(-margin)) if margin > -30 else -margin
+                margin = margin_of(d)
+                step_loss += _loss(margin)
+                right += margin > 0
+                kl += _choice_kl(s * sum(w.get(k, 0.0) * v for k, v in d.items()),
+                                 s * sum(ref.get(k, 0.0) * v for k, v in d.items()))
                 coef = beta * s / (1.0 + math.exp(margin)) if margin > -30 else beta * s
                 for k, v in d.items():
                     grad[k] = grad.get(k, 0.0) + coef * v / len(batch)
+            total += step_loss
             for k, g in grad.items():
                 w[k] = w.get(k, 0.0) + lr * g
             steps += 1
+            metrics.append({"train/global_step": float(steps), "train/epoch": epoch + (start + len(batch)) / len(order),
+                            "train/loss": step_loss / len(batch), "train/rewards/accuracies": right / len(batch),
+                            "train/kl": kl / len(batch), "train/learning_rate": learning_rate,
+                            "train/grad_norm": math.sqrt(sum(g * g for g in grad.values()))})
+            if steps in eval_at:
+                metrics.append({"train/global_step": float(steps),
+                                "eval/loss": sum(_loss(margin_of(d)) for d in val) / len(val)})
         losses.append(total / max(1, len(deltas)))
         if on_epoch:
             on_epoch(epoch + 1, losses[-1])
     change = math.sqrt(sum((w.get(k, 0.0) - ref.get(k, 0.0)) ** 2 for k in set(w) | set(ref)))
     out = dict(params)
     out["weights"] = w
-    return out, TrainReport(len(pairs), len(deltas), steps, losses, change)
+    return out, TrainReport(len(pairs), len(deltas), steps, losses, change, metrics)

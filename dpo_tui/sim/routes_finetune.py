@@ -74,7 +74,35 @@ def _validate_create(body: dict) -> tuple[catalog.BaseModel, dict, dict]:
     lr = body.get("learning_rate", 1e-5)
     if not isinstance(lr, (int, float)) or not 1e-8 <= lr <= 1.0:
         raise ApiError(400, "learning_rate must be between 1e-08 and 1.0", param="learning_rate")
+    _validate_dpo_knobs(method)
+    for key, low, high in (("n_evals", 0, catalog.model_limits(model)["max_num_evals"]),
+                           ("n_checkpoints", 1, catalog.model_limits(model)["max_num_checkpoints"])):
+        v = body.get(key, low)
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+            raise ApiError(400, f"{key} must be an integer between {low} and {high}", param=key)
+    if body.get("n_evals") and not body.get("validation_file"):
+        raise ApiError(400, "n_evals > 0 needs a validation_file", param="n_evals")
     return model, method, ttype
+
+
+_DPO_NUMBERS = ("dpo_beta", "rpo_alpha", "simpo_gamma")
+_DPO_FLAGS = ("dpo_normalize_logratios_by_length", "dpo_reference_free")
+
+
+def _validate_dpo_knobs(method: dict) -> None:
+    """DPO's knobs (reference §4.2) are numbers >= 0 and flags, and only for DPO."""
+    for key in (*_DPO_NUMBERS, *_DPO_FLAGS):
+        if key not in method or method[key] is None:
+            continue
+        if method["method"] != "dpo":
+            raise ApiError(400, f"training_method.{key} is only supported for DPO training", param="training_method")
+        v = method[key]
+        if key in _DPO_FLAGS and not isinstance(v, bool):
+            raise ApiError(400, f"training_method.{key} must be a boolean", param="training_method")
+        if key in _DPO_NUMBERS and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ApiError(400, f"training_method.{key} must be a number >= 0", param="training_method")
+    if (method.get("simpo_gamma") or 0) > 0 and not method.get("dpo_reference_free"):
+        raise ApiError(400, "simpo_gamma > 0 is SimPO: it needs dpo_reference_free = true", param="training_method")
 
 
 @routes.post("/v1/fine-tunes")
@@ -85,6 +113,10 @@ async def create(request: web.Request) -> web.Response:
     rec, _status = _file_status(request, body.get("training_file"))
     if rec is None:
         raise ApiError(400, f"Training file {body.get('training_file')} not found", param="training_file")
+    if body.get("validation_file"):
+        vrec, _vstatus = _file_status(request, body["validation_file"])
+        if vrec is None:
+            raise ApiError(400, f"Validation file {body['validation_file']} not found", param="validation_file")
     job_id = "ft-" + state.new_id("", 32)
     short = job_id[3:11]
     suffix = body.get("suffix")
@@ -167,3 +199,23 @@ async def checkpoints(request: web.Request) -> web.Response:
                                 "checkpoint": kind, "object_id": job["model_object_id"],
                                 "object_name": job.get("adapter_object_name") or job["model_output_name"],
                                 "object_revision_id": job["model_object_revision_id"]}]})
+
+
+@routes.get("/v1/fine-tunes/{job_id}/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """The metrics the learner computed (one row per step, eval rows where a validation file
+    was given), filtered as the SDK's list_metrics asks; none before training has run."""
+    rows = list(_job(request).get("_metrics") or [])
+    q = request.query
+    try:
+        lo, hi = int(q.get("global_step_from", -1)), int(q.get("global_step_to", 1 << 62))
+        resolution = int(q["resolution"]) if "resolution" in q else None
+    except ValueError:
+        raise ApiError(400, "global_step_from, global_step_to and resolution must be integers") from None
+    rows = [r for r in rows if lo <= r["train/global_step"] <= hi]
+    if resolution is not None and resolution > 0:
+        train = [r for r in rows if "train/loss" in r]
+        if len(train) > resolution:
+            keep = {id(train[round(i * (len(train) - 1) / max(1, resolution - 1))]) for i in range(resolution)}
+            rows = [r for r in rows if "train/loss" not in r or id(r) in keep]
+    return json_body({"metrics": rows})

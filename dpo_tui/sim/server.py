@@ -27,10 +27,13 @@ from typing import Any
 from aiohttp import web
 
 from dpo_tui.errors import InputError
+from dpo_tui.sim.faults import RateWindow
 from dpo_tui.sim.state import SimState
 
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 API_KEY: web.AppKey[str] = web.AppKey("sim_api_key", str)
+RATE: web.AppKey[RateWindow] = web.AppKey("sim_rate", RateWindow)
+RATE_HEADERS: web.RequestKey[dict] = web.RequestKey("sim_ratelimit_headers", dict)
 SIM_HEADER = "X-Simulated"
 _NO_FAULT_PREFIXES = ("/_storage/", "/_sim/")
 
@@ -108,6 +111,13 @@ async def _faults(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.path.startswith(_NO_FAULT_PREFIXES):
         return await handler(request)
     injector = request.app[STATE].faults
+    if request.method == "POST" and request.path == "/v1/chat/completions":
+        model = str((await read_json(request)).get("model") or "")
+        allowed, request[RATE_HEADERS] = request.app[RATE].take(model, injector.spec.rate_rps)
+        if not allowed:
+            raise ApiError(429, f"Request rate above your dynamic rate for {model} (simulated)",
+                           type_="dynamic_request_limited", code="dynamic_request_limited",
+                           headers={"retry-after": request[RATE_HEADERS]["x-ratelimit-reset"]})
     kind, delay = injector.draw()
     if delay:
         await asyncio.sleep(delay)
@@ -167,6 +177,8 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
 
 async def _label(request: web.Request, response: web.StreamResponse) -> None:
     response.headers[SIM_HEADER] = "true"
+    for k, v in (request.get(RATE_HEADERS) or {}).items():
+        response.headers[k] = v
 
 
 def build_app(state: SimState, api_key: str | None = None) -> web.Application:
@@ -176,6 +188,7 @@ def build_app(state: SimState, api_key: str | None = None) -> web.Application:
     app[STATE] = state
     app[API_KEY] = api_key or ""
     app.on_response_prepare.append(_label)
+    app[RATE] = RateWindow()
     for module in (routes_chat, routes_files, routes_finetune, routes_catalog, routes_endpoints):
         app.router.add_routes(module.routes)
     return app

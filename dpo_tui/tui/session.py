@@ -521,6 +521,13 @@ class Session:
                 return {"run_id": self.run_id, "events": []} if self.run_id != RUN_ID else None
             return {**run.to_json(), "events": list(run.events)}
 
+    def training_metrics(self) -> dict[str, Any]:
+        """The Train run's metrics as the log has them (curves, last values, failure signs)."""
+        with self.lock:
+            part = self.campaign.state.parts.get("training_metrics")
+            run = part.runs.get(self.run_id) if part is not None else None
+            return run.to_json() if run is not None else {}
+
     def cancel_training(self, reason: str) -> str:
         """Ask Together to cancel the latest run's job (logged first, with the reason)."""
         from dpo_tui.campaign import train

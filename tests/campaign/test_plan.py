@@ -35,6 +35,19 @@ def test_the_demo_plan_is_valid_and_hash_is_stable():
     (("dpo_beta = 0.1\n", ""), "training.dpo_beta: required field is missing"),
     (("[campaign]", "[campaign]\napi_key = 'tgp_v1_secret'"), "campaign.api_key: API keys never go in a plan file"),
     (("k = 3", "k = 5"), "eval: Value error, k=5 needs at least 5 seeds"),
+    (("random_seed = 42", "random_seed = 42\nrpo_alpha = -0.5"),
+     "training.rpo_alpha: Input should be greater than or equal to 0 (got -0.5)"),
+    (("random_seed = 42", "random_seed = 42\nsimpo_gamma = \"big\""), "training.simpo_gamma: Input should be a valid number"),
+    (("random_seed = 42", "random_seed = 42\ndpo_normalize_logratios_by_length = 1"),
+     "training.dpo_normalize_logratios_by_length: Input should be a valid boolean"),
+    (("random_seed = 42", "random_seed = 42\nn_evals = 3"), "training.n_evals: Value error, n_evals = 3 needs a validation file"),
+    (("random_seed = 42", "random_seed = 42\nvalidation_share = 0.2"),
+     "training.n_evals: Value error, validation_share = 0.2 holds pairs back for nothing"),
+    (("random_seed = 42", "random_seed = 42\nvalidation_share = 0.9\nn_evals = 2"),
+     "training.validation_share: Input should be less than or equal to 0.5 (got 0.9)"),
+    (("random_seed = 42", "random_seed = 42\nn_checkpoints = 0"),
+     "training.n_checkpoints: Input should be greater than or equal to 1 (got 0)"),
+    (("random_seed = 42", "random_seed = 42\nsimpo_gama = 0.5"), "training.simpo_gama: unknown field (allowed: "),
 ])
 def test_bad_plans_name_the_field(tmp_path, edit, needle):
     old, new = edit
@@ -45,6 +58,16 @@ def test_bad_plans_name_the_field(tmp_path, edit, needle):
     assert "\n" not in line and str(tmp_path / "plan.toml") in line
     assert needle in line, line
     assert "secret" not in line.split(":", 2)[-1] or "api_key" in line
+
+
+def test_dpo_knobs_default_and_set(tmp_path):
+    t = load_plan(demo_plan_path()).training
+    assert (t.rpo_alpha, t.simpo_gamma, t.dpo_normalize_logratios_by_length, t.validation_share, t.n_evals,
+            t.n_checkpoints) == (0.0, 0.0, False, 0.0, 0, 1)
+    text = DEMO.replace("random_seed = 42", "random_seed = 42\nrpo_alpha = 0.5\nsimpo_gamma = 0.3\n"
+                        "validation_share = 0.25\nn_evals = 4\nn_checkpoints = 2")
+    t = load_plan(write(tmp_path, text)).training
+    assert (t.rpo_alpha, t.simpo_gamma, t.validation_share, t.n_evals, t.n_checkpoints) == (0.5, 0.3, 0.25, 4, 2)
 
 
 def test_not_toml_and_missing_file(tmp_path):

@@ -65,11 +65,11 @@ def test_export_lines_pass_togethers_rules_and_bad_ones_name_the_rule():
     data = jsonl_bytes([line, line])
     assert check_together_jsonl(data).ok and check_together_jsonl(data).lines == 2
     bad_cases = {
-        "extra columns": {**line, "lineage": "x"},
-        "last input message must not be from the assistant":
+        "rule: extra_column": {**line, "lineage": "x"},
+        "rule: last_message_not_assistant":
             {**line, "input": {"messages": prompt + [{"role": "assistant", "content": "hi"}]}},
-        "exactly one message": {**line, "preferred_output": []},
-        "role must be assistant": {**line, "non_preferred_output": [{"role": "user", "content": "x"}]},
+        "rule: preferred_output_one_message": {**line, "preferred_output": []},
+        "rule: non_preferred_output_role": {**line, "non_preferred_output": [{"role": "user", "content": "x"}]},
     }
     for rule, bad in bad_cases.items():
         check = check_together_jsonl(jsonl_bytes([line, bad]))

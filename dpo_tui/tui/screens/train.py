@@ -8,7 +8,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Sparkline, Static
 
 from dpo_tui.tui.screens.base import StagePane
 
@@ -38,6 +38,11 @@ class TrainPane(StagePane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="train-body", markup=False)
+        yield Static("", id="train-loss-label", markup=False)
+        yield Sparkline([], id="train-loss")
+        yield Static("", id="train-accuracy-label", markup=False)
+        yield Sparkline([], id="train-accuracy")
+        yield Static("", id="train-warnings", classes="warning", markup=False)
         yield DataTable(id="train-events", cursor_type="row", zebra_stripes=True)
         yield Static("", id="train-endpoints-title", classes="pane-title", markup=False)
         yield DataTable(id="train-endpoints", cursor_type="row")
@@ -64,6 +69,7 @@ class TrainPane(StagePane):
     def sync(self) -> None:
         run = self.session.training_run()
         self.set_text("#train-body", self._body(run))
+        self._sync_metrics(self.session.training_metrics())
         self._sync_events(run)
         self._sync_endpoints(part_json(self.session, "endpoint"))
 
@@ -84,6 +90,26 @@ class TrainPane(StagePane):
             f"price: estimated {_usd(t.get('estimated_usd'))}, charged {_usd(t.get('price_usd'))}   "
             f"job events {t.get('job_events', 0)}",
             "hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(hp.items()))])
+
+    def _sync_metrics(self, m: dict[str, Any]) -> None:
+        """Loss and reward accuracy per step as the log has them, and the failure signs."""
+        last = m.get("last") or {}
+
+        def shown(key: str) -> str:
+            v = last.get(key)
+            return "-" if v is None else f"{v:.4f}"
+
+        steps = f"{m.get('steps', 0)} steps" + ("" if m.get("final") or not m.get("steps") else " so far")
+        self.set_text("#train-loss-label", f"loss (last {shown('loss')}, {steps})" if m.get("steps")
+                      else "loss: no training metrics yet (read from Together while the job runs)")
+        self.set_text("#train-accuracy-label", f"reward accuracy (last {shown('accuracy')})" if m.get("steps") else "")
+        loss = [x for x in m.get("loss", []) if x is not None]
+        acc = [x for x in m.get("accuracy", []) if x is not None]
+        if list(self.query_one("#train-loss", Sparkline).data or []) != loss:
+            self.query_one("#train-loss", Sparkline).data = loss
+        if list(self.query_one("#train-accuracy", Sparkline).data or []) != acc:
+            self.query_one("#train-accuracy", Sparkline).data = acc
+        self.set_text("#train-warnings", "\n".join(f"warning: {w}" for w in m.get("warnings", [])))
 
     def _sync_events(self, run: dict[str, Any] | None) -> None:
         """Append the job's new events (the log only ever adds them): a stream, not a rebuild."""
