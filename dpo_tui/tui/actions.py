@@ -91,8 +91,6 @@ class OperatorActions:
                                       "The reason is logged with your name."), got)
 
     def action_approve_split(self) -> None:
-        from dpo_tui.campaign.split import already_frozen
-
         try:
             s = self.session.split_to_approve()
         except DpoTuiError as exc:
@@ -100,7 +98,7 @@ class OperatorActions:
             return
         split, findings = s.split, len(s.findings)
         if s.frozen:
-            self.notify(already_frozen(s))
+            self.notify(self.session.already_frozen(s))
             return
         body = (f"This freezes the split:\n  {len(split.train)} train tasks, {len(split.test)} test tasks, "
                 f"{len(split.excluded)} excluded\n  hash {split.hash()[:16]}…\n  {findings} open leakage findings\n\n"

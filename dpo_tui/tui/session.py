@@ -23,8 +23,8 @@ from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
                                      pilot_size, record_plan, run_decision, training_plan)
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
-from dpo_tui.campaign.split import (approve_split, exclude_task, frozen_split, move_task, other_side, propose_split,
-                                    split_to_approve, unfreeze_split)
+from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
+                                    propose_split, split_to_approve, unfreeze_split)
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.campaign.state_pairs import PAIRS
 from dpo_tui.campaign.state_plan import PLAN
@@ -292,6 +292,8 @@ class Session:
         """The split an approval would freeze (InputError, the service's, when there is none)."""
         with self.lock:
             return split_to_approve(self.campaign)
+
+    already_frozen = staticmethod(already_frozen)  # what approving a frozen split says (as `dpo-tui split approve`)
 
     def frozen_split(self):
         """The frozen split an unfreeze would open (InputError, the service's, when not frozen)."""

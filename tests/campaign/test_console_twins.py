@@ -153,3 +153,12 @@ def test_each_twin_has_help_and_a_readme_row(twin, capsys):
     name = " ".join(twin)
     assert any(re.match(rf"\| `dpo-tui {re.escape(name)}\b", r) or
                (twin[0] == "split" and re.match(r"\| `dpo-tui split [a-z|\\]*" + twin[1], r)) for r in rows), name
+
+
+def test_the_twins_load_no_sdk_for_help():
+    import subprocess
+    import sys
+
+    code = "import sys, dpo_tui.campaign.twins\nprint(sorted(m for m in ('together', 'textual') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
