@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dpo_tui.events.commands",
     "dpo_tui.campaign.cli",
     "dpo_tui.campaign.opcli",
+    "dpo_tui.campaign.twins",
     "dpo_tui.tasks.cli",
     "dpo_tui.provider.cli",
     "dpo_tui.sim.cli",

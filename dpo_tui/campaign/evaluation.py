@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, get_args
 
 from dpo_tui.campaign.engine import RolloutSpec
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.state_eval import EVAL
+from dpo_tui.campaign.state_eval import EVAL, Decision
 from dpo_tui.campaign.state_plan import PLAN
 from dpo_tui.campaign.state_rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks
@@ -123,10 +123,32 @@ def check_override_reason(reason: str) -> str:
     return reason.strip()
 
 
+def decided_gate(campaign: Campaign, run_id: str | None = None) -> str:
+    """The eval run whose gate an override changes (run_id None: the latest eval run);
+    InputError when its gate has not decided."""
+    e = campaign.state.part(EVAL)
+    rid = run_id if run_id is not None else e.latest
+    run = e.runs.get(rid or "")
+    if run is None or run.gate_decision is None:
+        raise InputError("the gate has not decided yet: nothing to override"
+                         + (f" (run {run_id!r})" if run_id is not None else ""))
+    return rid
+
+
+def override_gate(campaign: Campaign, decision: str, *, reason: str, actor: str, run_id: str | None = None) -> str:
+    """The operator's override (console and `dpo-tui override`) of the latest eval run's gate
+    (or run_id's); returns the run id."""
+    rid = decided_gate(campaign, run_id)
+    override(campaign, rid, decision, reason=reason, actor=actor)
+    return rid
+
+
 def override(campaign: Campaign, run_id: str, decision: str, *, reason: str, actor: str) -> None:
     run = campaign.state.part(EVAL).runs.get(run_id)
     if run is None or run.gate_decision is None:
         raise InputError(f"run {run_id!r} has no gate decision to override")
+    if decision not in get_args(Decision):
+        raise InputError(f"a gate decision is one of {', '.join(get_args(Decision))}, not {decision!r}")
     if not actor.startswith("operator:"):
         raise InputError("only an operator can override the gate")
     check_override_reason(reason)

@@ -23,17 +23,24 @@ PLAN_HELP = ("plan file (TOML); default: the plan the campaign recorded (plan.re
 
 
 @contextlib.contextmanager
-def _writer(db: str) -> Iterator[Any]:
-    """The campaign opened for writing under its writer lock (refused while another process holds it)."""
+def _writer(db: str, busy: str = "") -> Iterator[Any]:
+    """The campaign opened for writing under its writer lock (refused while another process
+    holds it; `busy` is added to that refusal)."""
     from dpo_tui.campaign.runner import campaign_lock
-    from dpo_tui.errors import InputError
+    from dpo_tui.errors import InputError, StoreError
     from dpo_tui.events.campaign import Campaign
 
     path = Path(db).expanduser().resolve()
     if not path.exists():
         raise InputError(f"{db}: no such campaign file (dpo-tui init creates one)")
-    with campaign_lock(path), Campaign.open(path) as campaign:
-        yield campaign
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(campaign_lock(path))
+        except StoreError as exc:
+            if not busy:
+                raise
+            raise StoreError(f"{exc.message}. {busy}") from None
+        yield stack.enter_context(Campaign.open(path))
 
 
 def _actor(args: argparse.Namespace) -> str:

@@ -76,11 +76,23 @@ def exclude_task(campaign: Campaign, plan: Plan, tasks: PlanTasks, task_id: str,
     return split
 
 
-def approve_split(campaign: Campaign, *, actor: str) -> str:
-    """Freeze the split; returns its hash. Approving a frozen split again is a no-op."""
+def split_to_approve(campaign: Campaign) -> SplitState:
+    """The split an approval would freeze (the console asks before it, the CLI does not);
+    InputError when there is none yet."""
     s = _state(campaign)
     if s.split is None:
         raise InputError("no split to approve: propose one first")
+    return s
+
+
+def already_frozen(s: SplitState) -> str:
+    """What an approval of a frozen split says (it changes nothing)."""
+    return f"the split is already frozen ({s.frozen_hash[:12]})"
+
+
+def approve_split(campaign: Campaign, *, actor: str) -> str:
+    """Freeze the split; returns its hash. Approving a frozen split again is a no-op."""
+    s = split_to_approve(campaign)
     if s.frozen:
         return s.frozen_hash
     split = s.split
@@ -91,10 +103,23 @@ def approve_split(campaign: Campaign, *, actor: str) -> str:
     return split.hash()
 
 
-def unfreeze_split(campaign: Campaign, *, reason: str, actor: str) -> None:
+def frozen_split(campaign: Campaign) -> SplitState:
+    """The frozen split an unfreeze would open; InputError when it is not frozen."""
     s = _state(campaign)
     if not s.frozen:
         raise InputError("the split is not frozen")
+    return s
+
+
+def other_side(campaign: Campaign, task_id: str) -> str:
+    """Where a move sends the task when no side is named: train <-> test (an excluded task to train)."""
+    s = _state(campaign)
+    side = s.split.side_of(task_id) if s.split is not None else None
+    return "test" if side == "train" else "train"
+
+
+def unfreeze_split(campaign: Campaign, *, reason: str, actor: str) -> None:
+    s = frozen_split(campaign)
     if not reason.strip():
         raise InputError("unfreezing the split needs a written reason")
     campaign.append("split.unfrozen", {"reason": reason, "previous_hash": s.frozen_hash}, actor=actor)

@@ -421,11 +421,38 @@ def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0, me
                            "next run reattaches to it")
 
 
-def cancel(campaign: Campaign, m: Mgmt, run_id: str, *, reason: str, actor: str) -> None:
-    run = campaign.state.part(TRAINING).runs.get(run_id)
+def latest_run_id(campaign: Campaign) -> str | None:
+    """The newest training run in the log (the one the console acts on when reopened)."""
+    runs = list(campaign.state.part(TRAINING).runs)
+    return runs[-1] if runs else None
+
+
+def cancellable(campaign: Campaign, run_id: str | None) -> Any:
+    """The run whose job a cancel would stop (run_id None: the newest run); InputError naming
+    why there is none (the console asks only after this, the CLI acts)."""
+    runs = campaign.state.part(TRAINING).runs
+    rid = run_id if run_id is not None else latest_run_id(campaign)
+    run = runs.get(rid or "")
     if run is None or not run.job_id:
-        raise InputError(f"no job to cancel for run {run_id!r}")
+        raise InputError("no DPO job has been launched in this campaign" + (f" for run {rid!r}" if runs else ""))
     if run.status in TERMINAL:
         raise InputError(f"job {run.job_id} already {run.status}")
+    return run
+
+
+def cancel_training(campaign: Campaign, open_mgmt: Callable[[], Mgmt], run_id: str | None, *, reason: str,
+                    actor: str) -> str:
+    """The operator's cancel (console and `dpo-tui cancel`): refused without a written reason or
+    a job to stop; logged first, then Together is asked. `open_mgmt` is called only once it is
+    not refused (headless, it starts the simulator). Returns the job id."""
+    run = cancellable(campaign, run_id)
+    if not reason.strip():
+        raise InputError("cancelling a training job needs a written reason")
+    cancel(campaign, open_mgmt(), run.run_id, reason=reason, actor=actor)
+    return run.job_id
+
+
+def cancel(campaign: Campaign, m: Mgmt, run_id: str, *, reason: str, actor: str) -> None:
+    run = cancellable(campaign, run_id)
     campaign.append("train.cancel_requested", {"run_id": run_id, "job_id": run.job_id, "reason": reason}, actor=actor)
     m.call("fine_tuning.cancel", m.client.fine_tuning.cancel, run.job_id)

@@ -76,10 +76,7 @@ class OperatorActions:
         tid = self._selected_task()
         if tid is None:
             return
-        with self.session.lock:
-            split = self.session.campaign.state.parts["split"].split
-        side = split.side_of(tid) if split else None
-        to = "test" if side == "train" else "train"
+        to = self.session.other_side(tid)
         self.act("move task", lambda: self.session.move(tid, to, reason="moved in the TUI"), f"{tid} moved to {to}")
 
     def action_exclude_task(self) -> None:
@@ -94,14 +91,14 @@ class OperatorActions:
                                       "The reason is logged with your name."), got)
 
     def action_approve_split(self) -> None:
-        with self.session.lock:
-            s = self.session.campaign.state.parts["split"]
-            split, frozen, findings = s.split, s.frozen, len(s.findings)
-        if split is None:
-            self.notify("no split yet: propose one first (P on Split)", severity="warning")
+        try:
+            s = self.session.split_to_approve()
+        except DpoTuiError as exc:
+            self.notify(f"{exc.message} (P on Split)", severity="warning")
             return
-        if frozen:
-            self.notify(f"the split is already frozen ({s.frozen_hash[:12]})")
+        split, findings = s.split, len(s.findings)
+        if s.frozen:
+            self.notify(self.session.already_frozen(s))
             return
         body = (f"This freezes the split:\n  {len(split.train)} train tasks, {len(split.test)} test tasks, "
                 f"{len(split.excluded)} excluded\n  hash {split.hash()[:16]}…\n  {findings} open leakage findings\n\n"
@@ -114,11 +111,10 @@ class OperatorActions:
         self.push_screen(ConfirmScreen("Approve the split?", body, yes="Approve"), answer)
 
     def action_unfreeze_split(self) -> None:
-        with self.session.lock:
-            s = self.session.campaign.state.parts["split"]
-            frozen, fhash = s.frozen, s.frozen_hash
-        if not frozen:
-            self.notify("the split is not frozen", severity="warning")
+        try:
+            fhash = self.session.frozen_split().frozen_hash
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="warning")
             return
         done = self.session.built_on_split()
         rollouts = ", ".join(f"{n} {STAGE_WORD.get(k, k)}" for k, n in done["rollouts"].items())
@@ -309,13 +305,12 @@ class OperatorActions:
         self.push_screen(NewRunScreen(body, self.session.next_run_id(), fields, check=self.session.check_new_run), got)
 
     def action_cancel_training(self) -> None:
+        try:
+            self.session.cancellable()
+        except DpoTuiError as exc:
+            self.notify(exc.message, severity="warning")
+            return
         run = self.session.training_run()
-        if run is None or not run.get("job_id"):
-            self.notify("no DPO job has been launched", severity="warning")
-            return
-        if run["status"] in TERMINAL:
-            self.notify(f"job {run['job_id']} already {run['status']}", severity="warning")
-            return
         body = (f"Cancel DPO job {run['job_id']} ({run['status']})? Together stops it; steps it already ran may "
                 "still be billed. A new job needs a new run (dpo-tui train --run-id ...).\nWhy cancel?")
 

@@ -23,7 +23,8 @@ from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
                                      pilot_size, record_plan, run_decision, training_plan)
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
-from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
+from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
+                                    propose_split, split_to_approve, unfreeze_split)
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.campaign.state_pairs import PAIRS
 from dpo_tui.campaign.state_plan import PLAN
@@ -267,9 +268,12 @@ class Session:
         pc = self.need_plan()
         propose_split(self.campaign, pc.plan, pc.tasks, actor=self.actor)
 
-    def move(self, task_id: str, to: str, reason: str = "") -> None:
+    def move(self, task_id: str, to: str | None = None, reason: str = "") -> str:
+        """Move a task to `to` (None: the other side, train <-> test); returns where it went."""
         pc = self.need_plan()
+        to = to or other_side(self.campaign, task_id)
         move_task(self.campaign, pc.plan, pc.tasks, task_id, to, actor=self.actor, reason=self.text(reason))
+        return to
 
     def exclude(self, task_id: str, reason: str) -> None:
         pc = self.need_plan()
@@ -278,6 +282,23 @@ class Session:
     def approve_split(self) -> str:
         self.need_plan()
         return approve_split(self.campaign, actor=self.actor)
+
+    def other_side(self, task_id: str) -> str:
+        """Where a move sends the task (train <-> test), as `dpo-tui split move` without --to."""
+        with self.lock:
+            return other_side(self.campaign, task_id)
+
+    def split_to_approve(self):
+        """The split an approval would freeze (InputError, the service's, when there is none)."""
+        with self.lock:
+            return split_to_approve(self.campaign)
+
+    already_frozen = staticmethod(already_frozen)  # what approving a frozen split says (as `dpo-tui split approve`)
+
+    def frozen_split(self):
+        """The frozen split an unfreeze would open (InputError, the service's, when not frozen)."""
+        with self.lock:
+            return frozen_split(self.campaign)
 
     def unfreeze_split(self, reason: str) -> None:
         self.need_plan()
@@ -401,14 +422,12 @@ class Session:
         return check_override_reason(reason)
 
     def override_gate(self, decision: str, reason: str) -> None:
-        """Override the latest eval run's gate decision, as the operator, with a written reason."""
+        """Override the latest eval run's gate decision, as the operator, with a written reason
+        (the service `dpo-tui override` calls too)."""
         from dpo_tui.campaign import evaluation
 
         self.need_plan()
-        g = self.gate()
-        if g is None:
-            raise InputError("the gate has not decided yet: nothing to override")
-        evaluation.override(self.campaign, g["run_id"], decision, reason=self.text(reason), actor=self.actor)
+        evaluation.override_gate(self.campaign, decision, reason=self.text(reason), actor=self.actor)
 
     # -- pairs ---------------------------------------------------------------------------
 
@@ -529,15 +548,19 @@ class Session:
             return run.to_json() if run is not None else {}
 
     def cancel_training(self, reason: str) -> str:
-        """Ask Together to cancel the latest run's job (logged first, with the reason)."""
+        """Ask Together to cancel the run's job (logged first, with the reason): the service
+        `dpo-tui cancel` calls too."""
         from dpo_tui.campaign import train
 
         self.need_plan()
-        run = self.training_run()
-        if run is None or not run.get("job_id"):
-            raise InputError("no DPO job has been launched in this campaign")
-        train.cancel(self.campaign, self.mgmt(), run["run_id"], reason=self.text(reason), actor=self.actor)
-        return run["job_id"]
+        return train.cancel_training(self.campaign, self.mgmt, self.run_id, reason=self.text(reason), actor=self.actor)
+
+    def cancellable(self) -> None:
+        """InputError when there is no job to cancel (the service's message), before asking why."""
+        from dpo_tui.campaign import train
+
+        with self.lock:
+            train.cancellable(self.campaign, self.run_id)
 
     def running_endpoints(self) -> list[dict[str, Any]]:
         from dpo_tui.campaign.state_train import ENDPOINTS

@@ -68,6 +68,18 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="session")
+def evaluated_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same campaign run through every stage: evaluated, the gate decided."""
+    from dpo_tui.campaign.plan import demo_plan_path
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
+    result = run_campaign(demo_plan_path(), db, until=None, yes=True)
+    assert result.exit_code == 0, result.message
+    return db
+
+
 @pytest.fixture
 def demo_db(demo_template: Path, tmp_path: Path) -> Path:
     return copy_campaign(demo_template, tmp_path)

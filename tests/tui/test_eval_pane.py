@@ -1,10 +1,13 @@
 """The Eval pane through the real App on the embedded simulator: the eval asks with the
 endpoints' estimated cost, runs base against tuned and shows pass@1 per suite, the gate's
 verdict and the per-task wins and losses; the gate's override needs a written reason, is
-logged as the operator, and --readonly offers none of it."""
+logged as the operator, and --readonly offers none of it. `dpo-tui override` and `dpo-tui
+cancel` log (and refuse) what the console does on the same evaluated campaign."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,26 +18,16 @@ from tests.tui.conftest import (
     ACTOR,
     copy_campaign,
     copy_with_sim,
+    evaluated_template,  # noqa: F401 - the session's evaluated campaign
     events_of,
     make_app,
     settle,
     wait_for,
 )
+from tests.campaign.test_console_twins import twins  # noqa: F401 - a console copy and a CLI copy of a campaign
 from tests.tui.screen_text import screen_text
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="session")
-def evaluated_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same campaign run through every stage: evaluated, the gate decided."""
-    from dpo_tui.campaign.plan import demo_plan_path
-    from dpo_tui.campaign.runner import run_campaign
-
-    db = copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
-    result = run_campaign(demo_plan_path(), db, until=None, yes=True)
-    assert result.exit_code == 0, result.message
-    return db
 
 
 def _count(db: Path) -> int:
@@ -161,3 +154,33 @@ async def test_the_eval_pane_says_no_discordant_tasks_instead_of_a_zero_width_in
     row = next(line for line in text.splitlines() if line.lstrip().startswith("test "))
     assert "no discordant" in row and "[0.0%, 0.0%]" not in row
     assert "test: wins 0, losses 0, ties 4; no discordant tasks: no interval" in text
+
+
+# -- the gate's override and the job's cancel headless: the same events as the console ------------
+
+
+def test_override_logs_the_same_events_headless(evaluated_template, twins):
+    t = twins(evaluated_template)
+    with Campaign.open(evaluated_template, readonly=True) as c:
+        e = c.state.part("eval")
+        run_id, decision = e.latest, e.runs[e.latest].decision
+    new = next(d for d in ("ship", "rollback", "inconclusive") if d != decision)
+    assert t.step(lambda s: s.override_gate(new, "too short"), "override", "--decision", new,
+                  "--reason", "too short")[0].startswith("an override needs a written reason")
+    assert t.step(lambda s: s.override_gate(decision, "the same decision again"), "override", "--decision", decision,
+                  "--reason", "the same decision again")[0] == f"the decision is already {decision}: an override changes it"
+    _, out = t.step(lambda s: s.override_gate(new, "the held-out suite is too small to trust"), "override",
+                    "--decision", new, "--reason", "the held-out suite is too small to trust", "--json")
+    (ev,) = [e for e in json.loads(out)["events"] if e["type"] != "chain.checkpoint"]
+    assert (ev["type"], ev["actor"]) == ("decision.gate_overridden", "operator:alice")
+    assert ev["payload"] == {"run_id": run_id, "decision": new, "previous": decision,
+                             "reason": "the held-out suite is too small to trust"}
+
+
+def test_cancel_of_a_finished_job_is_refused_alike(evaluated_template, twins):
+    t = twins(evaluated_template)
+    refused, _ = t.step(lambda s: s.cancel_training("wrong beta"), "cancel", "--reason", "wrong beta")
+    assert re.fullmatch(r"job \S+ already completed", refused), refused
+    refused, _ = t.step(lambda s: setattr(s, "run_id", "run-9") or s.cancel_training("wrong beta"), "cancel",
+                        "--run-id", "run-9", "--reason", "wrong beta")
+    assert refused == "no DPO job has been launched in this campaign for run 'run-9'"
