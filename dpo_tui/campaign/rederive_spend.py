@@ -43,9 +43,13 @@ class SpendDerivation:
     completed: set[str] = field(default_factory=set)
     pilot_usd: float = 0.0
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> price, start, booked, served
+    # minutes of endpoints whose id started again later (a resumed eval may be given the same
+    # id): what they booked stays spent
+    earlier_endpoint_usd: float = 0.0
 
     def endpoint_usd(self) -> float:
-        return math.fsum(e["booked"] * e["price_cents_per_hour"] / 100 / 60 for e in self.endpoints.values())
+        return math.fsum([self.earlier_endpoint_usd,
+                          *(_booked_usd(e) for e in self.endpoints.values())])
 
     def spend_by_stage(self) -> dict[str, float]:
         out = {s: 0.0 for s in STAGES}
@@ -103,10 +107,17 @@ def _pilot(state: CampaignState, event: StoredEvent) -> None:
                                                        for r in event.payload["rollout_ids"])
 
 
+def _booked_usd(ep: dict[str, Any]) -> float:
+    return ep["booked"] * ep["price_cents_per_hour"] / 100 / 60
+
+
 @on("endpoint.started")
 def _ep_started(state: CampaignState, event: StoredEvent) -> None:
     p = event.payload
-    state.part(SPEND_DERIVATION).endpoints[p["endpoint_id"]] = {
+    part = state.part(SPEND_DERIVATION)
+    if p["endpoint_id"] in part.endpoints:
+        part.earlier_endpoint_usd += _booked_usd(part.endpoints[p["endpoint_id"]])
+    part.endpoints[p["endpoint_id"]] = {
         "chat_model": p.get("chat_model"), "started_at": p["started_at"], "booked": 0, "served": None,
         "price_cents_per_hour": p["price_cents_per_hour"], "stopped": False}
 

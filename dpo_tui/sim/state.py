@@ -35,7 +35,11 @@ class SimState:
         self.provision_seconds = float(provision_seconds)
         self.clock = clock
         self.lock = threading.RLock()
-        self._rng = random.Random(f"ids:{seed}")
+        # ids are never reused, as Together's are not: a simulator restarted on the same state
+        # (a resumed campaign) draws its ids from a stream of its own, one per start
+        starts = int(self.store["meta"].get("starts", 0))
+        self.store.put("meta", "starts", starts + 1)
+        self._rng = random.Random(f"ids:{seed}" if starts == 0 else f"ids:{seed}:{starts}")
 
     def now(self) -> float:
         return float(self.clock())

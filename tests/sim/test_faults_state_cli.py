@@ -116,3 +116,17 @@ def test_sim_serve_prints_the_url_and_refuses_remote_hosts(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "sim", "serve", "--faults", "teapot=1"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "unknown fault kind" in res.stderr
+
+
+def test_a_restarted_simulator_never_reuses_an_id(tmp_path):
+    """A resumed campaign restarts the simulator on its saved state: the ids it hands out are
+    new (the audit's spend re-derivation once met an endpoint id given twice)."""
+    from dpo_tui.sim.state import SimState
+
+    first = [SimState(seed=0, state_dir=tmp_path).new_id("ep_") for _ in range(1)]
+    again = SimState(seed=0, state_dir=tmp_path)
+    more = [again.new_id("ep_") for _ in range(3)]
+    third = SimState(seed=0, state_dir=tmp_path).new_id("ep_")
+    assert len({*first, *more, third}) == 5
+    fresh = SimState(seed=0, state_dir=tmp_path / "other").new_id("ep_")
+    assert fresh == first[0]  # a new state starts where a new state always did: runs stay reproducible

@@ -69,7 +69,7 @@ def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operato
     t.wait_for("split:frozen")
     t.keys("3", "r")
     screen = t.wait_for("Run the pilot?")
-    assert "8 rollouts, estimated $" in screen
+    assert "12 rollouts, estimated $" in screen  # 8, one per task, and the second of 4
     t.keys("y")
     t.wait_for("pilot: waiting", timeout=90)  # the pilot ran; the rest waits for the operator's go
     t.keys("r")

@@ -3,6 +3,7 @@ the pair yield and the cap; the plan's estimate inputs editable with the estimat
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -129,5 +130,25 @@ class BudgetPane(StagePane):
         else:
             line = "pair yield: after the pilot (r runs it; its calibrated estimate appears in '$ calib')"
         self.query_one("#budget-yield", Static).update(line)
-        power = s.power()
-        self.query_one("#budget-power", Static).update("\n".join(power_pane_lines(power)) if power else "")
+        self._show_power()
+
+    # -- power: a simulation of the gate, seconds on a large suite, so never on the UI thread --
+
+    def _show_power(self) -> None:
+        self._power_generation = getattr(self, "_power_generation", 0) + 1
+        if not self.__dict__.get("_texts", {}).get("#budget-power"):
+            self.set_text("#budget-power", "power: computing what the planned eval can detect…")
+        self._compute_power(self._power_generation)
+
+    @work(thread=True, exclusive=True, group="budget-power")
+    def _compute_power(self, generation: int) -> None:
+        try:
+            power = self.session.power()
+            text = "\n".join(power_pane_lines(power)) if power else ""
+        except DpoTuiError as exc:
+            text = f"power: {exc.message}"
+        self.app.call_from_thread(self._power_done, generation, text)
+
+    def _power_done(self, generation: int, text: str) -> None:
+        if generation == self._power_generation and self.is_attached:
+            self.set_text("#budget-power", text)
