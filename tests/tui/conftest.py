@@ -97,11 +97,17 @@ def make_app(db: Path, *, readonly: bool = False, poll_s: float = 0.5):
     return DpoApp(Session(db, readonly=readonly, actor=ACTOR), poll_s=poll_s)
 
 
+async def power_settled(pilot, timeout: float = 120.0) -> None:
+    """The Budget pane's power line is computed in a thread of its own: wait until it is in."""
+    await wait_for(pilot, lambda: not pilot.app.pane("budget").power_pending, timeout=timeout)
+
+
 async def settle(pilot, seconds: float = 0.6) -> None:
     """Let workers finish and the coalesced event stream drain into the widgets."""
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(seconds)  # longer than the app's drain interval (0.5 s)
     await pilot.app.workers.wait_for_complete()
+    await power_settled(pilot)
     await pilot.pause()
 
 

@@ -17,7 +17,7 @@ from dpo_tui.campaign.suites import load_plan_tasks
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import create_campaign
 from dpo_tui.provider.prices import load_prices
-from tests.tui.conftest import make_app
+from tests.tui.conftest import make_app, power_settled
 
 
 def _fixed_clock() -> datetime:
@@ -40,8 +40,9 @@ def fixed_db(tmp_path: Path) -> Path:
 
 
 async def _settled(pilot) -> None:
-    """The Budget pane's power line is computed in a worker: the frame is taken once it is in."""
+    """The Budget pane's power line is computed in a thread: the frame is taken once it is in."""
     await pilot.app.workers.wait_for_complete()
+    await power_settled(pilot)
     await pilot.pause()
 
 

@@ -180,7 +180,8 @@ def test_true_colour_or_256_colours_and_resizing(demo_db, colorterm, escape):
     resize redraws the whole layout (header, tabs, pane, footer) at the new size."""
     t = Tmux([*TUI, "--db", str(demo_db), "--readonly"], cwd=demo_db.parent, env={"COLORTERM": colorterm})
     try:
-        t.wait_for("$ est")
+        # the power line is in (its simulation runs in a thread of its own, seconds under load)
+        t.wait_for(lambda s: "$ est" in s and "power (" in s, timeout=180)
         painted = t._tmux("capture-pane", "-p", "-e", "-t", "t")  # with the colour escapes
         assert escape in painted and ("38;5;" if escape == "38;2;" else "38;2;") not in painted
         for width, height in ((120, 40), (80, 24), (100, 30)):

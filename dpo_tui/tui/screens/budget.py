@@ -3,7 +3,9 @@ the pair yield and the cap; the plan's estimate inputs editable with the estimat
 
 from __future__ import annotations
 
-from textual import work
+import contextlib
+import threading
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -132,23 +134,37 @@ class BudgetPane(StagePane):
         self.query_one("#budget-yield", Static).update(line)
         self._show_power()
 
-    # -- power: a simulation of the gate, seconds on a large suite, so never on the UI thread --
+    # -- power: a simulation of the gate, seconds on a large suite, so never on the UI thread;
+    # one computation at a time (each would redo the same work: the memo fills when it ends),
+    # in a daemon thread, so quitting never waits for it --
+
+    @property
+    def power_pending(self) -> bool:
+        return bool(getattr(self, "_power_busy", False))
 
     def _show_power(self) -> None:
-        self._power_generation = getattr(self, "_power_generation", 0) + 1
+        self._power_wanted = getattr(self, "_power_wanted", 0) + 1
         if not self.__dict__.get("_texts", {}).get("#budget-power"):
             self.set_text("#budget-power", "power: computing what the planned eval can detect…")
-        self._compute_power(self._power_generation)
+        if self.power_pending:
+            return  # the running one is followed by another if the state moved on meanwhile
+        self._power_busy = True
+        threading.Thread(target=self._compute_power, args=(self._power_wanted,), daemon=True,
+                         name="budget-power").start()
 
-    @work(thread=True, exclusive=True, group="budget-power")
-    def _compute_power(self, generation: int) -> None:
+    def _compute_power(self, wanted: int) -> None:
         try:
             power = self.session.power()
             text = "\n".join(power_pane_lines(power)) if power else ""
         except DpoTuiError as exc:
             text = f"power: {exc.message}"
-        self.app.call_from_thread(self._power_done, generation, text)
+        with contextlib.suppress(RuntimeError):  # the app has gone meanwhile
+            self.app.call_from_thread(self._power_done, wanted, text)
 
-    def _power_done(self, generation: int, text: str) -> None:
-        if generation == self._power_generation and self.is_attached:
-            self.set_text("#budget-power", text)
+    def _power_done(self, wanted: int, text: str) -> None:
+        self._power_busy = False
+        if not self.is_attached:
+            return
+        self.set_text("#budget-power", text)
+        if wanted != self._power_wanted:
+            self._show_power()
