@@ -12,21 +12,9 @@ import pytest
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
 from tests.conftest import copy_campaign_file
-from tests.events.test_audit_trust import audit_json, forge, last_index, rules
+from tests.events.test_audit_trust import audit_json, finished, forge, last_index, no_key, rules  # noqa: F401 - fixtures
 
 
-@pytest.fixture
-def finished(finished_demo_template: Path, tmp_path: Path) -> Path:
-    return copy_campaign_file(finished_demo_template, tmp_path / "c.db")
-
-
-@pytest.fixture
-def no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    from dpo_tui.events import checkpoint as checkpoints
-
-    path = tmp_path / "elsewhere" / "audit.key"
-    monkeypatch.setenv(checkpoints.KEY_ENV, str(path))
-    return path
 
 
 def _export(db: Path) -> dict:
