@@ -11,7 +11,6 @@ import pytest
 
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
-from tests.conftest import copy_campaign_file
 from tests.events.test_audit_trust import audit_json, finished, forge, last_index, no_key, rules  # noqa: F401 - fixtures
 
 
