@@ -18,7 +18,10 @@ class Tmux:
                  env: dict[str, str] | None = None) -> None:
         assert shutil.which("tmux"), "tmux is required (CI installs it: .ci/run)"
         self.socket = f"dpo-tui-test-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, **(env or {}), "TERM": "xterm-256color"}
+        # COLUMNS and LINES would pin the program's size (Textual takes them over the terminal's,
+        # and pytest-xdist's workers set them to 80x24): the terminal is tmux's, so drop them
+        inherited = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        self.env = {**inherited, **(env or {}), "TERM": "xterm-256color"}
         cmd = " ".join(shlex.quote(c) for c in command)
         self._tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "-c", str(cwd), cmd,
                    ";", "set-option", "-t", "t", "remain-on-exit", "on", ";", "set-option", "-s", "escape-time", "0")
