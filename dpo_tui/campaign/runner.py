@@ -338,7 +338,8 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
         "rollout_ids": ids, "cost_rollout_ids": cost_ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
-    ctx.progress.say(f"pilot: {summary.rollouts} rollouts, pass rate {summary.pass_rate:.0%}; rollout stage "
+    ctx.progress.say(f"pilot: {len(ids)} rollouts ({summary.rollouts} of them, one per task, price the calibration), "
+                     f"pass rate {summary.pass_rate:.0%}; rollout stage "
                      f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
                      f"${est.by_stage['rollouts'].usd:.3f} calibrated "
                      f"(${est.by_stage['rollouts'].low_usd:.3f}-${est.by_stage['rollouts'].high_usd:.3f})")
