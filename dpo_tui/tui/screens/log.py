@@ -13,10 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
+from dpo_tui.campaign.stages import event_stage
 from dpo_tui.tui.messages import ChainVerified, LogLoaded
 from dpo_tui.tui.screens.base import StagePane
 
 SHOWN = 2000  # newest matching events in the table; narrow the filter to reach older ones
+
+
+FILTER_KEYS = ("type", "actor", "stage", "text")
 
 
 @dataclass(frozen=True)
@@ -25,37 +29,58 @@ class LogFilter:
     actor: str = ""
     stage: str = ""
     text: str = ""
+    error: str = ""
 
     @classmethod
     def parse(cls, raw: str) -> LogFilter:
-        """`type:call.completed actor:operator stage:rollouts free text` (type may repeat; a
-        type ending in '.' or '*' is a prefix)."""
+        """`type:call actor:operator stage:rollouts free text`: a type is a prefix of the
+        event's type (`type:decision` finds every `decision.*`; it may repeat), the stage is
+        the event's (its payload's, else its type's), the actor a part of it; `text:` (or a
+        word without a key) is searched in the type and payload. An unknown key is an error."""
         try:
             words = shlex.split(raw)
         except ValueError:
             words = raw.split()
         types, actor, stage, text = [], "", "", []
         for w in words:
-            key, _, value = w.partition(":")
-            if key == "type" and value:
-                types.append(value)
-            elif key == "actor" and value:
+            key, colon, value = w.partition(":")
+            if not colon or not key.isidentifier():
+                text.append(w)
+            elif key not in FILTER_KEYS:
+                return cls(error=f"unknown filter key '{key}:' (the keys are {', '.join(k + ':' for k in FILTER_KEYS)})")
+            elif not value:
+                return cls(error=f"'{key}:' needs a value, e.g. {key}:{_EXAMPLE[key]}")
+            elif key == "type":
+                types.append(value.rstrip("*"))
+            elif key == "actor":
                 actor = value
-            elif key == "stage" and value:
+            elif key == "stage":
                 stage = value
             else:
-                text.append(w)
+                text.append(value)
         return cls(tuple(types), actor, stage, " ".join(text).lower())
 
     def match(self, type_: str, actor: str, payload_text: str) -> bool:
-        if self.types and not any(type_ == t or (t.endswith((".", "*")) and type_.startswith(t.rstrip("*")))
-                                  for t in self.types):
+        if self.error:
+            return False
+        if self.types and not any(type_.startswith(t) for t in self.types):
             return False
         if self.actor and self.actor not in actor:
             return False
-        if self.stage and f'"stage":"{self.stage}"' not in payload_text:
+        if self.stage and event_stage(type_, _payload(payload_text)) != self.stage:
             return False
         return not self.text or self.text in payload_text.lower() or self.text in type_
+
+
+_EXAMPLE = {"type": "call.completed", "actor": "operator", "stage": "split", "text": "binary_search"}
+
+
+def _payload(payload_text: str) -> dict | None:
+    try:
+        out = json.loads(payload_text)
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def summary(payload_text: str, width: int = 60) -> str:
@@ -70,7 +95,7 @@ class LogPane(StagePane):
     def compose(self) -> ComposeResult:
         yield Static("chain: verifying…", id="log-chain")
         yield Static("", id="log-spend")
-        yield Input(placeholder="filter: type:call.completed actor:operator stage:split text  (/ focuses, esc leaves)",
+        yield Input(placeholder="filter: type:call actor:operator stage:split text  (/ focuses, esc leaves)",
                     id="log-filter", classes="field")
         yield DataTable(id="log-table", cursor_type="row", zebra_stripes=True)
 
@@ -93,6 +118,13 @@ class LogPane(StagePane):
 
     def load(self) -> None:
         self._generation = getattr(self, "_generation", 0) + 1
+        if self.filter.error:  # nothing to look for: say why, in the filter's own line
+            self._matched = 0
+            self.query_one("#log-table", DataTable).clear()
+            self.sync()
+            return
+        self._busy = True
+        self.sync()
         self._load(self.filter, self.session.db, self._generation)
 
     @work(thread=True, exclusive=True, group="log-load")
@@ -106,8 +138,7 @@ class LogPane(StagePane):
         rows: deque[tuple] = deque(maxlen=SHOWN)
         matched = scanned = 0
         with open_store(db, readonly=True) as store:  # its own connection: never the writer's
-            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(types=[t for t in flt.types if not
-                                                                                  t.endswith((".", "*"))] or None):
+            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(type_prefixes=flt.types or None):
                 scanned += 1
                 if scanned % 5000 == 0 and worker.is_cancelled:
                     return  # a newer filter superseded this one
@@ -119,6 +150,7 @@ class LogPane(StagePane):
     def on_log_loaded(self, message: LogLoaded) -> None:
         if message.generation != self._generation:
             return  # the result of a filter typed over since
+        self._busy = False
         t = self.query_one("#log-table", DataTable)
         t.clear()
         for row in message.rows:
@@ -191,7 +223,12 @@ class LogPane(StagePane):
             events = self.session.campaign.state.events
         stages = ", ".join(f"{k} ${v:.4f}" for k, v in sorted(by_stage.items())) or "nothing yet"
         matched = getattr(self, "_matched", None)
-        shown = f"{matched} match, newest {min(matched, SHOWN)} shown" if matched is not None else "loading"
+        if getattr(self, "filter", None) is not None and self.filter.error:
+            shown = f"filter: {self.filter.error}"
+        elif getattr(self, "_busy", False) or matched is None:
+            shown = "filtering…"
+        else:
+            shown = f"{matched} match, newest {min(matched, SHOWN)} shown"
         self.query_one("#log-spend", Static).update(
             f"{events} events ({shown}); spend ${total:.4f}: {stages}")
 
