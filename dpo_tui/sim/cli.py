@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--state-dir", default=None, metavar="DIR", help="keep files, jobs, models, endpoints here")
     serve.add_argument("--job-stage-seconds", type=float, default=2.0, help="seconds per fine-tune job status")
     serve.add_argument("--provision-seconds", type=float, default=3.0, help="seconds to start or stop a deployment")
+    serve.add_argument("--references", action="append", default=[], metavar="SPEC",
+                       help="a task suite (quixbugs:PATH, humanevalfix:PATH, jsonl:PATH) whose reference fixes the "
+                       "simulated models perceive; repeatable (the packaged fixtures are always known)")
     serve.add_argument("--allow-remote", action="store_true",
                        help="allow binding to a non-loopback address (needs --api-key)")
     serve.add_argument("--api-key", default=None, metavar="KEY",
@@ -31,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from dpo_tui.sim.check import require_sandbox
     from dpo_tui.sim.server import check_host, serve_forever
     from dpo_tui.sim.state import SimState
 
@@ -40,9 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.job_stage_seconds < 0 or args.provision_seconds < 0:
         raise InputError("durations must be >= 0")
     check_host(args.host, args.allow_remote, args.api_key)
-    require_sandbox()
     state = SimState(seed=args.seed, faults=args.faults, state_dir=args.state_dir,
-                     job_stage_seconds=args.job_stage_seconds, provision_seconds=args.provision_seconds)
+                     job_stage_seconds=args.job_stage_seconds, provision_seconds=args.provision_seconds,
+                     references=args.references)
 
     def ready(url: str) -> None:
         print(url, flush=True)

@@ -62,7 +62,7 @@ def chat_fn(client: Together, model: str, seed: int, temperature: float) -> Call
 
 
 def solve_rate(client: Together, model: str, tasks: list[Task], runner: CachedRunner, *, seeds: list[int],
-               max_iters: int = 3, temperature: float = 0.7) -> tuple[float, dict[str, float]]:
+               max_iters: int = 4, temperature: float = 0.7) -> tuple[float, dict[str, float]]:
     """Fraction of (task, seed) rollouts that end with every test passing."""
     per: dict[str, float] = {}
     for t in tasks:
@@ -209,7 +209,7 @@ def learning_experiment(client: Together, train: list[Task], held: list[Task], r
                           {"tuned": tuned_job.id, "control": ctrl_job.id}, runner.runs)
 
 
-def preference_accuracy(ref: dict, tuned: dict, pairs: list[dict]) -> float:
+def preference_accuracy(ref: dict, tuned: dict, pairs: list[dict], refs: Any = None) -> float:
     """Share of (held-out) pairs the tuned policy prefers the right way relative to the
     reference: DPO's implicit-reward accuracy, (w - w_ref) . (f_chosen - f_rejected) > 0."""
     from dpo_tui.sim.learner import pair_delta
@@ -217,7 +217,7 @@ def preference_accuracy(ref: dict, tuned: dict, pairs: list[dict]) -> float:
     wins = 0.0
     n = 0
     for p in pairs:
-        d = pair_delta(p)
+        d = pair_delta(p, refs)
         if d is None:
             continue
         m = sum((tuned["weights"].get(k, 0.0) - ref["weights"].get(k, 0.0)) * v for k, v in d.items())

@@ -120,7 +120,7 @@ def _train(state: SimState, job: dict) -> None:
     validation = read_pairs(state.store.get_blob(job["validation_file"]) or b"") if job.get("validation_file") else []
     tuned, report = train_dpo(params, pairs, beta=float(method.get("dpo_beta") or 0.1), epochs=epochs,
                               learning_rate=float(job.get("learning_rate") or 1e-5), batch_size=batch,
-                              seed=int(job.get("random_seed") or 0),
+                              seed=int(job.get("random_seed") or 0), refs=state.references,
                               reference_free=bool(method.get("dpo_reference_free")),
                               gamma=float(method.get("simpo_gamma") or 0.0), validation=validation,
                               n_evals=int(job.get("n_evals") or 0))

@@ -43,6 +43,7 @@ class Edit:
         return f"line {self.line}: `{self.old.strip()}` -> `{self.new.strip()}`"
 
 
+@lru_cache(maxsize=32768)
 def normalize(program: str) -> str:
     """A formatting-independent key for a program (its AST, or the stripped text)."""
     try:

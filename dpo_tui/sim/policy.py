@@ -1,12 +1,19 @@
 """The simulated models' repair policy: a softmax over candidate edits scored by features.
 
-A conversation's most recent ```python block is the program to edit (the first one is the
-original). Each candidate edit from the mutation catalogue gets a feature vector: its
-operator kind, whether its line shows up in the failing output, the error kinds in that
-output crossed with the edit's kind and line type, and so on. A policy is a weight per
-feature plus a sharpness; a profile's skill is how informed those weights are. DPO
-fine-tuning (learner.py) moves the weights. Programs the transcript already shows failing
-are never proposed again.
+A conversation's most recent ```python block is the program to edit (the original is the
+program the first message shows). Each candidate edit from the mutation catalogue gets a
+feature vector: its operator kind, whether its line shows up in the failing output, the
+error kinds in that output crossed with the edit's kind and line type, and so on. When the
+simulator knows the task's reference fix (references.py), that fix is one of the
+candidates, and on each request the model perceives it with a probability set by its
+profile's `insight`, the bug's difficulty and the failed attempts so far; a perceived fix
+scores `weights["fix"]` more. The answer is drawn from softmax(sharpness / T * score), with
+a `slip` rate of a random edit. Nothing is executed: the simulator runs no candidate code.
+
+Every random draw comes from a stream fixed by the request (common random numbers), never
+by the model, so base and tuned differ only where their weights rank edits differently.
+DPO fine-tuning (learner.py) moves the weights, `fix` among them. Programs the transcript
+already shows failing are never proposed again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from dpo_tui.sim.mutations import KINDS, Edit, candidates, normalize
+from dpo_tui.sim.references import Reference, References, code_key
 
 FENCE_RE = re.compile(r"```(?:python|py|Python)[ \t]*\n(.*?)```", re.S)
 ERRORS = {
@@ -48,14 +56,17 @@ _NAIVE = {  # a weaker model: flat, partly misleading priors; barely reads the t
     "k:return": 0.2, "k:insert": 0.4, "k:delete": 0.5, "k:other": 0.0,
     "trace": 0.3, "names": 0.2, "ctl": 0.2, "ret": 0.2, "restart": -0.5, "reccall": 0.1,
 }
-EX_SCALE = 4.0          # the `ex` feature is EX_SCALE x the share of the prompt's examples reproduced
-_INFORMED["ex"] = 2.0   # trusts what running an edit on the prompt's examples shows
-_NAIVE["ex"] = 0.08     # barely uses that evidence: what DPO on good pairs can teach it
-# check_k: how many of its likeliest edits the model "thinks through" on the prompt's examples
-# (feature `ex`: the share of examples an edit reproduces). check_k is not changed by tuning.
+# Skill: how clearly a profile perceives the true fix of a bug it has a reference for
+# (references.py). Per request the model "sees" the fix with probability
+# sigmoid(insight - difficulty + feedback * failed_attempts) (a CRN draw); when it does, the
+# reference edit carries the feature `fix` = 1 and its score gains weights["fix"]. `insight`
+# and `feedback` are what the model can read (DPO does not change them); the weights,
+# `fix` among them, are what DPO moves (learner.py). Calibrated in README "The simulator".
+_INFORMED["fix"] = 6.0
+_NAIVE["fix"] = 4.0
 PROFILES: dict[str, dict[str, Any]] = {
-    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03, "check_k": 40},
-    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.05, "check_k": 10},
+    "72b": {"weights": _INFORMED, "sharpness": 1.6, "slip": 0.03, "insight": 1.3, "feedback": 0.15},
+    "7b": {"weights": _NAIVE, "sharpness": 1.0, "slip": 0.05, "insight": 0.0, "feedback": 0.1},
 }
 
 
@@ -88,16 +99,23 @@ class Context:
 
 
 def parse_context(messages: Iterable[Mapping[str, Any]]) -> Context:
+    """The original program is the last block of the first message that has one (a task's
+    description may show helper code before the program); the latest is the last block."""
     programs: list[str] = []
+    original: str | None = None
     last_user, failure = "", ""
     for m in messages:
         text = content_text(m.get("content"))
-        programs.extend(b if b.endswith("\n") else b + "\n" for b in FENCE_RE.findall(text))
+        blocks = [b if b.endswith("\n") else b + "\n" for b in FENCE_RE.findall(text)]
+        if blocks and original is None:
+            original = blocks[-1]
+            blocks = blocks[-1:]
+        programs.extend(blocks)
         if m.get("role") == "user":
             last_user = text
             if not (REFLECT_RE.search(text) and len(text) < 400):  # a bare "reflect" keeps the failure
                 failure = FENCE_RE.sub("", text)
-    return Context(programs[0] if programs else None, programs[-1] if programs else None, failure,
+    return Context(original, programs[-1] if programs else None, failure,
                    {normalize(p) for p in programs}, last_user)
 
 
@@ -125,7 +143,7 @@ def _funcs(program: str) -> set[str]:
 def features(edit: Edit, failure: str, restart: bool, program: str) -> dict[str, float]:
     lines, words, errs = _failure_facts(failure)
     text = (edit.old or edit.new).strip()
-    kind = edit.kind if edit.kind in KINDS else "other"
+    kind = edit.kind if edit.kind in KINDS or edit.kind == "rewrite" else "other"
     f: dict[str, float] = {f"k:{kind}": 1.0}
     if edit.line in lines or (len(text) > 6 and text in failure):
         f["trace"] = 1.0
@@ -158,11 +176,29 @@ class Option:
     edit: Edit
     restart: bool
     feats: dict[str, float]
+    is_fix: bool = False   # the edit is the reference fix (it gains `fix` when the model sees it)
 
 
-def options(ctx: Context) -> list[Option]:
-    """Candidate edits of the latest program (and of the original: a restart), untried only."""
+def _reference_edit(ref: Reference, original: str) -> Edit:
+    lines = original.splitlines()
+    line = ref.lines[0] if ref.lines else 1
+    new = ref.answer.splitlines()
+    old = lines[line - 1] if 0 < line <= len(lines) else ""
+    return Edit("rewrite", line, old, new[line - 1] if 0 < line <= len(new) else "", ref.answer)
+
+
+def _may_be(e: Edit, ref: Reference) -> bool:
+    """A cheap filter before comparing code keys: the edit touches (next to) a line the fix changes."""
+    return not ref.lines or any(abs(e.line - n) <= 1 for n in ref.lines)
+
+
+def options(ctx: Context, refs: References | None = None) -> list[Option]:
+    """Candidate edits of the latest program (and of the original: a restart), untried only;
+    with a known reference fix, that fix is always among them (as a rewrite if no catalogued
+    edit produces it)."""
     out: list[Option] = []
+    ref = refs.lookup(ctx.original) if refs is not None else None
+    found = False
     bases = [(ctx.latest, False)]
     if ctx.original is not None and normalize(ctx.original) != normalize(ctx.latest or ""):
         bases.append((ctx.original, True))
@@ -172,67 +208,94 @@ def options(ctx: Context) -> list[Option]:
         for e in candidates(program):
             if normalize(e.program) in ctx.tried:
                 continue
-            out.append(Option(e, restart, features(e, ctx.failure, restart, program)))
+            hit = ref is not None and not found and _may_be(e, ref) and code_key(e.program) == ref.key
+            found = found or hit
+            out.append(Option(e, restart, features(e, ctx.failure, restart, program), hit))
+    if ref is not None and not found and ctx.original is not None and normalize(ref.answer) not in ctx.tried:
+        restart = normalize(ctx.original) != normalize(ctx.latest or "")
+        e = _reference_edit(ref, ctx.original)
+        out.append(Option(e, restart, features(e, ctx.failure, restart, ctx.original), True))
     return out
 
 
-def request_rng(params: Mapping[str, Any], messages: Any, seed: int | None, temperature: float | None,
-                index: int) -> random.Random:
-    if seed is None:
+def insight(params: Mapping[str, Any], ctx: Context, refs: References | None) -> float:
+    """The chance the model sees the true fix on this request: its reading skill against the
+    bug's difficulty, better after each failed attempt the transcript shows."""
+    ref = refs.lookup(ctx.original) if refs is not None else None
+    if ref is None:
+        return 0.0
+    attempts = min(4, max(0, len(ctx.tried) - 1))
+    x = float(params.get("insight", 0.0)) - ref.difficulty() + float(params.get("feedback", 0.0)) * attempts
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def request_rng(messages: Any, seed: int | None, temperature: float | None, index: int) -> random.Random:
+    """Common random numbers: the stream depends on the request (conversation, seed,
+    temperature, choice index), never on the model, so two models draw the same numbers and
+    differ only where their weights rank the edits differently. No seed: fresh randomness
+    (greedy decoding still gets a stream fixed by the conversation)."""
+    greedy = temperature is not None and temperature <= 1e-6
+    if seed is None and not greedy:
         return random.Random()
-    blob = json.dumps([params.get("fingerprint", params.get("profile")), messages, seed, temperature, index],
-                      sort_keys=True, default=str)
+    blob = json.dumps([messages, seed, temperature, index], sort_keys=True, default=str)
     return random.Random(hashlib.sha256(blob.encode()).hexdigest())
 
 
-def _logits(params: Mapping[str, Any], opts: list[Option], temperature: float | None) -> list[float]:
-    t = 0.7 if temperature is None else temperature
-    beta = params.get("sharpness", 1.0) / max(t, 0.05)
-    return [beta * score(params["weights"], o.feats) for o in opts]
+def _beta(params: Mapping[str, Any], temperature: float | None) -> float:
+    return float(params.get("sharpness", 1.0)) / max(0.7 if temperature is None else temperature, 0.05)
 
 
-def _sample(logits: list[float], rng: random.Random) -> int:
-    top = max(logits)
-    probs = [math.exp(x - top) for x in logits]
-    r = rng.random() * sum(probs)
-    for i, p in enumerate(probs):
-        r -= p
-        if r <= 0:
-            return i
-    return len(probs) - 1
+def _scores(params: Mapping[str, Any], opts: list[Option], sees: bool) -> list[float]:
+    w = params["weights"]
+    bonus = w.get("fix", 0.0) if sees else 0.0
+    return [score(w, o.feats) + (bonus if o.is_fix else 0.0) for o in opts]
+
+
+def insight_draw(ctx: Context, seed: int | None, temperature: float | None, index: int) -> float:
+    """The uniform the insight chance is compared with: one per rollout (the original program
+    and the request's seed), so a model that misses a bug tends to keep missing it, and each
+    failed attempt's feedback raises the chance it crosses."""
+    return request_rng(["insight", ctx.original], seed, temperature, index).random()
 
 
 def choose(params: Mapping[str, Any], opts: list[Option], rng: random.Random, temperature: float | None,
-           examples: tuple = ()) -> Option | None:
-    """Sample an edit; with examples, first check the k likeliest (Gumbel top-k) on them."""
+           sees: bool = False) -> Option | None:
+    """Gumbel-max sampling from softmax(beta * score): every draw is made in the same order
+    whatever the model, so equal weights give equal answers."""
     if not opts:
         return None
+    u_slip, u_pick = rng.random(), rng.random()
+    noise = [-math.log(-math.log(rng.random() or 1e-12) or 1e-12) for _ in opts]
     greedy = temperature is not None and temperature <= 1e-6
-    if not greedy and rng.random() < params.get("slip", 0.0):
-        return opts[rng.randrange(len(opts))]
-    logits = _logits(params, opts, temperature)
-    k = int(params.get("check_k", 0))
-    if examples and k > 0:
-        from dpo_tui.sim.check import passes
-
-        keyed = [(x if greedy else x - math.log(-math.log(rng.random() or 1e-12)), i) for i, x in enumerate(logits)]
-        short = [i for _x, i in sorted(keyed, reverse=True)[:k]]
-        counts = passes([opts[i].edit.program for i in short], examples)
-        beta = params.get("sharpness", 1.0) / max(0.05, 0.7 if temperature is None else temperature)
-        bonus = beta * params["weights"].get("ex", 0.0) * EX_SCALE / len(examples)
-        final = [logits[i] + bonus * c for i, c in zip(short, counts)]
-        if greedy:
-            return opts[short[max(range(len(short)), key=lambda j: final[j])]]
-        return opts[short[_sample(final, rng)]]
+    if not greedy and u_slip < params.get("slip", 0.0):
+        return opts[min(len(opts) - 1, int(u_pick * len(opts)))]
+    scores = _scores(params, opts, sees)
     if greedy:
-        return opts[max(range(len(opts)), key=lambda i: logits[i])]
-    return opts[_sample(logits, rng)]
+        return opts[max(range(len(opts)), key=lambda i: scores[i])]
+    beta = _beta(params, temperature)
+    return opts[max(range(len(opts)), key=lambda i: beta * scores[i] + noise[i])]
 
 
-def log_probs(params: Mapping[str, Any], opts: list[Option]) -> list[float]:
+def _softmax(xs: list[float]) -> list[float]:
+    top = max(xs)
+    e = [math.exp(x - top) for x in xs]
+    z = sum(e)
+    return [v / z for v in e]
+
+
+def fix_probability(params: Mapping[str, Any], opts: list[Option], p_insight: float,
+                    temperature: float | None = 0.7) -> float:
+    """The exact chance that `choose` returns the reference fix (slip, insight and softmax)."""
+    i = next((j for j, o in enumerate(opts) if o.is_fix), None)
+    if i is None:
+        return 0.0
+    beta = _beta(params, temperature)
+    seen = _softmax([beta * x for x in _scores(params, opts, True)])[i]
+    unseen = _softmax([beta * x for x in _scores(params, opts, False)])[i]
+    slip = float(params.get("slip", 0.0))
+    return slip / len(opts) + (1 - slip) * (p_insight * seen + (1 - p_insight) * unseen)
+
+
+def log_probs(params: Mapping[str, Any], opts: list[Option], sees: bool = False) -> list[float]:
     """Log-probabilities of each option under the policy at temperature 0.7 (no slip)."""
-    beta = params.get("sharpness", 1.0) / 0.7
-    logits = [beta * score(params["weights"], o.feats) for o in opts]
-    top = max(logits)
-    z = top + math.log(sum(math.exp(x - top) for x in logits))
-    return [x - z for x in logits]
+    return [math.log(max(p, 1e-300)) for p in _softmax([_beta(params, 0.7) * x for x in _scores(params, opts, sees)])]

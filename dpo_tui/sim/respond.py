@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from dpo_tui.sim.check import extract_examples
-from dpo_tui.sim.policy import (REFLECT_RE, Context, _failure_facts, choose, options, parse_context,
+from dpo_tui.sim.policy import (REFLECT_RE, Context, _failure_facts, choose, insight, insight_draw, options,
+                                parse_context,
                                 request_rng, score)
+from dpo_tui.sim.references import References
 
 _PLAIN = (
     "This is a simulated reply from {model} (dpo-tui's loopback simulator of the Together API). "
@@ -18,15 +19,16 @@ _PLAIN = (
 
 
 def respond(params: Mapping[str, Any], model: str, messages: list[Mapping[str, Any]], *, seed: int | None,
-            temperature: float | None, index: int = 0) -> str:
+            temperature: float | None, index: int = 0, refs: References | None = None) -> str:
+    """The answer; `model` only names the model in a plain reply (it never changes a draw)."""
     ctx = parse_context(messages)
-    rng = request_rng(params, messages, seed, temperature, index)
+    rng = request_rng(messages, seed, temperature, index)
     if REFLECT_RE.search(ctx.last_user or "") and ctx.is_repair:
-        return reflect(params, ctx)
+        return reflect(params, ctx, refs)
     if not ctx.is_repair:
-        return rng.choice(_PLAIN).format(model=model)
-    examples = extract_examples(ctx.failure, ctx.original or ctx.latest or "")
-    opt = choose(params, options(ctx), rng, temperature, examples)
+        return _PLAIN[int(rng.random() * len(_PLAIN)) % len(_PLAIN)].format(model=model)
+    sees = insight_draw(ctx, seed, temperature, index) < insight(params, ctx, refs)
+    opt = choose(params, options(ctx, refs), rng, temperature, sees)
     if opt is None:
         return ("I have no new edit to propose: every change I can think of was already tried.\n\n"
                 f"```python\n{ctx.latest}```\n")
@@ -43,9 +45,9 @@ def _lead(ctx: Context, line: int, rng: random.Random) -> str:
     return rng.choice(("Looking at the failing tests, ", "Based on the test output, ", ""))
 
 
-def reflect(params: Mapping[str, Any], ctx: Context) -> str:
+def reflect(params: Mapping[str, Any], ctx: Context, refs: References | None = None) -> str:
     lines, _w, errs = _failure_facts(ctx.failure)
-    opts = options(ctx)
+    opts = options(ctx, refs)
     best = sorted(opts, key=lambda o: -score(params["weights"], o.feats))[:3]
     parts = ["Reflection (simulated):"]
     parts.append(f"- The tests fail with signs of: {', '.join(errs) if errs else 'wrong results'}.")

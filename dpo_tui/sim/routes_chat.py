@@ -51,7 +51,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     served = resolve(state, model)
     choices, completion = [], 0
     for i in range(n):
-        text = respond(served.params, model, messages, seed=seed, temperature=temp, index=i)
+        text = respond(served.params, model, messages, seed=seed, temperature=temp, index=i, refs=state.references)
         text, used, finish = _truncate(state, text, max_tokens)
         completion += used
         choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish,

@@ -231,9 +231,6 @@ class SimServer:
         self.state.faults.set(spec)
 
     def start(self) -> "SimServer":
-        from dpo_tui.sim.check import require_sandbox
-
-        require_sandbox()
         self._thread = threading.Thread(target=self._run, name="dpo-tui-sim", daemon=True)
         self._thread.start()
         if not self._ready.wait(15):

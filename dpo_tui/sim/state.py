@@ -12,6 +12,7 @@ from typing import Any
 from dpo_tui.provider.prices import PriceTable, load_prices
 from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
 from dpo_tui.sim.faults import FaultInjector
+from dpo_tui.sim.references import References
 from dpo_tui.sim.store import Store
 
 
@@ -20,13 +21,16 @@ class SimState:
 
     job_stage_seconds: time a fine-tune job spends in each status before the next one.
     provision_seconds: time a deployment spends PROVISIONING (and STOPPING) before READY (STOPPED).
+    references: suite specs whose reference fixes the simulated models perceive (references.py);
+        the packaged fixtures are always known.
     """
 
     def __init__(self, *, seed: int = 0, faults: Any = None, state_dir: Any = None,
                  job_stage_seconds: float = 1.0, provision_seconds: float = 1.0,
                  prices: PriceTable | None = None, tokenizer: QwenTokenizer | None = None,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, references: Any = ()) -> None:
         self.seed = seed
+        self.references = References(references or ())
         self.faults = FaultInjector(faults, seed)
         self.store = Store(state_dir)
         self.prices = prices or load_prices()

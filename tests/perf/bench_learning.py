@@ -1,11 +1,23 @@
-"""The full learning figures on QuixBugs, through the real SDK against the simulator.
+"""The simulator's calibrated rates and what DPO does, through the real SDK, with intervals.
 
-    python tests/perf/bench_learning.py [--seeds N] [--quixbugs PATH]
+    python tests/perf/bench_learning.py [--quick] [--json] [--quixbugs PATH] [--humanevalfix PATH]
 
-Prints: solve rate within 3 iterations for the 72B and 7B profiles over all 40 tasks;
-for DPO on pairs from the train split vs the label-swapped control, held-out pass@1 of base,
-tuned and control (each served on a dedicated endpoint) and held-out preference accuracy.
-Takes several minutes (every candidate program is tested in the sandbox once).
+1. Solve rate within max_iters = 4 (the product's repair loop, tests run in the sandbox) of
+   the generator (72B-class) and the policy (7B-class) over all 40 QuixBugs tasks.
+2. DPO: the base 7B, served on a dedicated endpoint, samples first attempts on the train
+   tasks (QuixBugs' train split and half of HumanEvalFix); an attempt that passes more tests
+   than the buggy program is paired (chosen) against one that does not (rejected). A tuned
+   job trains on the pairs, a control on the same pairs label-swapped. Base, tuned and
+   control are each served and judged on the held-out half of HumanEvalFix: first-attempt
+   pass@1 over tasks x seeds, and the paired difference per task (tuned - base, control -
+   base) with a 95% interval over tasks (normal approximation of the mean of per-task means).
+3. A/A: the unchanged base weights under another name (the serverless 7B against the base's
+   endpoint) answer every held-out request identically (common random numbers).
+
+The last stdout line is one JSON object (rates as fractions): generator_solve_rate,
+policy_solve_rate, base_pass1, tuned_pass1, control_pass1, tuned_minus_base_ci,
+control_minus_base_ci, aa_identical, pairs, seconds. `--quick` uses fewer seeds (under 10
+minutes on 2 cores); `--json` prints only that line.
 """
 
 from __future__ import annotations
@@ -20,50 +32,47 @@ from pathlib import Path
 from together import Together
 
 from dpo_tui.sim import evaluate as ev
-from dpo_tui.sim.policy import base_params
+from dpo_tui.sim.paired import paired_learning
 from dpo_tui.sim.server import SimServer
 from dpo_tui.tasks.suites import load_suite
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
+GEN, POLICY = "Qwen/Qwen2.5-72B-Instruct-Turbo", "Qwen/Qwen2.5-7B-Instruct-Turbo"
+BASE_PATH = "projects/proj_pub/models/ml_qwen25_7b"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quixbugs", default=str(Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "quixbugs"),
-                    help="QuixBugs checkout (default: ../shared/benchmarks/quixbugs beside the project)")
-    ap.add_argument("--seeds", type=int, default=8, help="samples per held-out task for pass@1")
-    ap.add_argument("--rollout-seeds", type=int, default=2)
+    ap.add_argument("--quixbugs", default=str(SHARED / "quixbugs"))
+    ap.add_argument("--humanevalfix", default=str(SHARED / "humanevalfix"))
+    ap.add_argument("--quick", action="store_true", help="fewer seeds: under 10 minutes on 2 cores")
+    ap.add_argument("--json", action="store_true", help="print only the final JSON line")
     args = ap.parse_args(argv)
-    tasks = load_suite(f"quixbugs:{args.quixbugs}")
-    train, held = ev.split(tasks)
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+    rollout_seeds = [0] if args.quick else [0, 1]
+    pair_seeds, eval_seeds = list(range(8 if args.quick else 16)), list(range(4 if args.quick else 8))
+    qspec, hspec = f"quixbugs:{args.quixbugs}", f"humanevalfix:{args.humanevalfix}"
+    quix, hef = load_suite(qspec), load_suite(hspec)
+    q_train, _q_test = ev.split(quix)
+    h_train, h_held = ev.split(hef)
     runner = ev.CachedRunner()
     t0 = time.monotonic()
     out: dict = {}
-    with SimServer(seed=3, job_stage_seconds=0.01, provision_seconds=0.01) as sim:
+    with SimServer(seed=3, job_stage_seconds=0.01, provision_seconds=0.01, references=[qspec, hspec]) as sim:
         client = Together(api_key="sim-key", base_url=sim.base_url, project_id="proj_sim", max_retries=0)
-        for label, model in (("72b", "Qwen/Qwen2.5-72B-Instruct-Turbo"), ("7b", "Qwen/Qwen2.5-7B-Instruct-Turbo")):
-            rate, _per = ev.solve_rate(client, model, tasks, runner, seeds=list(range(args.rollout_seeds)))
-            out[f"solve_rate_{label}"] = round(rate, 3)
-            print(f"{model}: solved {rate:.3f} of {len(tasks)} tasks x {args.rollout_seeds} rollouts "
-                  f"(max 3 iterations)", flush=True)
+        for key, model in (("generator_solve_rate", GEN), ("policy_solve_rate", POLICY)):
+            rate, _per = ev.solve_rate(client, model, quix, runner, seeds=rollout_seeds, max_iters=4)
+            out[key] = round(rate, 3)
+            say(f"{model}: solved {rate:.3f} of {len(quix)} QuixBugs tasks x {len(rollout_seeds)} rollouts "
+                f"(max_iters 4)")
         with tempfile.TemporaryDirectory() as tmp:
-            res = ev.learning_experiment(client, train, held, runner, Path(tmp), pair_seeds=list(range(16)),
-                                         eval_seeds=list(range(args.seeds)))
-        models = sim.state.store["models"]
-        jobs = {j["id"]: j for j in sim.state.store["jobs"].values()}
-        tuned = models[jobs[res.jobs["tuned"]]["model_object_id"]]["params"]
-        ctrl = models[jobs[res.jobs["control"]]["model_object_id"]]["params"]
-        base_name, stop = ev.serve(client, "bench-held-pairs", "projects/proj_pub/models/ml_qwen25_7b")
-        try:
-            held_pairs = ev.build_pairs(client, base_name, held, runner, seeds=list(range(16)))
-        finally:
-            stop()
-        ref = base_params("7b")
+            res = paired_learning(client, q_train + h_train, h_held, runner, Path(tmp), pair_seeds=pair_seeds,
+                                     eval_seeds=eval_seeds, aa_model=POLICY, base_path=BASE_PATH)
         for line in res.lines():
-            print(line)
-        acc_t, acc_c = ev.preference_accuracy(ref, tuned, held_pairs), ev.preference_accuracy(ref, ctrl, held_pairs)
-        print(f"held-out preference accuracy over {len(held_pairs)} pairs: tuned {acc_t:.3f}, control {acc_c:.3f}")
-        out.update(pairs=res.pairs, held_out_pass1={"base": res.base, "tuned": res.tuned, "control": res.control},
-                   held_out_pref_acc={"tuned": acc_t, "control": acc_c}, test_runs=runner.runs,
-                   seconds=round(time.monotonic() - t0, 1))
+            say(line)
+        out.update(res.summary())
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    out["test_runs"] = runner.runs
     print(json.dumps(out))
     return 0
 

@@ -1,12 +1,12 @@
-"""The simulator contains what it runs: a hostile program inside a chat request or inside an
-uploaded pair, sent through the real SDK, runs only in the bubblewrap sandbox (no file
-written outside it, no API key in its environment), and never at all without bubblewrap."""
+"""The simulator runs no request code: a hostile program inside a chat request or inside an
+uploaded pair, sent through the real SDK, is read and answered but never executed (nothing
+written, the key never echoed), with or without bubblewrap; and what a web page could send
+to its loopback port is refused."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -15,8 +15,6 @@ import httpx
 import pytest
 import together
 
-from dpo_tui.sim import check
-from dpo_tui.sim.check import Example, passes
 from dpo_tui.tasks.sandbox import SandboxUnavailable
 from tests.sim.conftest import write_jsonl
 
@@ -63,17 +61,16 @@ def _nothing_written(paths: list[str], cwd: Path) -> None:
     assert list(cwd.iterdir()) == [], "the request's program wrote into the caller's cwd"
 
 
-def test_a_hostile_program_in_a_chat_request_is_contained(sim, traps):
+def test_a_hostile_program_in_a_chat_request_is_never_run(sim, traps):
     key, paths, cwd = traps
     client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0)
     program = _hostile(paths, SQUARE_BUGGY)
     msgs = [{"role": "user", "content": f"Fix the bug.\n```python\n{program}```\nFailing tests:\n{FAILURE}"}]
-    ran = check._run.cache_info().misses
-    reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=1, temperature=0.7)
-    assert "```python" in reply.choices[0].message.content
-    assert check._run.cache_info().misses > ran, "the 72B model checked candidates on the prompt's examples"
+    for seed in range(4):
+        reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=seed, temperature=0.7)
+        assert "```python" in reply.choices[0].message.content
+        assert key not in reply.choices[0].message.content
     _nothing_written(paths, cwd)
-    assert key not in reply.choices[0].message.content
 
 
 def _repair_pair(targets: list[str]) -> dict:
@@ -85,12 +82,11 @@ def _repair_pair(targets: list[str]) -> dict:
             "non_preferred_output": [{"role": "assistant", "content": f"```python\n{rejected}```"}]}
 
 
-def test_a_hostile_program_in_an_uploaded_pair_is_contained(sim, traps, tmp_path):
+def test_a_hostile_program_in_an_uploaded_pair_is_never_run(sim, traps, tmp_path):
     key, paths, cwd = traps
     client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0)
     f = client.files.upload(file=write_jsonl(tmp_path / "pairs.jsonl", [_repair_pair(paths)] * 8),
                             purpose="fine-tune")
-    ran = check._run.cache_info().misses
     job = client.fine_tuning.create(training_file=f.id, model=BASE7, training_method="dpo", dpo_beta=0.1,
                                     lora=True, n_epochs=1, batch_size=8, learning_rate=1e-5)
     deadline = time.monotonic() + 60
@@ -98,36 +94,28 @@ def test_a_hostile_program_in_an_uploaded_pair_is_contained(sim, traps, tmp_path
         assert time.monotonic() < deadline, f"job still {job.status}"
         time.sleep(0.05)
     assert job.status == "completed"
-    assert check._run.cache_info().misses > ran, "the learner ran the pair's programs on the prompt's examples"
     _nothing_written(paths, cwd)
 
 
-def test_the_checked_program_sees_no_key_no_network_and_only_a_fresh_directory(monkeypatch):
-    key = "tgp_v1_" + secrets.token_urlsafe(24)
-    monkeypatch.setenv("TOGETHER_API_KEY", key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    probes = [
-        "import os\ndef f():\n    return os.environ.get('TOGETHER_API_KEY')\n",
-        "import os\ndef f():\n    return sorted(os.environ)\n",
-        "import os\ndef f():\n    return os.listdir('.')\n",
-        f"import socket\ndef f():\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    return 'net'\n",
-    ]
-    env = ["HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "TMPDIR"]
-    examples = (Example("f", "[]", repr(key)), Example("f", "[]", repr(env)), Example("f", "[]", "[]"),
-                Example("f", "[]", "'net'"))
-    try:
-        counts = passes(probes, examples)
-    finally:
-        listener.close()
-    # no key, a scrubbed environment, an empty fresh cwd, no network (not even the host's loopback)
-    assert counts == [0, 1, 1, 0], counts
+def test_the_simulator_runs_no_process_and_starts_without_bubblewrap(monkeypatch, traps):
+    """Nothing the simulator serves with starts a process or execs code (evaluate.py and
+    paired.py are measurement tools that test answers with the product's sandboxed runner,
+    outside the server); with no bwrap on PATH the simulator still starts and answers."""
+    root = Path(__file__).resolve().parents[2] / "dpo_tui" / "sim"
+    for path in sorted(set(root.glob("*.py")) - {root / "evaluate.py", root / "paired.py"}):
+        text = path.read_text()
+        for banned in ("subprocess", "tasks.sandbox", "run_sandboxed", "exec(", "eval(", "os.system", "Popen"):
+            assert banned not in text, f"{path.name} uses {banned}"
+    from dpo_tui.sim.server import SimServer
 
-
-def test_without_bwrap_the_simulator_runs_nothing(monkeypatch):
+    key, paths, cwd = traps
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(SandboxUnavailable, match="the simulator refuses to run request code"):
-        passes([SQUARE_FIXED + "\n# unique " + uuid.uuid4().hex + "\n"], (Example("square", "[3]", "9"),))
+    with SimServer(seed=2, job_stage_seconds=0.01, provision_seconds=0.01) as server:
+        client = together.Together(api_key="sim-key", base_url=server.base_url, max_retries=0)
+        msgs = [{"role": "user", "content": f"```python\n{_hostile(paths, SQUARE_BUGGY)}```\n{FAILURE}"}]
+        reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=1, temperature=0.7)
+    assert "```python" in reply.choices[0].message.content
+    _nothing_written(paths, cwd)
 
 
 # ---------------------------------------------------------------- what a web page could send
@@ -144,7 +132,6 @@ def _counts(sim) -> dict:
 ])
 def test_requests_a_browser_could_send_are_refused_with_no_side_effect(sim, headers, status, tmp_path):
     before = _counts(sim)
-    ran = check._run.cache_info().misses
     program = _hostile([str(tmp_path / "pwned.txt")], SQUARE_BUGGY)
     chat = {"model": TURBO72, "messages": [{"role": "user", "content": f"```python\n{program}```\n{FAILURE}"}]}
     for path, body in (("/v1/chat/completions", json.dumps(chat)), ("/v1/files", "purpose=fine-tune&file_name=x.jsonl"),
@@ -154,7 +141,7 @@ def test_requests_a_browser_could_send_are_refused_with_no_side_effect(sim, head
         assert r.status_code == status, (path, r.status_code, r.text)
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert _counts(sim) == before
-    assert check._run.cache_info().misses == ran and not (tmp_path / "pwned.txt").exists()
+    assert not (tmp_path / "pwned.txt").exists()
 
 
 def test_a_401_is_togethers_authentication_error_and_a_wrong_key_is_refused(tmp_path):
@@ -208,8 +195,10 @@ def test_without_bwrap_demo_refuses_and_names_only_options_its_commands_take(dpo
     env = {"PATH": "/nonexistent"}
     proc = dpo_tui_proc("demo", "--db", tmp_path / "d.db", "--fresh", env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "the simulator refuses to run request code" in proc.stderr and "bubblewrap" in proc.stderr
-    assert "--unsandboxed" not in proc.stderr
+    # the simulator itself needs no sandbox (it runs nothing); the runner's tests of the candidates do
+    assert "refusing to run model-written code" in proc.stderr and "bubblewrap" in proc.stderr
+    # the one option named is named with the one command that takes it
+    assert "--unsandboxed" not in proc.stderr.replace("only `dpo-tui tasks check` can run without it, with --unsandboxed", "")
     assert not (tmp_path / "d.db").exists() or "events" not in proc.stdout
     help_ = dpo_tui_proc("demo", "--help").stdout + dpo_tui_proc("run", "--help").stdout
     assert "--unsandboxed" not in help_
