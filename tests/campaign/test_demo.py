@@ -57,15 +57,18 @@ def test_demo_export_obeys_togethers_rules_without_test_tasks_or_equal_pairs(dem
 
 
 @pytest.mark.slow
-def test_pilot_calibrated_estimate_is_within_15_percent_of_actual_rollout_spend(demo):
+def test_the_demos_rollout_spend_lies_in_the_pilots_calibrated_interval(demo):
+    """The pilot's claim is an interval (90%, its bootstrap), not a point: the stage's actual
+    spend lies in it. How often such an interval holds the truth, over many pilots, is
+    tests/domain/test_costs.py's; how far the point lands is tests/perf/bench_estimates.py's."""
     db, _, _ = demo
     replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     first = replay["budget"]["estimate"]["by_stage"]["rollouts"]["usd"]
-    calibrated = replay["budget"]["calibrated"]["by_stage"]["rollouts"]["usd"]
+    cal = replay["budget"]["calibrated"]["by_stage"]["rollouts"]
     actual = replay["spend"]["by_stage"]["rollouts"]
-    print(f"\nrollout stage: uncalibrated estimate ${first:.4f}, pilot-calibrated ${calibrated:.4f}, "
-          f"actual ${actual:.4f} ({calibrated / actual - 1:+.1%})")
-    assert abs(calibrated - actual) <= 0.15 * actual
+    print(f"\nrollout stage: uncalibrated estimate ${first:.4f}, pilot-calibrated ${cal['usd']:.4f} "
+          f"(${cal['low_usd']:.4f}-${cal['high_usd']:.4f}), actual ${actual:.4f} ({cal['usd'] / actual - 1:+.1%})")
+    assert cal["low_usd"] <= actual <= cal["high_usd"]
 
 
 @pytest.mark.parametrize("old,new,needle", [
