@@ -36,9 +36,10 @@ from dpo_tui.tui.screens.pairs import PairsPane
 from dpo_tui.tui.screens.rollouts import RolloutsPane
 from dpo_tui.tui.screens.split import SplitPane
 from dpo_tui.tui.screens.eval import EvalPane
+from dpo_tui.tui.screens.keys import KeysScreen, Notice, NoticesScreen, key_rows
 from dpo_tui.tui.screens.train import TrainPane
 from dpo_tui.tui.session import Session
-from dpo_tui.tui.views import conversation, stage_states
+from dpo_tui.tui.views import conversation, gate_overridden, stage_states
 from dpo_tui.tui.widgets.header import CampaignHeader
 
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
@@ -79,10 +80,12 @@ class TuiProgress(Progress):
 
 class MainScreen(Screen):
     """The console's own screen: when a dialog closes, focus goes back to the visible pane
-    (Textual would restore a widget that may since have been hidden or removed)."""
+    (Textual would restore a widget that may since have been hidden or removed), and the
+    toasts held back while it was up are shown."""
 
     def on_screen_resume(self) -> None:
         self.app.call_after_refresh(self.app.focus_active_pane)  # type: ignore[attr-defined]
+        self.app.show_held_toasts()  # type: ignore[attr-defined]
 
 
 class DpoApp(OperatorActions, App):
@@ -93,7 +96,10 @@ class DpoApp(OperatorActions, App):
         *[Binding(str(i + 1), f"show_stage('{key}')", label.split()[1], id=f"stage.{key}", show=False)
           for i, (key, label, _cls) in enumerate(STAGES)],
         Binding("q", "quit_app", "Quit", id="app.quit"),
-        Binding("escape", "leave_input", "Leave input", id="app.leave_input", show=False),
+        Binding("question_mark,f1", "show_keys", "Keys", id="app.keys"),
+        Binding("N", "show_notices", "Notices (everything said)", id="app.notices", show=False),
+        Binding("escape", "leave_input", "Leave an input (its pane's keys work again)", id="app.leave_input",
+                show=False),
     ]
 
     def __init__(self, session: Session, *, poll_s: float = POLL_INTERVAL_S) -> None:
@@ -104,7 +110,9 @@ class DpoApp(OperatorActions, App):
         self.working: str | None = None
         self.quitting = False  # the operator quit while work ran: exit when it has stopped
         self.last_result: StagesFinished | None = None
-        self.reports: deque[str] = deque(maxlen=50)
+        self.reports: deque[str] = deque(maxlen=200)
+        self.notices: deque[Notice] = deque(maxlen=500)  # everything said, for `N`
+        self._held: list[dict[str, Any]] = []  # toasts held back while a dialog is up
         self._pending: deque[StoredEvent] = deque()
         self._pending_lock = threading.Lock()
         self._posted = False
@@ -218,10 +226,12 @@ class DpoApp(OperatorActions, App):
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or (s.plan.plan.budget.cap_usd if s.plan else None)
             stages = stage_states(s)
+            overridden = gate_overridden(s)
         working = None if self.working is None else (
             f"stopping {self.working}" if self.quitting else f"{self.working} running")
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
-                             readonly=s.readonly, working=working)
+                             readonly=s.readonly, working=working,
+                             overridden=overridden)
 
     # -- navigation ------------------------------------------------------------------------
 
@@ -246,6 +256,33 @@ class DpoApp(OperatorActions, App):
         target = tables.first() if tables else pane
         if focused is not target:
             self.screen.set_focus(target)
+
+    def action_show_keys(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return  # a dialog is up: its own keys are on its buttons
+        key = self.active_stage
+        self.push_screen(KeysScreen(f"Keys: {key.capitalize()} pane", key_rows(self, self.pane(key))))
+
+    def action_show_notices(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+        self.push_screen(NoticesScreen(list(self.notices), list(self.reports)))
+
+    # -- notices: every one kept for `N`; a toast never covers a dialog -----------------------
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",  # type: ignore[override]
+               timeout: float | None = None, markup: bool = True) -> None:
+        self.notices.append(Notice(time.strftime("%H:%M:%S"), severity, message))
+        toast = {"message": message, "title": title, "severity": severity, "timeout": timeout, "markup": markup}
+        if len(self.screen_stack) > 1:
+            self._held.append(toast)  # shown when the dialog closes
+            return
+        super().notify(**toast)
+
+    def show_held_toasts(self) -> None:
+        held, self._held = self._held, []
+        for toast in held:
+            super().notify(**toast)
 
     def action_log_filter(self) -> None:
         self.action_show_stage("log")

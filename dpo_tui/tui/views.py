@@ -34,6 +34,12 @@ def stage_states(session: Session) -> dict[str, str]:
     return out
 
 
+def gate_overridden(session: Session) -> bool:
+    """The decision in force is the operator's, not the gate's (call under session.lock)."""
+    ev = session.campaign.state.parts.get("eval")
+    return bool(ev is not None and hasattr(ev, "to_json") and ev.to_json().get("overridden"))
+
+
 def conversation(session: Session, rollout_id: str) -> str:
     """A rollout as the log has it: the first prompt, each reply (call.completed text) and
     each candidate's test output (rollout.iteration report), in order."""

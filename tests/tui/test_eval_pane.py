@@ -14,6 +14,7 @@ import pytest
 
 from dpo_tui.campaign.state_budget import BUDGET
 from dpo_tui.events.campaign import Campaign
+from dpo_tui.tui.widgets.header import SHORT
 from tests.tui.conftest import (
     ACTOR,
     copy_campaign,
@@ -123,6 +124,8 @@ async def test_gate_override_needs_a_written_reason_and_is_logged_as_the_operato
     assert _count(db) == before + 1
     assert f"decision: {choices[1]}, overridden by {ACTOR} (the gate said {gate['decision']})" in text
     assert f"criterion: operator override; reason: {reason}" in text
+    header = text.splitlines()[:2]
+    assert "[gate overridden]" in header[0] and f"eval:{SHORT.get(choices[1], choices[1])}" in header[1], header
 
     ro = make_app(db, readonly=True)
     async with ro.run_test(size=(80, 24), notifications=True) as pilot:

@@ -63,6 +63,7 @@ class BudgetPane(StagePane):
                 inp.placeholder = "prior"  # unset in the plan: from the plan's solve-rate prior
             inp.disabled = self.session.readonly or pc is None
         self.query_one("#budget-pilot", Button).disabled = self.session.readonly or pc is None
+        self.query_one("#budget-pilot", Button).display = not self.session.readonly  # read-only offers no action
         self.sync()
 
     def edits(self) -> tuple[dict, dict]:
@@ -105,9 +106,11 @@ class BudgetPane(StagePane):
         self.query_one("#budget-error", Static).update(error or warning or "")
         title = "Budget: estimate per stage"
         if base is None:
-            title += " (none logged yet: the plan's estimate is in '$ edited'; ctrl+r records it)"
+            title += " (none logged yet: the plan's estimate is in '$ edited'"
+            title += ")" if s.readonly else "; ctrl+r records it)"
         by = f" ({cap_by})" if cap_by and cap_by != "plan" else ""
-        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}{by} (c sets)")
+        sets = "" if s.readonly else " (c sets)"
+        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}{by}{sets}")
         t = self.query_one("#budget-table", DataTable)
         t.clear()
         stages = list((base or edited or {"by_stage": {}})["by_stage"])

@@ -18,13 +18,15 @@ class CampaignHeader(Static):
     """
 
     def show(self, *, name: str, backend: str, spend: float, cap: float | None, stages: dict[str, str],
-             readonly: bool, working: str | None) -> None:
+             readonly: bool, working: str | None, overridden: bool = False) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"[{backend}]", style="bold black on yellow" if backend == "simulated" else "bold")
         if readonly:
             t.append(" [read-only]", style="bold cyan")
         if working:
             t.append(f" [{working}]", style="bold green")
+        if overridden:  # the decision in force is the operator's: said where it cannot be missed
+            t.append(" [gate overridden]", style="bold magenta")
         cap_s = f"${cap:.2f}" if cap is not None else "no cap"
         over = cap is not None and spend > 0.9 * cap
         t.append(f" ${spend:.3f}/{cap_s} cap", style="bold red" if over else "bold")
