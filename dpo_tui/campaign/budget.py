@@ -68,7 +68,7 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
 def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list[Outcome]]:
     """Each pilot task's finished rollouts as the funnel sees them (passed, score, normalised
     final program), from the log: what the per-task pair yield and the eval's power use."""
-    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.campaign.state.rollouts import ROLLOUTS
     from dpo_tui.domain.code import normalized
 
     by_id = campaign.state.part(ROLLOUTS).by_id

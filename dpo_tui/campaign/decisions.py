@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dpo_tui.campaign.state_plan import PLAN
+from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.events.campaign import Campaign
 
 

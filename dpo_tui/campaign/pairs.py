@@ -13,10 +13,10 @@ from typing import Any
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.decisions import record_decision
-from dpo_tui.campaign.state_pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
-from dpo_tui.campaign.state_tasks import logged_task
+from dpo_tui.campaign.state.pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.state.tasks import logged_task
 from dpo_tui.campaign.suites import PlanTasks
 from dpo_tui.domain.export import check_together_jsonl, jsonl_bytes, program_reply, sha256, together_line, trl_line
 from dpo_tui.domain.pairs import Pair, PairFilters, RolloutOutcome, build_pairs, filter_pairs

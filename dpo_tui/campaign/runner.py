@@ -34,12 +34,12 @@ from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.stages import STAGES
-from dpo_tui.campaign.state_budget import BUDGET, plan_cap_applies
-from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
-from dpo_tui.campaign.state_plan import PLAN, changed_fields
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
-from dpo_tui.campaign.state_tasks import check_unchanged
+from dpo_tui.campaign.state.budget import BUDGET, plan_cap_applies
+from dpo_tui.campaign.state.pairs import PAIRS, ordered_funnel
+from dpo_tui.campaign.state.plan import PLAN, changed_fields
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.state.tasks import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
@@ -170,7 +170,7 @@ def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str, tasks: P
 # -- stages -------------------------------------------------------------------------------
 
 def apply_plan_cap(campaign: Campaign, plan: Plan) -> bool:
-    """Set the plan's `budget.cap_usd` when the one rule says it applies (state_budget.plan_cap_applies)."""
+    """Set the plan's `budget.cap_usd` when the one rule says it applies (state.budget.plan_cap_applies)."""
     if not plan_cap_applies(campaign.state.part(BUDGET), plan.budget.cap_usd):
         return False
     from dpo_tui.provider.provider import set_cap
@@ -432,7 +432,7 @@ def ensure_current_export(ctx: Ctx, *, label_swap: bool = False) -> None:
 
 async def stage_train(ctx: Ctx) -> None:
     from dpo_tui.campaign import train
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.train import TRAINING
 
     run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
     plan = ctx.train_plan or ctx.plan
@@ -468,7 +468,7 @@ async def stage_train(ctx: Ctx) -> None:
         ctx.progress.say(f"train: job {job_id} running")
         run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
                                       on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"), stop=ctx.stop)
-        from dpo_tui.campaign.state_metrics import METRICS
+        from dpo_tui.campaign.state.metrics import METRICS
 
         signs = ctx.campaign.state.part(METRICS).runs.get(ctx.run_id)
         for warning in signs.warnings if signs is not None else []:
@@ -480,8 +480,8 @@ async def stage_train(ctx: Ctx) -> None:
 
 async def stage_eval(ctx: Ctx) -> None:
     from dpo_tui.campaign import evaluation, serving
-    from dpo_tui.campaign.state_eval import EVAL
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.eval import EVAL
+    from dpo_tui.campaign.state.train import TRAINING
 
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
     await preflight.before_stage(ctx)
@@ -554,8 +554,8 @@ async def stage_eval(ctx: Ctx) -> None:
 
 def resume_point(ctx: Ctx) -> str | None:
     """The first stage this run has work left in (None when every stage is done)."""
-    from dpo_tui.campaign.state_eval import EVAL
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.eval import EVAL
+    from dpo_tui.campaign.state.train import TRAINING
 
     st = ctx.campaign.state
     split = st.part(SPLIT)

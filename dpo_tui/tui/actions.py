@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpo_tui.errors import DpoTuiError
-from dpo_tui.campaign.state_train import TERMINAL
+from dpo_tui.campaign.state.train import TERMINAL
 from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, NewRunScreen, OverrideScreen, ReasonScreen
 
 if TYPE_CHECKING:

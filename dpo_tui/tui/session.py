@@ -25,11 +25,11 @@ from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_setting
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
                                     propose_split, split_to_approve, unfreeze_split)
-from dpo_tui.campaign.state_budget import BUDGET
-from dpo_tui.campaign.state_pairs import PAIRS
-from dpo_tui.campaign.state_plan import PLAN
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.budget import BUDGET
+from dpo_tui.campaign.state.pairs import PAIRS
+from dpo_tui.campaign.state.plan import PLAN
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.errors import DpoTuiError, InputError
 from dpo_tui.events.campaign import Campaign
@@ -403,7 +403,7 @@ class Session:
         (None before the gate has decided), and the decisions an override can choose."""
         from typing import get_args
 
-        from dpo_tui.campaign.state_eval import EVAL, Decision
+        from dpo_tui.campaign.state.eval import EVAL, Decision
 
         with self.lock:
             e = self.campaign.state.part(EVAL)
@@ -436,7 +436,7 @@ class Session:
         are what pairs.built records)."""
         from dataclasses import replace
 
-        from dpo_tui.campaign.state_pairs import ordered_funnel
+        from dpo_tui.campaign.state.pairs import ordered_funnel
 
         pc = self.plan
         if pc is None:
@@ -563,7 +563,7 @@ class Session:
             train.cancellable(self.campaign, self.run_id)
 
     def running_endpoints(self) -> list[dict[str, Any]]:
-        from dpo_tui.campaign.state_train import ENDPOINTS
+        from dpo_tui.campaign.state.train import ENDPOINTS
 
         with self.lock:
             return [dict(e) for e in self.campaign.state.part(ENDPOINTS).running()]

@@ -126,7 +126,7 @@ def logged_hashes(state: CampaignState) -> dict[str, tuple[str, str | None]]:
     snap = state.part(TASKS).content
     if snap:
         return {tid: (c["content_hash"], c["source"]) for tid, c in snap.items()}
-    from dpo_tui.campaign.state_split import SPLIT
+    from dpo_tui.campaign.state.split import SPLIT
 
     split = state.part(SPLIT)
     return {t["id"]: (t["content_hash"], None) for t in [*split.tasks.values(), *split.heldout]}

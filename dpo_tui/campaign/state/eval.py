@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dpo_tui.campaign.state_train import TRAINING
+from dpo_tui.campaign.state.train import TRAINING
 from dpo_tui.domain.stats import interval_text
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent

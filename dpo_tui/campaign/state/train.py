@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import Field
 
-from dpo_tui.campaign.state_pairs import PAIRS, PairsState
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.pairs import PAIRS, PairsState
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.events.core import add_spend
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent

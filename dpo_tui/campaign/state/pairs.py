@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.domain.pairs import FILTERS
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
