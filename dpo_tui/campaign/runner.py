@@ -39,7 +39,7 @@ from dpo_tui.campaign.state.pairs import PAIRS, ordered_funnel
 from dpo_tui.campaign.state.plan import PLAN, changed_fields
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.state.split import SPLIT
-from dpo_tui.campaign.state.tasks import check_unchanged
+from dpo_tui.campaign.suites import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot

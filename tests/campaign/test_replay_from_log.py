@@ -141,7 +141,7 @@ def test_a_campaign_split_before_snapshots_is_checked_against_the_splits_hashes(
 
     import pytest
 
-    from dpo_tui.campaign.state.tasks import check_unchanged
+    from dpo_tui.campaign.suites import check_unchanged
     from dpo_tui.errors import InputError
 
     suite, plan_path = _campaign_on_a_copied_suite(tmp_path)
