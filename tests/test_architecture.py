@@ -80,3 +80,64 @@ def test_importing_the_fold_parts_loads_no_io_module():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+# -- tui/: a front end only -----------------------------------------------------------------
+
+TUI_DIR = Path(dpo_tui.__file__).parent / "tui"
+CAMPAIGN_DIR = Path(dpo_tui.__file__).parent / "campaign"
+
+
+def _private_names_of_campaign() -> set[str]:
+    """Every private name campaign/ defines: module functions, classes and globals, methods,
+    fields and `self._x` attributes."""
+    names: set[str] = set()
+    for f in CAMPAIGN_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def _tui_offences(tree: ast.Module, private: set[str]) -> list[str]:
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dpo_tui.campaign"):
+            bad += [f"{node.lineno}: imports {a.name} from {node.module}" for a in node.names if a.name.startswith("_")]
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad += [f"{node.lineno}: imports {m} (domain logic goes through a campaign service)"
+                    for m in mods if m == "dpo_tui.domain" or m.startswith("dpo_tui.domain.")]
+        if isinstance(node, ast.Attribute) and node.attr in private and ast.unparse(node.value) != "self":
+            bad.append(f"{node.lineno}: takes {ast.unparse(node)} (private to campaign/)")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("append", "append_batch") and "campaign" in ast.unparse(node.func.value)):
+            bad.append(f"{node.lineno}: appends an event itself ({ast.unparse(node.func)}): a service appends it")
+    return bad
+
+
+def test_the_console_takes_no_private_name_from_campaign_and_calls_no_domain_function():
+    private = _private_names_of_campaign()
+    assert {"_client", "_frozen_split"} <= private  # what the scan sees: a runner field, a module function
+    files = sorted(TUI_DIR.rglob("*.py"))
+    assert TUI_DIR / "session.py" in files and TUI_DIR / "screens" / "pairs.py" in files
+    bad = [f"{f.relative_to(TUI_DIR)}:{b}" for f in files for b in _tui_offences(ast.parse(f.read_text()), private)]
+    assert bad == []
+
+
+def test_the_console_check_catches_each_kind_of_offence():
+    """The scan above finds what it is for (so a clean tui/ is not a blind scan)."""
+    private = _private_names_of_campaign()
+    code = ("from dpo_tui.campaign.pairs import _frozen_split\n"
+            "from dpo_tui.domain.stats import signflip\n"
+            "import dpo_tui.campaign.pairs as p\n"
+            "p._frozen_split(campaign)\n"
+            "ctx._client = None\n"
+            "self.session.campaign.append('note.added', {}, actor='x')\n"
+            "self._client = None\n")  # its own attribute: allowed
+    bad = _tui_offences(ast.parse(code), private)
+    assert sorted(int(b.split(":")[0]) for b in bad) == [1, 2, 4, 5, 6], bad

@@ -30,6 +30,7 @@ from dpo_tui.campaign.budget import budget_inputs, pilot_outcomes, plan_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
+from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
@@ -227,36 +228,6 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
     return specs
 
 
-def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int, repeats: int) -> list[RolloutSpec]:
-    """The pilot: the first `n` rollouts of the round-robin order (one per task while there
-    are tasks left: the cost is calibrated on these, no task weighing double), then the second
-    rollout (r1) of the first `repeats` of those tasks, so the pilot sees each task's spread of
-    outcomes, which the per-task pair yield and the eval's power need. Nothing is extra: every
-    pilot rollout is one of the campaign's paid rollouts, run earlier."""
-    first = list(range(min(n, len(specs))))
-    tasks = len(specs) // max(rollouts_per_task, 1)
-    chosen = set(first)
-    more = [tasks + i for i in range(min(repeats, n, tasks)) if rollouts_per_task >= 2 and tasks + i not in chosen]
-    return [specs[i] for i in sorted(chosen | set(more))]
-
-
-def pilot_size(plan: Plan, train_tasks: int) -> int:
-    """How many rollouts the pilot runs for `train_tasks` train tasks (pilot_plan's count)."""
-    r = plan.rollouts
-    total = train_tasks * r.rollouts_per_task
-    n = min(r.pilot_rollouts, total)
-    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
-    return len(pilot_specs(list(range(total)), n, r.rollouts_per_task, repeats))
-
-
-def pilot_plan(plan: Plan, specs: list[RolloutSpec]) -> tuple[list[RolloutSpec], list[RolloutSpec]]:
-    """(the pilot's rollouts, the ones its cost is calibrated on: one per task)."""
-    r = plan.rollouts
-    n = min(r.pilot_rollouts, len(specs))
-    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
-    return pilot_specs(specs, n, r.rollouts_per_task, repeats), specs[:n]
-
-
 async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
                      engines: list[RolloutEngine] | None = None) -> None:
     engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
@@ -366,10 +337,9 @@ def _eval_tasks(ctx: Ctx) -> int:
 
 def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any]) -> float:
     """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per rollout)."""
-    total = len(rollout_specs(ctx)) or 1
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
-    return estimate["by_stage"]["rollouts"]["usd"] * todo / total
+    return rollouts_usd(estimate, todo, len(rollout_specs(ctx)))
 
 
 async def stage_rollouts(ctx: Ctx) -> None:
@@ -627,11 +597,12 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
              *, yes: bool, progress: Progress, run_id: str = RUN_ID, train_plan: Plan | None = None,
-             label_swap: bool = False) -> Ctx:
-    """The stages' context with one provider on `campaign`: the runner and the TUI build it alike."""
+             label_swap: bool = False, client: Any = None) -> Ctx:
+    """The stages' context with one provider on `campaign`: the runner and the TUI build it alike.
+    `client`: a management client to share (the console's), else one is made when first needed."""
     provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(), actor="system")
     return Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress, backend,
-               settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap)
+               settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap, _client=client)
 
 
 TRAINING_OVERRIDES = ("dpo_beta", "learning_rate", "n_epochs")  # what another run may change (dpo-tui train)
