@@ -134,10 +134,12 @@ def campaign_lock(db: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def backend_settings(plan: Plan, db: Path) -> Iterator[tuple[Settings, str]]:
     if plan.backend.kind == "simulator":
+        from dpo_tui.campaign.sim_env import embedded_sim_options
         from dpo_tui.sim.server import SimServer
 
         state_dir = db.with_name(f"{db.name}.sim")
-        with SimServer(seed=plan.backend.sim_seed, faults=plan.backend.sim_faults or None, state_dir=state_dir) as sim:
+        with SimServer(seed=plan.backend.sim_seed, faults=plan.backend.sim_faults or None, state_dir=state_dir,
+                       **embedded_sim_options()) as sim:
             # The simulator needs no key; a placeholder keeps a real TOGETHER_API_KEY out of its way.
             yield load_settings(None, api_key="simulated-no-key", base_url=sim.base_url,
                                 retry_initial_s=0.2, retry_max_s=2.0, retry_jitter_s=0.1), "simulated"
