@@ -120,7 +120,8 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
     test_programs = [t.buggy_program for t in (logged_task(campaign.state, tid) or tasks.pool.get(tid)
                                                for tid in split.split.test) if t is not None]
     state: PairsState = campaign.state.part(PAIRS)
-    result = filter_pairs(pairs, filters or plan_filters(plan), pair_tokens=pair_tokens, test_tasks=set(split.split.test),
+    result = filter_pairs(pairs, filters or plan_filters(plan), pair_tokens=pair_tokens,
+                          test_tasks=set(split.split.test),
                           test_programs=test_programs, decisions={**state.decisions, **(extra_decisions or {})})
     infos = [{"pair_id": p.pair_id, "task_id": p.task_id, "chosen": p.chosen.rollout_id,
               "rejected": p.rejected.rollout_id, "chosen_score": p.chosen.score, "rejected_score": p.rejected.score,
