@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.domain.costs import BudgetInputs, Estimate, Price, estimate, expected_iterations
@@ -68,7 +69,7 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
 def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list[Outcome]]:
     """Each pilot task's finished rollouts as the funnel sees them (passed, score, normalised
     final program), from the log: what the per-task pair yield and the eval's power use."""
-    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.campaign.state.rollouts import ROLLOUTS
     from dpo_tui.domain.code import normalized
 
     by_id = campaign.state.part(ROLLOUTS).by_id
@@ -130,3 +131,31 @@ def set_operator_cap(campaign: Campaign, usd: str | float, reason: str, *, actor
     cap = parse_cap(usd)
     set_cap(campaign, cap, reason=operator_text(check_cap_reason(reason)), actor=actor)
     return cap
+
+
+def what_if(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, budget_changes: dict[str, Any],
+            rollouts_changes: dict[str, Any]) -> tuple[Plan, BudgetInputs, Estimate]:
+    """The estimate for the plan with these budget and rollouts inputs changed; InputError
+    naming the field the plan's own validation refuses."""
+    from pydantic import ValidationError
+
+    from dpo_tui.errors import InputError
+
+    raw = plan.canonical()
+    raw["budget"] = {**raw["budget"], **budget_changes}
+    raw["rollouts"] = {**raw["rollouts"], **rollouts_changes}
+    try:
+        changed = Plan.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    inp, est = plan_estimate(changed, prices, n_pool=n_pool, n_heldout=n_heldout)
+    return changed, inp, est
+
+
+def record_what_if(campaign: Campaign, plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int,
+                   budget_changes: dict[str, Any], rollouts_changes: dict[str, Any], actor: str) -> None:
+    """Log the what-if estimate (`budget.estimated` by the operator): the console's Budget pane."""
+    _plan, inp, est = what_if(plan, prices, n_pool=n_pool, n_heldout=n_heldout, budget_changes=budget_changes,
+                              rollouts_changes=rollouts_changes)
+    record_estimate(campaign, inp, est, prices=prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks, actor=actor)

@@ -22,7 +22,7 @@ from typing import Any
 from dpo_tui.errors import BudgetCapReached
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import format_ts
-from dpo_tui.campaign.state_budget import StageRefused
+from dpo_tui.campaign.state.budget import StageRefused
 
 
 def cap_usd(campaign: Campaign) -> float | None:

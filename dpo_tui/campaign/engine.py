@@ -24,14 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpo_tui.campaign.state_rollouts import ROLLOUTS, RolloutRecord, RolloutsState
+from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord, RolloutsState
 from dpo_tui.errors import BudgetCapReached
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import NewEvent
 from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
 from dpo_tui.tasks import agent
 from dpo_tui.tasks.model import Task
-from dpo_tui.campaign.state_tasks import calibrated_limits, calibration_payload
+from dpo_tui.campaign.state.tasks import calibrated_limits, calibration_payload
 from dpo_tui.tasks.calibrate import run_tests_calibrated
 from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, TestVerdict
 

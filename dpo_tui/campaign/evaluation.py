@@ -7,9 +7,9 @@ from typing import Any, get_args
 
 from dpo_tui.campaign.engine import RolloutSpec
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.state_eval import EVAL, Decision
-from dpo_tui.campaign.state_plan import PLAN
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state.eval import EVAL, Decision
+from dpo_tui.campaign.state.plan import PLAN
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks
 from dpo_tui.domain.gate import GateCriteria, decide
 from dpo_tui.domain.stats import compare

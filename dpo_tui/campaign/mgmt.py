@@ -22,7 +22,7 @@ import httpx
 import together
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from dpo_tui.campaign.state_api import ApiAttemptFailed, ApiCompleted  # noqa: F401 - appended here
+from dpo_tui.campaign.state.api import ApiAttemptFailed, ApiCompleted  # noqa: F401 - appended here
 from dpo_tui.config import Settings
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.retry import RetryWait, describe, is_retryable

@@ -54,7 +54,7 @@ def open_plan(campaign: Any, plan_arg: str | None, *, actor: str):
     the plan the campaign recorded last."""
     from dpo_tui.campaign.plan import Plan, load_plan
     from dpo_tui.campaign.runner import record_plan
-    from dpo_tui.campaign.state_plan import PLAN
+    from dpo_tui.campaign.state.plan import PLAN
     from dpo_tui.campaign.suites import load_plan_tasks
     from dpo_tui.errors import InputError
     from dpo_tui.provider.prices import load_prices
@@ -89,7 +89,7 @@ def cmd_cap(args: argparse.Namespace) -> int:
 
 def cmd_pairs_list(args: argparse.Namespace) -> int:
     from dpo_tui.campaign.pairs import pair_rows
-    from dpo_tui.campaign.state_pairs import PAIRS
+    from dpo_tui.campaign.state.pairs import PAIRS
     from dpo_tui.events.campaign import Campaign
 
     with Campaign.open(args.db, readonly=True) as campaign:
@@ -114,7 +114,7 @@ def cmd_pairs_list(args: argparse.Namespace) -> int:
 
 def cmd_pairs_decide(args: argparse.Namespace) -> int:
     from dpo_tui.campaign import pairs as pairs_stage
-    from dpo_tui.campaign.state_pairs import PAIRS
+    from dpo_tui.campaign.state.pairs import PAIRS
     from dpo_tui.provider.secrets import operator_text
     from dpo_tui.provider.tokenizer import get_tokenizer
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.decisions import record_decision
-from dpo_tui.campaign.state_pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
-from dpo_tui.campaign.state_tasks import logged_task
+from dpo_tui.campaign.state.pairs import PAIRS, PairsState, decisions_sha256, ordered_funnel
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.state.tasks import logged_task
 from dpo_tui.campaign.suites import PlanTasks
 from dpo_tui.domain.export import check_together_jsonl, jsonl_bytes, program_reply, sha256, together_line, trl_line
 from dpo_tui.domain.pairs import Pair, PairFilters, RolloutOutcome, build_pairs, filter_pairs
@@ -97,7 +97,8 @@ def export_blobs(lines: list[ExportLine], label_swap: bool) -> dict[str, bytes]:
     return {"together": jsonl_bytes(together), "trl": jsonl_bytes(trl), "manifest": jsonl_bytes(manifest)}
 
 
-def _filters(plan: Plan) -> PairFilters:
+def plan_filters(plan: Plan) -> PairFilters:
+    """The plan's pair filters, as pairs.built records them."""
     return PairFilters(min_margin=plan.pairs.min_margin, max_seq_length=plan.training.max_seq_length,
                        per_task_cap=plan.pairs.per_task_cap,
                        near_duplicate_threshold=plan.pairs.near_duplicate_threshold)
@@ -119,7 +120,8 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
     test_programs = [t.buggy_program for t in (logged_task(campaign.state, tid) or tasks.pool.get(tid)
                                                for tid in split.split.test) if t is not None]
     state: PairsState = campaign.state.part(PAIRS)
-    result = filter_pairs(pairs, filters or _filters(plan), pair_tokens=pair_tokens, test_tasks=set(split.split.test),
+    result = filter_pairs(pairs, filters or plan_filters(plan), pair_tokens=pair_tokens,
+                          test_tasks=set(split.split.test),
                           test_programs=test_programs, decisions={**state.decisions, **(extra_decisions or {})})
     infos = [{"pair_id": p.pair_id, "task_id": p.task_id, "chosen": p.chosen.rollout_id,
               "rejected": p.rejected.rollout_id, "chosen_score": p.chosen.score, "rejected_score": p.rejected.score,
@@ -127,11 +129,24 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
     return pairs, result, infos, prompts
 
 
+def preview_funnel(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, min_margin: float,
+                   per_task_cap: int) -> dict[str, int]:
+    """The funnel these thresholds would give, in the funnel's order (nothing is logged: the
+    plan's thresholds are what pairs.built records). InputError naming a threshold out of range."""
+    from dataclasses import replace
+
+    if not 0 <= min_margin <= 1 or per_task_cap < 1:
+        raise InputError("min margin is 0..1 and the per-task cap at least 1")
+    filters = replace(plan_filters(plan), min_margin=min_margin, per_task_cap=per_task_cap)
+    _pairs, result, _infos, _prompts = compute_pairs(campaign, plan, tasks, tokenizer, filters=filters)
+    return ordered_funnel(result.funnel)
+
+
 def build_event(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, actor: str,
                 extra_decisions: dict[str, str] | None = None) -> NewEvent:
     split = _frozen_split(campaign)
     _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, extra_decisions=extra_decisions)
-    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": _filters(plan).__dict__,
+    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": plan_filters(plan).__dict__,
                                     "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
 
 

@@ -38,7 +38,7 @@ def pilot_rates(campaign: Campaign | None) -> RateModel | None:
     """The eval tasks' pass-rate model from the campaign's pilot (its per-task pass counts),
     or None when there is no pilot yet or no pilot task ran twice."""
     from dpo_tui.campaign.budget import pilot_outcomes
-    from dpo_tui.campaign.state_budget import BUDGET
+    from dpo_tui.campaign.state.budget import BUDGET
 
     if campaign is None:
         return None

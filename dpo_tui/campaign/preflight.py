@@ -61,7 +61,7 @@ async def before_stage(ctx: Any, specs: Sequence[Any] | None = None) -> None:
     stages), only when one of them is still to run: a finished stage makes no call."""
     import asyncio
 
-    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.campaign.state.rollouts import ROLLOUTS
 
     if ctx.backend == "simulated" or ctx.settings is None:
         return

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpo_tui.campaign.state_eval import EVAL
-from dpo_tui.campaign.state_pairs import PAIRS
-from dpo_tui.campaign.state_train import ENDPOINTS, TRAINING
+from dpo_tui.campaign.state.eval import EVAL
+from dpo_tui.campaign.state.pairs import PAIRS
+from dpo_tui.campaign.state.train import ENDPOINTS, TRAINING
 from dpo_tui.domain.pairs import FILTERS, HARD_FILTERS
 from dpo_tui.events.fold import CampaignState, Note, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
@@ -158,7 +158,7 @@ def _recomputed(state: CampaignState, plan, run_id: str, suite: str, logged: dic
 @invariant("eval-derivation", "eval.results")
 def _eval_derived(state: CampaignState, event: StoredEvent) -> str | None:
     p = event.payload
-    from dpo_tui.campaign.state_plan import PLAN
+    from dpo_tui.campaign.state.plan import PLAN
 
     plan, error = _training_plan(state, p["run_id"], state.part(PLAN).hash)
     if plan is None:
@@ -273,7 +273,7 @@ def rebuilt_export(state: CampaignState, x: dict[str, Any]) -> dict[str, bytes]:
     final programs, through the writer's own `pairs.export_blobs`. Raises ValueError when the log
     contradicts the export, CannotRebuild when it lacks a task's snapshot or baseline."""
     from dpo_tui.campaign.pairs import ExportLine, export_blobs, prompt_for
-    from dpo_tui.campaign.state_tasks import logged_task
+    from dpo_tui.campaign.state.tasks import logged_task
 
     d: Derivation = state.part(DERIVATION)
     built = state.part(PAIRS).built or {"pairs": []}

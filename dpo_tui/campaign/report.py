@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from dpo_tui.campaign.state_pairs import ordered_funnel
+from dpo_tui.campaign.state.pairs import ordered_funnel
 from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events.anchor import anchor_line, make_anchor
 from dpo_tui.events.audit import audit

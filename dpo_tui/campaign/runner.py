@@ -30,16 +30,17 @@ from dpo_tui.campaign.budget import budget_inputs, pilot_outcomes, plan_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
+from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.stages import STAGES
-from dpo_tui.campaign.state_budget import BUDGET, plan_cap_applies
-from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
-from dpo_tui.campaign.state_plan import PLAN, changed_fields
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
-from dpo_tui.campaign.state_tasks import check_unchanged
+from dpo_tui.campaign.state.budget import BUDGET, plan_cap_applies
+from dpo_tui.campaign.state.pairs import PAIRS, ordered_funnel
+from dpo_tui.campaign.state.plan import PLAN, changed_fields
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.suites import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
@@ -133,13 +134,14 @@ def campaign_lock(db: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def backend_settings(plan: Plan, db: Path) -> Iterator[tuple[Settings, str]]:
     if plan.backend.kind == "simulator":
+        from dpo_tui.campaign.sim_env import embedded_sim_options
         from dpo_tui.sim.server import SimServer
 
         state_dir = db.with_name(f"{db.name}.sim")
         # the simulated models perceive the reference fixes of the plan's suites (sim/references.py)
         refs = [*plan.suites.train_test, *plan.suites.heldout]
         with SimServer(seed=plan.backend.sim_seed, faults=plan.backend.sim_faults or None, state_dir=state_dir,
-                       references=refs) as sim:
+                       references=refs, **embedded_sim_options()) as sim:
             # The simulator needs no key; a placeholder keeps a real TOGETHER_API_KEY out of its way.
             yield load_settings(None, api_key="simulated-no-key", base_url=sim.base_url,
                                 retry_initial_s=0.2, retry_max_s=2.0, retry_jitter_s=0.1), "simulated"
@@ -173,7 +175,7 @@ def open_or_create(db: Path, plan: Plan, plan_path: Path, backend: str, tasks: P
 # -- stages -------------------------------------------------------------------------------
 
 def apply_plan_cap(campaign: Campaign, plan: Plan) -> bool:
-    """Set the plan's `budget.cap_usd` when the one rule says it applies (state_budget.plan_cap_applies)."""
+    """Set the plan's `budget.cap_usd` when the one rule says it applies (state.budget.plan_cap_applies)."""
     if not plan_cap_applies(campaign.state.part(BUDGET), plan.budget.cap_usd):
         return False
     from dpo_tui.provider.provider import set_cap
@@ -228,36 +230,6 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
             specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
                                      r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
     return specs
-
-
-def pilot_specs(specs: list[RolloutSpec], n: int, rollouts_per_task: int, repeats: int) -> list[RolloutSpec]:
-    """The pilot: the first `n` rollouts of the round-robin order (one per task while there
-    are tasks left: the cost is calibrated on these, no task weighing double), then the second
-    rollout (r1) of the first `repeats` of those tasks, so the pilot sees each task's spread of
-    outcomes, which the per-task pair yield and the eval's power need. Nothing is extra: every
-    pilot rollout is one of the campaign's paid rollouts, run earlier."""
-    first = list(range(min(n, len(specs))))
-    tasks = len(specs) // max(rollouts_per_task, 1)
-    chosen = set(first)
-    more = [tasks + i for i in range(min(repeats, n, tasks)) if rollouts_per_task >= 2 and tasks + i not in chosen]
-    return [specs[i] for i in sorted(chosen | set(more))]
-
-
-def pilot_size(plan: Plan, train_tasks: int) -> int:
-    """How many rollouts the pilot runs for `train_tasks` train tasks (pilot_plan's count)."""
-    r = plan.rollouts
-    total = train_tasks * r.rollouts_per_task
-    n = min(r.pilot_rollouts, total)
-    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
-    return len(pilot_specs(list(range(total)), n, r.rollouts_per_task, repeats))
-
-
-def pilot_plan(plan: Plan, specs: list[RolloutSpec]) -> tuple[list[RolloutSpec], list[RolloutSpec]]:
-    """(the pilot's rollouts, the ones its cost is calibrated on: one per task)."""
-    r = plan.rollouts
-    n = min(r.pilot_rollouts, len(specs))
-    repeats = r.pilot_repeats if r.pilot_repeats is not None else n // 2
-    return pilot_specs(specs, n, r.rollouts_per_task, repeats), specs[:n]
 
 
 async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
@@ -370,10 +342,9 @@ def _eval_tasks(ctx: Ctx) -> int:
 
 def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any]) -> float:
     """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per rollout)."""
-    total = len(rollout_specs(ctx)) or 1
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
-    return estimate["by_stage"]["rollouts"]["usd"] * todo / total
+    return rollouts_usd(estimate, todo, len(rollout_specs(ctx)))
 
 
 async def stage_rollouts(ctx: Ctx) -> None:
@@ -436,7 +407,7 @@ def ensure_current_export(ctx: Ctx, *, label_swap: bool = False) -> None:
 
 async def stage_train(ctx: Ctx) -> None:
     from dpo_tui.campaign import train
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.train import TRAINING
 
     run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
     plan = ctx.train_plan or ctx.plan
@@ -472,7 +443,7 @@ async def stage_train(ctx: Ctx) -> None:
         ctx.progress.say(f"train: job {job_id} running")
         run = await asyncio.to_thread(train.monitor, ctx.campaign, client, ctx.run_id, poll_s=0.5,
                                       on_status=lambda s: ctx.progress.say(f"train: job {job_id} {s}"), stop=ctx.stop)
-        from dpo_tui.campaign.state_metrics import METRICS
+        from dpo_tui.campaign.state.metrics import METRICS
 
         signs = ctx.campaign.state.part(METRICS).runs.get(ctx.run_id)
         for warning in signs.warnings if signs is not None else []:
@@ -484,8 +455,8 @@ async def stage_train(ctx: Ctx) -> None:
 
 async def stage_eval(ctx: Ctx) -> None:
     from dpo_tui.campaign import evaluation, serving
-    from dpo_tui.campaign.state_eval import EVAL
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.eval import EVAL
+    from dpo_tui.campaign.state.train import TRAINING
 
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
     await preflight.before_stage(ctx)
@@ -558,8 +529,8 @@ async def stage_eval(ctx: Ctx) -> None:
 
 def resume_point(ctx: Ctx) -> str | None:
     """The first stage this run has work left in (None when every stage is done)."""
-    from dpo_tui.campaign.state_eval import EVAL
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.eval import EVAL
+    from dpo_tui.campaign.state.train import TRAINING
 
     st = ctx.campaign.state
     split = st.part(SPLIT)
@@ -631,11 +602,12 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
              *, yes: bool, progress: Progress, run_id: str = RUN_ID, train_plan: Plan | None = None,
-             label_swap: bool = False) -> Ctx:
-    """The stages' context with one provider on `campaign`: the runner and the TUI build it alike."""
+             label_swap: bool = False, client: Any = None) -> Ctx:
+    """The stages' context with one provider on `campaign`: the runner and the TUI build it alike.
+    `client`: a management client to share (the console's), else one is made when first needed."""
     provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(), actor="system")
     return Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress, backend,
-               settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap)
+               settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap, _client=client)
 
 
 TRAINING_OVERRIDES = ("dpo_beta", "learning_rate", "n_epochs")  # what another run may change (dpo-tui train)

@@ -17,7 +17,7 @@ from typing import Any
 import together
 
 from dpo_tui.campaign.mgmt import Mgmt
-from dpo_tui.campaign.state_train import ENDPOINTS
+from dpo_tui.campaign.state.train import ENDPOINTS
 from dpo_tui.errors import BudgetCapReached, InputError
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import format_ts

@@ -4,8 +4,8 @@ exclude tasks, approve (freeze, hash logged), and unfreeze only with a reason.""
 from __future__ import annotations
 
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.state_split import SPLIT, SplitState
-from dpo_tui.campaign.state_tasks import snapshot_payload
+from dpo_tui.campaign.state.split import SPLIT, SplitState
+from dpo_tui.campaign.state.tasks import snapshot_payload
 from dpo_tui.campaign.suites import PlanTasks, split_task
 from dpo_tui.domain.split import Split, exclude, find_leaks, make_split, move
 from dpo_tui.errors import InputError

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.state_metrics import METRICS, metric_row, row_key
-from dpo_tui.campaign.state_pairs import PAIRS
-from dpo_tui.campaign.state_plan import PLAN
-from dpo_tui.campaign.state_split import SPLIT
-from dpo_tui.campaign.state_train import TERMINAL, TRAINING, TrainingRun
+from dpo_tui.campaign.state.metrics import METRICS, metric_row, row_key
+from dpo_tui.campaign.state.pairs import PAIRS
+from dpo_tui.campaign.state.plan import PLAN
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.state.train import TERMINAL, TRAINING, TrainingRun
 from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, hold_back_tasks, sha256, split_lines
 from dpo_tui.domain.preference_format import pair_problem

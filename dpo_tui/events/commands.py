@@ -42,16 +42,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign.decisions import add_note, check_note  # the service the console's notes go through
     from dpo_tui.events.campaign import Campaign
 
-    if not args.text.strip():
-        raise InputError("--text is empty")
-    from dpo_tui.provider.secrets import operator_text
-
+    check_note(args.text)
     with Campaign.open(args.db) as c:
-        ev = c.append("note.added", {"text": operator_text(args.text), "stage": args.stage},
-                      actor=operator_actor(args.actor))
-        print(f"note added as event {ev.seq} by {ev.actor}")
+        actor = operator_actor(args.actor)
+        seq = add_note(c, args.text, stage=args.stage, actor=actor)
+        print(f"note added as event {seq} by {actor}")
     return EXIT_OK
 
 

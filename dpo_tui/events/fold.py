@@ -25,16 +25,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpo_tui.events.chain import GENESIS_HASH
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import load_plugins, spec_for
 
-Handler = Callable[["CampaignState", StoredEvent], None]
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
+
+Handler = Callable[["CampaignState", "StoredEvent"], None]
 # An invariant sees the state after `event` was folded; it returns a problem or None
 # (or a `Note`: something audit could not check, reported as a warning, not a failure).
-Invariant = Callable[["CampaignState", StoredEvent], "str | None"]
+Invariant = Callable[["CampaignState", "StoredEvent"], "str | None"]
 
 
 class Note(str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpo_tui.errors import DpoTuiError
-from dpo_tui.campaign.state_train import TERMINAL
+from dpo_tui.campaign.state.train import TERMINAL
 from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, NewRunScreen, OverrideScreen, ReasonScreen
 
 if TYPE_CHECKING:
@@ -34,8 +34,8 @@ class OperatorActions:
     def fits_cap(self, estimate_usd: float | None, what: str, cap_usd: float, spend_usd: float) -> bool:
         """True when `what` fits what the cap leaves; else the operator is asked to raise the
         cap first (the stage would be refused before it started)."""
-        left = cap_usd - spend_usd
-        if estimate_usd is None or estimate_usd <= left + 1e-9:
+        fits, left = self.session.fits_cap(estimate_usd, cap_usd, spend_usd)
+        if fits:
             return True
         self.action_set_cap(preface=f"{what} is estimated at ${estimate_usd:.3f}, but only ${max(left, 0):.3f} of the "
                                     f"${cap_usd:.2f} cap remains: it would be refused before it starts. Raise the "
@@ -159,8 +159,7 @@ class OperatorActions:
                     f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n"
                     f"{self.session.power_text()}\n\n{money}")
             decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"
-        if not self.fits_cap(estimate if decision == "run_pilot" else (estimate or 0) * (p["total"] - p["finished"])
-                             / max(p["total"], 1), title[:-1].replace("Run the", "The").replace("Start the", "The"),
+        if not self.fits_cap(p["hold_usd"], title[:-1].replace("Run the", "The").replace("Start the", "The"),
                              p["cap_usd"], p["spend_usd"]):
             return
 
@@ -177,8 +176,7 @@ class OperatorActions:
         self.push_screen(ConfirmScreen(title, body, yes="Start"), answer)
 
     def _engine_note(self, text: str) -> None:
-        self.act("note", lambda: self.session.campaign.append("note.added", {"text": text, "stage": "rollouts"},
-                                                              actor=self.session.actor))
+        self.act("note", lambda: self.session.note(text, "rollouts"))
 
     def action_pause_resume(self) -> None:
         if self.engine is None:
@@ -229,13 +227,11 @@ class OperatorActions:
             if yes:
                 self.act("export pairs", self.session.export_pairs, "pairs exported",
                          then=self.action_start_training if then_train else None)
-        with self.session.lock:
-            built = self.session.campaign.state.parts["pairs"].built
-        if built is None:
+        x = self.session.export_plan()
+        if x is None:
             self.notify("no pairs built yet (b builds them)", severity="warning")
             return
-        kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None)
-        stale = self.session.export_staleness()
+        kept, stale = x["kept"], x["stale"]
         body = (f"Writes {kept} kept pairs as Together preference JSONL, TRL JSONL and a lineage manifest beside "
                 "the campaign file; their sha256 are logged.")
         if stale:

@@ -9,27 +9,22 @@ appends (a worker), so readers in the UI thread take `lock` while they look.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpo_tui.campaign import budget, outlook, runs
 from dpo_tui.campaign import pairs as pairs_stage
-from dpo_tui.campaign.budget import plan_estimate, record_estimate
-from dpo_tui.campaign.decisions import record_decision
+from dpo_tui.campaign.decisions import add_note, record_decision
 from dpo_tui.campaign.plan import Plan, load_plan
-from dpo_tui.campaign.runner import (RUN_ID, TRAINING_OVERRIDES, backend_settings, check_run_id, make_ctx,
-                                     pilot_size, record_plan, run_decision, training_plan)
+from dpo_tui.campaign.runner import RUN_ID, backend_settings, make_ctx, record_plan, run_decision, training_plan
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
 from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
                                     propose_split, split_to_approve, unfreeze_split)
-from dpo_tui.campaign.state_budget import BUDGET
-from dpo_tui.campaign.state_pairs import PAIRS
-from dpo_tui.campaign.state_plan import PLAN
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.plan import PLAN
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.errors import DpoTuiError, InputError
 from dpo_tui.events.campaign import Campaign
@@ -205,40 +200,26 @@ class Session:
         return power_summary(out) if out is not None else ""
 
     def what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]):
-        """The estimate for the plan with these inputs changed; raises InputError naming the
-        field the plan's own validation refuses."""
-        from pydantic import ValidationError
-
+        """The estimate for the plan with these inputs changed (the service's; InputError naming
+        the field the plan's own validation refuses)."""
         pc = self.plan
         if pc is None:
             raise InputError(self.plan_error or "no plan")
-        raw = pc.plan.canonical()
-        raw["budget"] = {**raw["budget"], **budget_changes}
-        raw["rollouts"] = {**raw["rollouts"], **rollouts_changes}
-        try:
-            plan = Plan.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise InputError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        inp, est = plan_estimate(plan, pc.prices, n_pool=len(pc.tasks.pool), n_heldout=len(pc.tasks.heldout))
-        return plan, inp, est
+        return budget.what_if(pc.plan, pc.prices, n_pool=len(pc.tasks.pool), n_heldout=len(pc.tasks.heldout),
+                              budget_changes=budget_changes, rollouts_changes=rollouts_changes)
 
     def record_what_if(self, budget_changes: dict[str, Any], rollouts_changes: dict[str, Any]) -> None:
         pc = self.need_plan()
-        _plan, inp, est = self.what_if(budget_changes, rollouts_changes)
-        record_estimate(self.campaign, inp, est, prices=pc.prices, train_tasks=inp.tasks, eval_tasks=inp.eval_tasks,
-                        actor=self.actor)
+        budget.record_what_if(self.campaign, pc.plan, pc.prices, n_pool=len(pc.tasks.pool),
+                              n_heldout=len(pc.tasks.heldout), budget_changes=budget_changes,
+                              rollouts_changes=rollouts_changes, actor=self.actor)
 
     def cap_state(self) -> dict[str, Any]:
         """The cap in force, who set it, and what is spent and estimated against it."""
         with self.lock:
-            st = self.campaign.state
-            b = st.part(BUDGET)
-            latest = b.calibrated or b.latest
-            return {"cap_usd": st.parts["budget_guard"].cap_usd or (self.plan.plan.budget.cap_usd if self.plan else None),
-                    "set_by": b.cap_set_by, "spend_usd": st.parts["spend"].total_usd,
-                    "estimate_usd": latest["total_usd"] if latest else None,
-                    "plan_cap_usd": self.plan.plan.budget.cap_usd if self.plan else None}
+            return outlook.cap(self.campaign, self.plan.plan if self.plan else None)
+
+    fits_cap = staticmethod(outlook.fits_cap)  # (fits, left): the check a stage's start makes
 
     @staticmethod
     def parse_cap(raw: str) -> float:
@@ -307,37 +288,22 @@ class Session:
     def built_on_split(self) -> dict[str, Any]:
         """What was done on the frozen split (an unfreeze leaves it in the log, tied to its hash)."""
         with self.lock:
-            st = self.campaign.state
-            r, p = st.part(ROLLOUTS), st.part(PAIRS)
-            part = st.parts.get("training")
-            return {"rollouts": dict(r.finished), "pairs_built": p.built is not None,
-                    "exported": p.export is not None,
-                    "training_runs": len(part.runs) if part is not None else 0}
+            return outlook.built_on_split(self.campaign)
 
     # -- rollouts ------------------------------------------------------------------------
 
     def rollout_plan(self) -> dict[str, Any]:
-        """What "start rollouts" would do next and what it is estimated to cost (from the
-        logged estimates): the pilot first, then the rest after the operator's go."""
+        """What "start rollouts" would do next and what it is estimated to cost (the service's)."""
         pc = self.need_plan()
         with self.lock:
-            b = self.campaign.state.part(BUDGET)
-            r = self.campaign.state.part(ROLLOUTS)
-            split = self.campaign.state.part(SPLIT)
-            if not split.frozen:
-                raise InputError("approve (freeze) the split first: rollouts run on the frozen train split")
-            latest = b.calibrated or b.latest
-            stage_usd = latest["by_stage"]["rollouts"]["usd"] if latest else None
-            total = len(split.split.train) * pc.plan.rollouts.rollouts_per_task
-            pilot_n = pilot_size(pc.plan, len(split.split.train))
-            pilot_done = b.calibrated is not None or pilot_n == 0
-            return {"phase": "rollouts" if pilot_done else "pilot", "pilot_rollouts": pilot_n, "total": total,
-                    "finished": r.finished.get("rollouts", 0), "stage_usd": stage_usd,
-                    "calibrated": b.calibrated is not None,
-                    "pilot_usd": (stage_usd * pilot_n / total) if (stage_usd and total) else None,
-                    "spend_usd": self.campaign.state.parts["spend"].total_usd,
-                    "cap_usd": self.campaign.state.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
-                    "approved": self.campaign.state.part(PLAN).has("approve_rollouts")}
+            return outlook.rollouts(self.campaign, pc.plan)
+
+    def note(self, text: str, stage: str | None = None) -> int:
+        """An operator's note (the service `dpo-tui note` calls): the console's notes on a
+        running stage (pause, resume, cancel, concurrency)."""
+        if self.readonly:
+            raise ReadOnly("read-only: actions are disabled (opened with --readonly)")
+        return add_note(self.campaign, self.text(text), stage=stage, actor=self.actor)
 
     def approve(self, decision: str, stage: str, *, reason: str, estimate_usd: float | None) -> bool:
         self.need_plan()
@@ -353,66 +319,29 @@ class Session:
         settings, backend = self.backend()
         ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress,
                        run_id=self.run_id, train_plan=training_plan(pc.plan, self.train_overrides),
-                       label_swap=self.label_swap)
+                       label_swap=self.label_swap, client=self._mgmt)  # the console's client, once it exists
         ctx.on_engine, ctx.stop = on_engine, self.stop
-        ctx._client = self._mgmt  # share the console's management client once it exists
         return asyncio.run(run_plan_stages(ctx, until))
 
     def train_plan(self) -> dict[str, Any]:
         """What "train" would do next: prepare (upload and Together's price estimate, free) or
         launch (the estimate to confirm against the remaining budget)."""
         pc = self.need_plan()
+        stale = self.export_staleness()
         with self.lock:
-            st = self.campaign.state
-            if st.part(PAIRS).export is None:
-                raise InputError("export the pairs first (Pairs, e): training uploads the exported JSONL")
-            part = st.parts.get("training")
-            run = part.runs.get(self.run_id) if part is not None else None
-            spend = st.parts["spend"].total_usd
-            cap = st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd
-            launched = st.part(PLAN).has(run_decision("launch_training", self.run_id))
-            stale = None if run is not None and getattr(run, "status", None) is not None else self.export_staleness()
-        est = getattr(run, "estimated_usd", None) if run is not None else None
-        return {"phase": "launch" if est is not None else "prepare", "estimated_usd": est, "stale": stale,
-                "status": getattr(run, "status", None) if run is not None else None, "launched": launched,
-                "spend_usd": spend, "cap_usd": cap, "run_id": self.run_id,
-                "decision": run_decision("launch_training", self.run_id), "overrides": dict(self.train_overrides)}
+            return outlook.training(self.campaign, pc.plan, self.run_id, overrides=self.train_overrides, stale=stale,
+                                    decision=run_decision("launch_training", self.run_id))
 
     def eval_plan(self) -> dict[str, Any]:
         pc = self.need_plan()
         with self.lock:
-            st = self.campaign.state
-            part = st.parts.get("training")
-            run = part.runs.get(self.run_id) if part is not None else None
-            if run is None or getattr(run, "status", None) != "completed":
-                raise InputError(f"the eval compares base against the tuned model: finish training {self.run_id} "
-                                 "first")
-            latest = st.part(BUDGET).calibrated or st.part(BUDGET).latest or {"by_stage": {}}
-            endpoint = latest["by_stage"].get("endpoint", {}).get("usd")
-            instance = pc.prices.dedicated.get(pc.plan.models.eval_base or pc.plan.models.policy_base)
-            per_min = (pc.prices.instances[instance].price_cents_per_hour / 100 / 60
-                       if instance in pc.prices.instances else 0.0)
-            decision = run_decision("run_eval", self.run_id)
-            return {"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
-                    "cap_usd": st.parts["budget_guard"].cap_usd or pc.plan.budget.cap_usd,
-                    "minutes": (endpoint or 0) / (2 * per_min) if per_min else 0.0, "approved": st.part(PLAN).has(decision),
-                    "run_id": self.run_id, "decision": decision}
+            return outlook.evaluation(self.campaign, pc.plan, pc.prices, self.run_id,
+                                      decision=run_decision("run_eval", self.run_id))
 
     def gate(self) -> dict[str, Any] | None:
-        """The latest eval run's gate: its run id, decision, criterion, reason and who decided
-        (None before the gate has decided), and the decisions an override can choose."""
-        from typing import get_args
-
-        from dpo_tui.campaign.state_eval import EVAL, Decision
-
+        """The latest eval run's gate (None before it decided) and the decisions an override can choose."""
         with self.lock:
-            e = self.campaign.state.part(EVAL)
-            run = e.runs.get(e.latest or "")
-            if run is None or run.gate_decision is None:
-                return None
-            return {"run_id": e.latest, "decision": run.decision, "criterion": run.criterion, "reason": run.reason,
-                    "decided_by": run.decided_by, "overridden": run.overridden,
-                    "choices": [d for d in get_args(Decision) if d != run.decision]}
+            return outlook.gate(self.campaign)
 
     @staticmethod
     def check_override_reason(reason: str) -> str:
@@ -432,22 +361,13 @@ class Session:
     # -- pairs ---------------------------------------------------------------------------
 
     def preview_funnel(self, min_margin: float, per_task_cap: int) -> dict[str, int]:
-        """The funnel these thresholds would give (nothing is logged: the plan's thresholds
-        are what pairs.built records)."""
-        from dataclasses import replace
-
-        from dpo_tui.campaign.state_pairs import ordered_funnel
-
+        """The funnel these thresholds would give (the service's; nothing is logged)."""
         pc = self.plan
         if pc is None:
             raise InputError(self.plan_error or "no plan")
-        if not 0 <= min_margin <= 1 or per_task_cap < 1:
-            raise InputError("min margin is 0..1 and the per-task cap at least 1")
-        filters = replace(pairs_stage._filters(pc.plan), min_margin=min_margin, per_task_cap=per_task_cap)
         with self.lock:
-            _pairs, result, _infos, _prompts = pairs_stage.compute_pairs(self.campaign, pc.plan, pc.tasks,
-                                                                         self.tokenizer(), filters=filters)
-        return ordered_funnel(result.funnel)
+            return pairs_stage.preview_funnel(self.campaign, pc.plan, pc.tasks, self.tokenizer(),
+                                              min_margin=min_margin, per_task_cap=per_task_cap)
 
     def build_pairs(self) -> None:
         pc = self.need_plan()
@@ -462,6 +382,12 @@ class Session:
         pc = self.need_plan()
         return pairs_stage.export_decided(self.campaign, pc.plan, pc.tasks, self.tokenizer(), actor=self.actor,
                                           reason="exported in the TUI")
+
+    def export_plan(self) -> dict[str, Any] | None:
+        """What an export would write (kept pairs, why the current one is stale); None before pairs are built."""
+        stale = self.export_staleness()
+        with self.lock:
+            return outlook.export(self.campaign, stale=stale)
 
     def export_staleness(self) -> str | None:
         """Why the current export misses a later accept or reject (None when it is current)."""
@@ -484,37 +410,13 @@ class Session:
         if self.plan is None:
             return
         with self.lock:
-            part = self.campaign.state.parts.get("training")
-            runs = list(part.runs.values()) if part is not None else []
-        if not runs:
-            return
-        from dpo_tui.campaign.train import trains_on_control
-
-        run = runs[-1]
-        hp = run.hyperparameters or run.estimated_hyperparameters
-        self.run_id = run.run_id
-        with self.lock:
-            self.label_swap = trains_on_control(self.campaign, run.run_id)
-        self.train_overrides = {k: hp[k] for k in TRAINING_OVERRIDES if k in hp and hp[k] != getattr(
-            self.plan.plan.training, k)}
+            self.run_id, self.train_overrides, self.label_swap = runs.resumed_run(self.campaign, self.plan.plan)
 
     def check_new_run(self, run_id: str, raw: dict[str, str]) -> dict[str, Any]:
-        """Validate a new run's id and hyperparameters (the plan's own rules name the field);
-        returns the overrides."""
+        """Validate a new run's id and hyperparameters (the service's); returns the overrides."""
         pc = self.need_plan()
-        check_run_id(run_id.strip())
         with self.lock:
-            part = self.campaign.state.parts.get("training")
-            if part is not None and run_id.strip() in part.runs:
-                raise InputError(f"run id {run_id.strip()!r} is taken: every run has its own id")
-        values: dict[str, Any] = {}
-        for key, text in raw.items():  # numbers as a TOML plan would have them; the plan's rules judge them
-            try:
-                values[key] = json.loads(text.strip())
-            except ValueError:
-                raise InputError(f"training.{key}: {text.strip()!r} is not a number") from None
-        trained = training_plan(pc.plan, values).training
-        return {k: getattr(trained, k) for k in raw if getattr(trained, k) != getattr(pc.plan.training, k)}
+            return runs.check_new_run(self.campaign, pc.plan, run_id, raw)
 
     def new_run(self, run_id: str, raw: dict[str, str]) -> None:
         """Train and Eval act on a new run from here on (nothing is logged until it is prepared)."""
@@ -523,12 +425,7 @@ class Session:
 
     def next_run_id(self) -> str:
         with self.lock:
-            part = self.campaign.state.parts.get("training")
-            taken = set(part.runs) if part is not None else set()
-        n = 2
-        while f"run-{n}" in taken:
-            n += 1
-        return f"run-{n}"
+            return runs.next_run_id(self.campaign)
 
     def training_run(self) -> dict[str, Any] | None:
         """The run Train acts on as the log has it, with its job events (only its id when the
@@ -563,7 +460,7 @@ class Session:
             train.cancellable(self.campaign, self.run_id)
 
     def running_endpoints(self) -> list[dict[str, Any]]:
-        from dpo_tui.campaign.state_train import ENDPOINTS
+        from dpo_tui.campaign.state.train import ENDPOINTS
 
         with self.lock:
             return [dict(e) for e in self.campaign.state.part(ENDPOINTS).running()]

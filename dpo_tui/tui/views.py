@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dpo_tui.campaign.state_budget import BUDGET
-from dpo_tui.campaign.state_pairs import PAIRS
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.budget import BUDGET
+from dpo_tui.campaign.state.pairs import PAIRS
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
+from dpo_tui.campaign.state.split import SPLIT
 
 if TYPE_CHECKING:
     from dpo_tui.tui.session import Session

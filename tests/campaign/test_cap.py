@@ -143,8 +143,8 @@ def test_started_minutes_counts_every_started_minute():
 def test_the_gate_criteria_invariant_names_a_changed_criterion_and_ignores_other_fields(tmp_path):
     from dpo_tui.campaign.plan import demo_plan_path, load_plan
     from dpo_tui.campaign.runner import record_plan
-    from dpo_tui.campaign.state_eval import _criteria_fixed
-    from dpo_tui.campaign.state_train import TRAINING
+    from dpo_tui.campaign.state.eval import _criteria_fixed
+    from dpo_tui.campaign.state.train import TRAINING
 
     base = load_plan(demo_plan_path())
     with Campaign.create(tmp_path / "g.db", name="gate", actor="operator:alice") as c:

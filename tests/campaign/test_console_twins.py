@@ -18,11 +18,12 @@ from dpo_tui.campaign.plan import demo_plan_path
 from dpo_tui.cli import main
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.events.campaign import Campaign
-from tests.tui.conftest import copy_campaign, split_template  # noqa: F401 - the session's split campaign
+from tests.tui.conftest import copy_campaign, demo_template, split_template  # noqa: F401 - the session's campaigns
 
 ROOT = Path(__file__).resolve().parents[2]
-TWINS = (("split", "propose"), ("split", "move"), ("split", "exclude"), ("split", "approve"),
-         ("split", "unfreeze"), ("cancel",), ("override",))
+TWINS = (("cap",), ("pairs", "list"), ("pairs", "accept"), ("pairs", "reject"), ("pairs", "export"), ("note",),
+         ("split", "propose"), ("split", "move"), ("split", "exclude"), ("split", "approve"), ("split", "unfreeze"),
+         ("cancel",), ("override",), ("train",))
 
 
 def _head(db: Path) -> int:
@@ -31,9 +32,11 @@ def _head(db: Path) -> int:
 
 
 def _since(db: Path, seq: int) -> list[tuple]:
-    """What was appended after `seq`, as comparable across two copies (no seq, time or hash)."""
+    """What was appended after `seq`, as comparable across two copies (no seq, time or hash;
+    the files an export writes beside the campaign are named after it: `<db>` stands for that)."""
     with Campaign.open(db, readonly=True) as c:
-        return [(e.type, e.payload, e.actor) for e in c.store.read(seq) if e.type != "chain.checkpoint"]
+        return [(e.type, json.loads(json.dumps(e.payload).replace(f"/{db.stem}.", "/<db>.")), e.actor)
+                for e in c.store.read(seq) if e.type != "chain.checkpoint"]
 
 
 class Twins:
@@ -81,6 +84,41 @@ def twins(tmp_path, capsys):
     yield make
     for t in made:
         t.close()
+
+
+def test_cap_pairs_and_note_log_the_same_events_headless(demo_template, twins):
+    """The Budget pane's cap, the Pairs pane's accept, reject and export, and the notes the
+    console logs on a running stage, each against `dpo-tui cap|pairs|note`."""
+    from dpo_tui.campaign.pairs import pair_rows
+
+    t = twins(demo_template)
+    with Campaign.open(demo_template, readonly=True) as c:
+        rows = pair_rows(c)
+    exported = next(r["id"] for r in rows if r["exported"])
+    dropped = next(r["id"] for r in rows if r["filter"] == "low_margin")
+    t.step(lambda s: s.set_cap("2.50", "more rollouts"), "cap", "--usd", "2.50", "--reason", "more rollouts")
+    assert t.step(lambda s: s.set_cap("lots", "r"), "cap", "--usd", "lots", "--reason", "r")[0] == \
+        "budget cap: 'lots' is not a number of USD"
+    assert t.step(lambda s: s.set_cap("3", " "), "cap", "--usd", "3", "--reason", " ")[0] == \
+        "a reason is required (it is logged with your name)"
+    t.step(lambda s: s.decide_pair(exported, "reject", "chosen side is wrong"), "pairs", "reject", "--pair", exported,
+           "--reason", "chosen side is wrong")
+    t.step(lambda s: s.decide_pair(dropped, "accept", "the margin is real"), "pairs", "accept", "--pair", dropped,
+           "--reason", "the margin is real")
+    refused, _ = t.step(lambda s: s.decide_pair("nope", "accept", "r"), "pairs", "accept", "--pair", "nope",
+                        "--reason", "r")
+    assert refused and "nope" in refused
+    t.step(lambda s: s.export_pairs(), "pairs", "export", "--reason", "exported in the TUI")
+    t.step(lambda s: s.note("rollouts paused by the operator", "rollouts"), "note", "--text",
+           "rollouts paused by the operator", "--stage", "rollouts")
+    assert t.step(lambda s: s.note("  ", "rollouts"), "note", "--text", "  ", "--stage", "rollouts")[0] == \
+        "--text is empty: a note needs text"
+    got = _since(t.b, t.start)
+    types = [e[0] for e in got]
+    assert types == ["budget.cap_set", "pairs.decided", "pairs.built", "pairs.decided", "pairs.built",
+                     "decision.recorded", "pairs.exported", "note.added"], types
+    assert {e[2] for e in got} == {"operator:alice"}
+    assert got[6][1]["supersedes"] and "<db>" in got[6][1]["together_path"]
 
 
 def test_split_actions_log_the_same_events_headless(split_template, twins):
@@ -152,7 +190,7 @@ def test_each_twin_has_help_and_a_readme_row(twin, capsys):
     rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `dpo-tui ")]
     name = " ".join(twin)
     assert any(re.match(rf"\| `dpo-tui {re.escape(name)}\b", r) or
-               (twin[0] == "split" and re.match(r"\| `dpo-tui split [a-z|\\]*" + twin[1], r)) for r in rows), name
+               (len(twin) == 2 and re.match(rf"\| `dpo-tui {twin[0]} [a-z|\\]*\b{twin[1]}\b", r)) for r in rows), name
 
 
 def test_the_twins_load_no_sdk_for_help():

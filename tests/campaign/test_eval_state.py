@@ -3,7 +3,7 @@ runs, a win, loss or tie, and the suite's tally; a replay of the log gives the s
 
 from __future__ import annotations
 
-from dpo_tui.campaign.state_eval import EVAL
+from dpo_tui.campaign.state.eval import EVAL
 from dpo_tui.domain.stats import compare
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.fold import fold

@@ -253,7 +253,7 @@ def test_a_backend_that_goes_away_mid_stage_trips_the_breaker_and_a_rerun_resume
 
 def test_an_old_logs_call_failed_rollout_reads_as_errored_and_makes_no_pair(tmp_path):
     from dpo_tui.campaign.pairs import rollout_outcomes
-    from dpo_tui.campaign.state_rollouts import ROLLOUTS
+    from dpo_tui.campaign.state.rollouts import ROLLOUTS
 
     with Campaign.create(tmp_path / "c.db", name="old", actor="operator:t") as c:
         for rid, outcome in (("t1/r0", "call_failed"), ("t1/r1", "max_iters")):

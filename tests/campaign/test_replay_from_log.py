@@ -9,7 +9,7 @@ import shutil
 
 from dpo_tui.campaign.pairs import first_prompt
 from dpo_tui.campaign.plan import load_plan
-from dpo_tui.campaign.state_tasks import TASKS, logged_task
+from dpo_tui.campaign.state.tasks import TASKS, logged_task
 from dpo_tui.campaign.suites import load_plan_tasks
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
@@ -90,7 +90,7 @@ def test_the_snapshot_holds_the_tasks_as_used_and_prompts_come_from_it(tmp_path)
 
 
 def test_audit_rederives_each_logged_task_hash(tmp_path):
-    from dpo_tui.campaign.state_tasks import snapshot_payload
+    from dpo_tui.campaign.state.tasks import snapshot_payload
 
     plan = load_plan(_campaign_on_a_copied_suite(tmp_path)[1])
     tasks = load_plan_tasks(plan)
@@ -107,7 +107,7 @@ SLOW = "def f():\n    n = 0\n    for i in range(3_000_000):\n        n += i\n   
 
 
 def test_calibrated_limits_are_logged_and_a_resume_uses_the_logged_ones(tmp_path):
-    from dpo_tui.campaign.state_tasks import calibrated_limits, calibration_payload
+    from dpo_tui.campaign.state.tasks import calibrated_limits, calibration_payload
     from dpo_tui.tasks.calibrate import clear_calibrations, run_tests_calibrated
     from dpo_tui.tasks.suites import task_from_code
 
@@ -141,7 +141,7 @@ def test_a_campaign_split_before_snapshots_is_checked_against_the_splits_hashes(
 
     import pytest
 
-    from dpo_tui.campaign.state_tasks import check_unchanged
+    from dpo_tui.campaign.suites import check_unchanged
     from dpo_tui.errors import InputError
 
     suite, plan_path = _campaign_on_a_copied_suite(tmp_path)
@@ -171,7 +171,7 @@ def test_the_leakage_filter_reads_the_test_programs_from_the_log(finished_demo_t
     import dataclasses
 
     from dpo_tui.campaign.pairs import compute_pairs
-    from dpo_tui.campaign.state_split import SPLIT
+    from dpo_tui.campaign.state.split import SPLIT
     from dpo_tui.campaign.suites import PlanTasks
     from dpo_tui.provider.tokenizer import get_tokenizer
     from tests.conftest import copy_campaign_file

@@ -3,7 +3,7 @@ finish, and a replay of the log gives the same counts."""
 
 from __future__ import annotations
 
-from dpo_tui.campaign.state_rollouts import ROLLOUTS
+from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.fold import fold
 

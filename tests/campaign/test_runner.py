@@ -148,7 +148,7 @@ def test_the_pilot_runs_two_rollouts_per_task_so_it_sees_each_tasks_spread():
     """pilot_specs: the first n of the round-robin order (one per task: the cost sample), then
     r1 of the first `repeats` of those tasks, so the per-task pair yield and the eval's power
     have a per-task spread to use; none repeated when tasks get one rollout."""
-    from dpo_tui.campaign.runner import pilot_specs
+    from dpo_tui.campaign.pilot import pilot_specs
 
     specs = [f"t{i}/r{k}" for k in range(4) for i in range(5)]  # rollout_specs' round-robin order
     assert pilot_specs(specs, 4, 4, 2) == ["t0/r0", "t1/r0", "t2/r0", "t3/r0", "t0/r1", "t1/r1"]

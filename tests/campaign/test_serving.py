@@ -8,7 +8,7 @@ import pytest
 
 from dpo_tui.campaign import serving
 from dpo_tui.campaign.mgmt import mgmt_client
-from dpo_tui.campaign.state_train import ENDPOINTS
+from dpo_tui.campaign.state.train import ENDPOINTS
 from dpo_tui.config import load_settings
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.sim.server import SimServer

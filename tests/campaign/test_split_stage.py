@@ -6,7 +6,7 @@ import pytest
 
 from dpo_tui.campaign.plan import demo_plan_path, load_plan
 from dpo_tui.campaign.split import approve_split, exclude_task, move_task, propose_split, unfreeze_split
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.suites import load_plan_tasks
 from dpo_tui.errors import InputError
 from dpo_tui.events.audit import audit

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 
-from dpo_tui.campaign.state_metrics import metric_row
+from dpo_tui.campaign.state.metrics import metric_row
 from dpo_tui.domain.train_signs import failure_signs
 
 

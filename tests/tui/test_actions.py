@@ -311,8 +311,8 @@ async def test_pair_thresholds_preview_the_funnel_without_logging(demo_db):
     try:
         from dataclasses import replace
 
-        from dpo_tui.campaign.pairs import _filters
-        filters = replace(_filters(s.plan.plan), min_margin=0.5)
+        from dpo_tui.campaign.pairs import plan_filters
+        filters = replace(plan_filters(s.plan.plan), min_margin=0.5)
         _p, result, _i, _pr = compute_pairs(s.campaign, s.plan.plan, s.plan.tasks, s.tokenizer(), filters=filters)
     finally:
         s.close()

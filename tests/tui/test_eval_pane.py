@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.tui.widgets.header import SHORT
 from tests.tui.conftest import (

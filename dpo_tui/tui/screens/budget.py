@@ -13,7 +13,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from dpo_tui.campaign.cap import cap_warning
 from dpo_tui.campaign.power import power_pane_lines
-from dpo_tui.campaign.state_budget import BUDGET
+from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.tui.screens.base import StagePane
 

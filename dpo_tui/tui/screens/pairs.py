@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
 
-from dpo_tui.campaign.state_pairs import PAIRS, ordered_funnel
+from dpo_tui.campaign.state.pairs import PAIRS, ordered_funnel
 from dpo_tui.tui.screens.base import StagePane
 
 

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
-from dpo_tui.campaign.state_rollouts import ROLLOUTS, RolloutRecord
+from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord
 from dpo_tui.provider.events import CALLS
 from dpo_tui.tui.screens.base import StagePane
 

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.tui.screens.base import StagePane
 
 FLAG = {"identical_program": "dup", "near_identical_program": "near", "shared_test_inputs": "inp",

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from dpo_tui.domain.train_signs import failure_signs
 from dpo_tui.events.fold import CampaignState, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
 
 # Together's metric names (as list_metrics returns them, W&B style) -> the log's
 NAMES = {"train/global_step": "step", "train/epoch": "epoch", "train/loss": "loss",

@@ -8,16 +8,18 @@ A campaign can hold several training runs from the same frozen export (`run_id`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from dpo_tui.campaign.state_pairs import PAIRS, PairsState
-from dpo_tui.campaign.state_split import SPLIT
+from dpo_tui.campaign.state.pairs import PAIRS, PairsState
+from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.events.core import add_spend
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
 
 TERMINAL = ("completed", "cancelled", "error", "user_error")
 

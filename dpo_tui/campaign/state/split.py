@@ -8,14 +8,16 @@ approval freezes it and logs its hash. Any change after that needs an explicit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from dpo_tui.domain.split import Split, exclude, move
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
 
 
 class TaskInfo(Payload):

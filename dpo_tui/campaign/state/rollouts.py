@@ -15,13 +15,15 @@ their idempotency keys). Logs written before `rollout.errored` existed ended suc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
 
 RolloutStage = Literal["pilot", "rollouts", "eval"]
 

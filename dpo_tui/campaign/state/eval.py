@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from dpo_tui.campaign.state_train import TRAINING
+from dpo_tui.campaign.state.train import TRAINING
 from dpo_tui.domain.stats import interval_text
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
 
 Decision = Literal["ship", "rollback", "inconclusive"]
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dpo_tui.errors import InputError
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.events.types import Payload, event_type
 from dpo_tui.tasks.model import Task, TestCase, TestSpec, content_hash
-from dpo_tui.tasks.sandbox import Limits
+
+if TYPE_CHECKING:  # annotations only: the fold does no I/O
+    from dpo_tui.events.store import StoredEvent
+    from dpo_tui.tasks.sandbox import Limits
 
 
 class TaskContent(Payload):
@@ -126,31 +127,7 @@ def logged_hashes(state: CampaignState) -> dict[str, tuple[str, str | None]]:
     snap = state.part(TASKS).content
     if snap:
         return {tid: (c["content_hash"], c["source"]) for tid, c in snap.items()}
-    from dpo_tui.campaign.state_split import SPLIT
+    from dpo_tui.campaign.state.split import SPLIT
 
     split = state.part(SPLIT)
     return {t["id"]: (t["content_hash"], None) for t in [*split.tasks.values(), *split.heldout]}
-
-
-def check_unchanged(state: CampaignState, tasks: dict[str, Task], sources: dict[str, str]) -> None:
-    """Refuse (exit 2) when a task the log used changed or disappeared from its suite."""
-    for tid, (logged, source) in logged_hashes(state).items():
-        where = _where(sources.get(tid) or source or "the plan's suites")
-        now = tasks.get(tid)
-        if now is None:
-            raise InputError(f"{where}: task {tid} of this campaign's split is no longer in the suite: restore it, "
-                             "or start a new campaign for the new suite")
-        if now.content_hash != logged:
-            raise InputError(f"{where}: task {tid} changed since the split (logged content {logged[:12]}, now "
-                             f"{now.content_hash[:12]}): this campaign used the logged version; restore the suite "
-                             "file, or start a new campaign for the new content")
-
-
-def _where(spec: str) -> str:
-    """The suite file a spec names (the built-in fixtures' too)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "fixtures" and not rest:
-        from dpo_tui.paths import fixtures_dir
-
-        return str(fixtures_dir() / "suites" / "fixtures.jsonl")
-    return rest if rest and kind in ("jsonl", "quixbugs", "humanevalfix", "fixtures") else spec
