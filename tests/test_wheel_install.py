@@ -27,6 +27,9 @@ def test_wheel_ships_data_inside_the_package_and_runs_from_anywhere(tmp_path):
     assert "dpo_tui/migrations/script.py.mako" in names
     assert any(n.startswith("dpo_tui/migrations/versions/0001_") for n in names)
     assert any(n.startswith("dpo_tui/fixtures/") for n in names)
+    # every package of the source tree is in the wheel (the console's screens were once left out)
+    packages = {str(p.relative_to(ROOT)) for p in (ROOT / "dpo_tui").rglob("__init__.py")}
+    assert packages - set(names) == set()
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"migrations", "fixtures", "tests"}, tops
 
@@ -45,6 +48,7 @@ def test_wheel_ships_data_inside_the_package_and_runs_from_anywhere(tmp_path):
     where = subprocess.run([py, "-c", "import dpo_tui; print(dpo_tui.__file__)"], cwd=elsewhere,
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(env_dir)), where
+    subprocess.run([py, "-c", "import dpo_tui.tui.app"], cwd=elsewhere, check=True, timeout=120)  # the console
     exe = env_dir / "bin" / "dpo-tui"
     subprocess.run([exe, "init", "--db", "w.db", "--name", "from-wheel"], cwd=elsewhere, check=True, timeout=120)
     out = subprocess.run([exe, "replay", "--db", "w.db", "--json"], cwd=elsewhere, capture_output=True,
