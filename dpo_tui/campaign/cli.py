@@ -197,7 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", help="campaign file: once its pilot ran, its per-task pass-rate variance replaces the prior")
     p.add_argument("--json", action="store_true",
                    help='print {"alpha", "suites": {name: {"tasks", "seeds", "mde", "detectable", "tasks_needed", '
-                        '"aa_ship_rate", "aa_rollback_rate", "cost_usd", ...}}}')
+                        '"aa_ship_rate", "aa_rollback_rate", "cost_usd", "sequential", ...}}}')
     p.set_defaults(func=cmd_power)
 
     p = sub.add_parser("run", help="run a campaign from a plan, headless",

@@ -61,6 +61,8 @@ def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, t
         out["cost_usd"] = (None if p.tasks_needed is None else
                            eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=p.tasks_needed))
         out["planned_cost_usd"] = eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=tasks)
+        if out.get("sequential"):  # the sequential design's expected cost, as a share of the planned one
+            out["sequential"]["expected_cost_usd"] = out["planned_cost_usd"] * out["sequential"]["expected_cost_share"]
         suites[name] = out
     used = rates or RateModel()
     return {"alpha": rb.alpha, "power": POWER, "min_improvement": rb.min_improvement, "prior": PRIOR,
@@ -99,6 +101,11 @@ def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
         lines.append(f"  {name}: {s['tasks']} tasks x {s['seeds']} seeds {what}; {need}; "
                      f"A/A ship {s['aa_ship_rate']:.1%}, rollback {s['aa_rollback_rate']:.1%} "
                      f"({out['trials']} trials)")
+        if s.get("sequential"):
+            q = s["sequential"]
+            lines.append(f"    at {q['effect']:+.1%}: fixed design power {q['fixed_power']:.0%} (eval ~${s['planned_cost_usd']:.2f}); "
+                         f"sequential, {q['looks']} looks (O'Brien-Fleming spending), power {q['sequential_power']:.0%}, "
+                         f"expected cost {q['expected_cost_share']:.0%} of it (~${q['expected_cost_usd']:.2f})")
     return lines
 
 

@@ -88,6 +88,7 @@ class RateModel:
         m, ep2 = self.mean, self.spread + self.mean ** 2
         eq, eq2 = f + (1 - f) * m, f * f + 2 * f * (1 - f) * m + (1 - f) ** 2 * ep2
         return (m - ep2) + (eq - eq2), f * f * self.spread
+SEQUENTIAL_LOOKS = 3  # the sequential design power reports beside the fixed one
 DEFAULT_EFFECT = 0.05  # tasks_needed sizes for a true effect this far above the bar
 EXACT_POWER_TASKS = 200
 MAX_TASKS = 2000
@@ -103,6 +104,7 @@ class SuitePower:
     tasks_needed: int | None
     aa_ship_rate: float
     aa_rollback_rate: float
+    sequential: dict | None = None  # both designs at the fixed design's MDE (sequential_power)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -134,6 +136,51 @@ class _Trials:
                 a.append(sum(x < cut for x in v) - sum(x < p for x in u))
             shipped += _rejects(a, self.seeds, alpha=alpha, bar=bar)
         return shipped / self.trials
+
+    def sequential(self, tasks: int, delta: float, *, alpha: float, bar: float, looks: int) -> tuple[float, float]:
+        """The sequential design (domain/sequential.py) on the same trials: (the share that
+        ship at some look, the mean share of the tasks run before it stopped). Tasks are
+        exchangeable, so a trial's first n tasks stand for its first rounds."""
+        from dpo_tui.domain.sequential import look_alphas
+
+        sizes = [len(r) for r in _round_sizes(tasks, looks)]
+        ends = [sum(sizes[: j + 1]) for j in range(len(sizes))]
+        levels = look_alphas([e / tasks for e in ends], alpha)
+        shipped, used, f = 0, 0, min(delta / self.rates.max_delta(), 1.0) if self.rates.max_delta() > 0 else 0.0
+        for t in range(self.trials):
+            rng = random.Random(self.seed * 1_000_003 + t)
+            draw = rng.random
+            a = []
+            for _ in range(tasks):
+                p = self._draw(rng)
+                cut = p + f * (1 - p)
+                u = [draw() for _ in range(self.seeds)]
+                v = [draw() for _ in range(self.seeds)]
+                a.append(sum(x < cut for x in v) - sum(x < p for x in u))
+            stop = tasks
+            for end, level in zip(ends, levels):
+                if _rejects(a[:end], self.seeds, alpha=2 * level, bar=bar):
+                    shipped, stop = shipped + 1, end
+                    break
+            used += stop
+        return shipped / self.trials, used / (self.trials * tasks)
+
+
+def _round_sizes(tasks: int, looks: int) -> list[range]:
+    looks = max(1, min(looks, tasks))
+    size, extra = divmod(tasks, looks)
+    return [range(size + (j < extra)) for j in range(looks)]
+
+
+def sequential_power(tasks: int, seeds: int, delta: float, *, alpha: float, bar: float = 0.0, looks: int = 3,
+                     trials: int = 400, seed: int = 0, rates: RateModel | None = None) -> dict:
+    """Both designs at a true gain `delta`: the fixed design's power, the sequential one's,
+    and the share of the fixed design's eval cost the sequential one spends on average."""
+    sim = _Trials(trials, seeds, seed, rates)
+    fixed = sim.ships(tasks, delta, alpha=alpha, bar=bar)
+    power, used = sim.sequential(tasks, delta, alpha=alpha, bar=bar, looks=looks)
+    return {"looks": looks, "effect": delta, "fixed_power": fixed, "sequential_power": power,
+            "expected_cost_share": used}
 
 
 def _rejects(a: list[int], seeds: int, *, alpha: float, bar: float) -> bool:
@@ -238,4 +285,5 @@ def suite_power(tasks: int, seeds: int, *, alpha: float, bar: float = 0.0, max_d
     m = mde(tasks, seeds, power=power, **kw)
     needed = tasks_needed(effect, seeds, power=power, **kw)
     ship, rollback = aa_rates(tasks, seeds, max_drop=max_drop, **kw)
-    return SuitePower(tasks, seeds, m, m is not None, effect, needed, ship, rollback)
+    seq = sequential_power(tasks, seeds, m, looks=SEQUENTIAL_LOOKS, **kw) if m is not None else None
+    return SuitePower(tasks, seeds, m, m is not None, effect, needed, ship, rollback, seq)
