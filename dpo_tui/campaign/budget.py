@@ -153,6 +153,16 @@ def what_if(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, budg
     return changed, inp, est
 
 
+def parse_input(field: str, raw: str) -> float | int | str:
+    """A Budget input as typed (the console's field, `dpo-tui budget record`'s flag): an int for
+    rollouts_per_task, else a float; text that is neither is passed on for the plan's own
+    validation to refuse, naming the field."""
+    try:
+        return int(raw) if field == "rollouts_per_task" else float(raw)
+    except ValueError:
+        return raw
+
+
 def record_what_if(campaign: Campaign, plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int,
                    budget_changes: dict[str, Any], rollouts_changes: dict[str, Any], actor: str) -> None:
     """Log the what-if estimate (`budget.estimated` by the operator): the console's Budget pane."""

@@ -138,13 +138,20 @@ def _stop_deployment(m: Mgmt, endpoint_id: str, dep_id: str, *, stop_timeout_s: 
     m.call("deployments.delete", client.endpoints.deployments.delete, dep_id, endpoint_id=endpoint_id)
 
 
+def endpoint_record(campaign: Campaign, endpoint_id: str) -> dict:
+    """The log's record of one of the campaign's endpoints; InputError for an id it never saw
+    (checked before any call: a refusal costs nothing)."""
+    ep = campaign.state.part(ENDPOINTS).by_id.get(endpoint_id)
+    if ep is None:
+        raise InputError(f"no endpoint {endpoint_id!r} in this campaign's log")
+    return ep
+
+
 def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str, actor: str = "system",
          stop_timeout_s: float = 600, poll_s: float = 0.5) -> None:
     """Scale to zero, wait until stopped, delete, and log the billed minutes (as `actor`:
     the system when eval ends, an operator who stops it by hand)."""
-    ep = campaign.state.part(ENDPOINTS).by_id.get(endpoint_id)
-    if ep is None:
-        raise InputError(f"no endpoint {endpoint_id!r} in this campaign's log")
+    ep = endpoint_record(campaign, endpoint_id)
     if ep["state"] == "stopped":
         return
     dep_id = ep["deployment_id"]

@@ -109,6 +109,70 @@ def cmd_override(args: argparse.Namespace) -> int:
     return _report(args, events, f"gate of {run_id} overridden by {actor}: {args.decision}")
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import approvals
+    from dpo_tui.campaign.runs import resumed_run
+
+    actor = _actor(args)
+    with _writer(args.db) as campaign:
+        before = campaign.state.last_seq
+        plan, _tasks = open_plan(campaign, args.plan, actor=actor)
+        from dpo_tui.provider.prices import load_prices
+
+        run_id, _overrides, label_swap = resumed_run(campaign, plan)
+        p = approvals.approve(campaign, plan, load_prices(), args.stage, args.run_id or run_id, reason=_reason(args),
+                              actor=actor, label_swap=label_swap and args.run_id is None)
+        events = _appended(campaign, before)
+    est = "no estimate logged" if p["estimate_usd"] is None else f"estimated ${p['estimate_usd']:.3f}"
+    return _report(args, events, f"{p['decision']} approved by {actor} ({est}); `dpo-tui run --plan P --db D` goes on "
+                   "from here")
+
+
+def cmd_endpoint_stop(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import serving
+
+    actor = _actor(args)
+    with _writer(args.db) as campaign, contextlib.ExitStack() as stack:
+        before = campaign.state.last_seq
+        from dpo_tui.campaign.mgmt import mgmt_client
+        from dpo_tui.campaign.runner import backend_settings
+
+        serving.endpoint_record(campaign, args.id)  # an unknown id: refused before any call
+        plan, _tasks = open_plan(campaign, args.plan, actor=actor)
+        settings, _label = stack.enter_context(backend_settings(plan, Path(args.db).expanduser().resolve()))
+        serving.stop(campaign, mgmt_client(settings, campaign), args.id, reason=_reason(args), actor=actor)
+        events = _appended(campaign, before)
+    return _report(args, events, f"endpoint {args.id} stopped by {actor}")
+
+
+# the Budget pane's inputs: (flag, plan section, field)
+BUDGET_INPUTS = (("avg-iters", "budget", "avg_iters"), ("avg-reflections", "budget", "avg_reflections"),
+                 ("prompt-tokens-per-call", "budget", "prompt_tokens_per_call"),
+                 ("completion-tokens-per-call", "budget", "completion_tokens_per_call"),
+                 ("rollouts-per-task", "rollouts", "rollouts_per_task"))
+
+
+def cmd_budget_record(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import budget
+
+    actor = _actor(args)
+    changes: dict[str, dict[str, str]] = {"budget": {}, "rollouts": {}}
+    for flag, section, field in BUDGET_INPUTS:
+        value = getattr(args, field)
+        if value is not None:
+            changes[section][field] = budget.parse_input(field, value)
+    with _writer(args.db) as campaign:
+        before = campaign.state.last_seq
+        plan, tasks = open_plan(campaign, args.plan, actor=actor)
+        from dpo_tui.provider.prices import load_prices
+
+        budget.record_what_if(campaign, plan, load_prices(), n_pool=len(tasks.pool), n_heldout=len(tasks.heldout),
+                              budget_changes=changes["budget"], rollouts_changes=changes["rollouts"], actor=actor)
+        events = _appended(campaign, before)
+    total = events[-1]["payload"].get("total_usd") if events else None
+    return _report(args, events, f"estimate recorded by {actor}" + (f": ${total:.2f}" if total is not None else ""))
+
+
 BUSY = ("Cancel the job from the process that holds it (the console: Train, c), or here once that process "
         "has stopped (a stopped run leaves the job running at Together)")
 JSON_HELP = 'print {"events": [{"seq", "type", "actor", "payload"}, ...]}: the events this command appended'
@@ -180,3 +244,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", required=True, help="why (logged with your name)")
     p.add_argument("--run-id", help="the eval run (default: the latest)")
     p.set_defaults(func=cmd_override)
+
+    p = sub.add_parser("approve", help="give the go a paid stage waits for (the console's confirmations)",
+                       description="Record the decision a stage waits for as operator:<name>, with the estimate the "
+                       "console's confirmation shows: rollouts (the pilot first, then the rest), train (the launch, "
+                       "after `run --until train` priced it) or eval (the endpoint minutes). Refused, exit 3, when "
+                       "the estimate does not fit what the cap leaves; refused, exit 2, when the stage waits for "
+                       "no go. Then `dpo-tui run --plan P --db D` goes on without --yes.")
+    _twin(p)
+    p.add_argument("--stage", required=True, choices=("rollouts", "train", "eval"), help="the stage to approve")
+    p.add_argument("--reason", required=True, help="why (logged with your name)")
+    p.add_argument("--run-id", help="the training run (default: the newest in the log)")
+    p.add_argument("--plan", help=PLAN_HELP)
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("budget", help="record the estimate with edited inputs (the console's ctrl+r on Budget)",
+                       description="Budget actions, headless.")
+    bsub = p.add_subparsers(dest="budget_command", metavar="ACTION", required=True)
+    q = bsub.add_parser("record", help="log the plan's estimate, with any of the Budget pane's inputs changed",
+                        description="Log budget.estimated as operator:<name>: the plan's estimate with the inputs "
+                        "given here changed (the plan file is not edited; the plan's own validation refuses a bad "
+                        "value, naming the field). Needs the plan: " + PLAN_HELP + ".")
+    _twin(q)
+    for flag, section, field in BUDGET_INPUTS:
+        q.add_argument(f"--{flag}", dest=field, help=f"{section}.{field} for this estimate")
+    q.add_argument("--plan", help=PLAN_HELP)
+    q.set_defaults(func=cmd_budget_record)
+
+    p = sub.add_parser("endpoint", help="stop a dedicated endpoint by hand (the console's s on Train)",
+                       description="Endpoint actions, headless. Each takes the campaign's writer lock and is logged "
+                       "as operator:<name>.")
+    esub = p.add_subparsers(dest="endpoint_command", metavar="ACTION", required=True)
+    q = esub.add_parser("stop", help="stop one dedicated endpoint (scale to zero, delete, log its billed minutes)",
+                        description="Stop one of the campaign's dedicated endpoints, as the console's s on Train "
+                        "does. Needs the plan's backend: " + PLAN_HELP + ".")
+    _twin(q)
+    q.add_argument("--id", required=True, help="the endpoint id (replay --json: endpoint.all)")
+    q.add_argument("--reason", required=True, help="why (logged with your name)")
+    q.add_argument("--plan", help=PLAN_HELP)
+    q.set_defaults(func=cmd_endpoint_stop)

@@ -34,12 +34,10 @@ class OperatorActions:
     def fits_cap(self, estimate_usd: float | None, what: str, cap_usd: float, spend_usd: float) -> bool:
         """True when `what` fits what the cap leaves; else the operator is asked to raise the
         cap first (the stage would be refused before it started)."""
-        fits, left = self.session.fits_cap(estimate_usd, cap_usd, spend_usd)
-        if fits:
+        why = self.session.refused_by_cap(estimate_usd, what, cap_usd, spend_usd)
+        if why is None:
             return True
-        self.action_set_cap(preface=f"{what} is estimated at ${estimate_usd:.3f}, but only ${max(left, 0):.3f} of the "
-                                    f"${cap_usd:.2f} cap remains: it would be refused before it starts. Raise the "
-                                    f"cap to go on, then start it again.\n\n")
+        self.action_set_cap(preface=f"{why}\n\n")
         return False
 
     def action_set_cap(self, preface: str = "") -> None:

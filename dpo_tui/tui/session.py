@@ -17,7 +17,7 @@ from typing import Any
 
 from dpo_tui.campaign import budget, outlook, runs
 from dpo_tui.campaign import pairs as pairs_stage
-from dpo_tui.campaign.decisions import add_note, record_decision
+from dpo_tui.campaign.decisions import add_note
 from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runner import RUN_ID, backend_settings, make_ctx, record_plan, run_decision, training_plan
 from dpo_tui.campaign.runner import run_stages as run_plan_stages
@@ -222,6 +222,13 @@ class Session:
     fits_cap = staticmethod(outlook.fits_cap)  # (fits, left): the check a stage's start makes
 
     @staticmethod
+    def refused_by_cap(estimate_usd: float | None, what: str, cap_usd: float, spend_usd: float) -> str | None:
+        """Why `what` cannot start under the cap, in the service's words (None: it fits)."""
+        from dpo_tui.campaign.approvals import refused_by_cap
+
+        return None if estimate_usd is None else refused_by_cap(what, estimate_usd, cap_usd, spend_usd)
+
+    @staticmethod
     def parse_cap(raw: str) -> float:
         """The operator's cap text as USD; InputError naming what is wrong (the service's rule)."""
         from dpo_tui.campaign.budget import parse_cap
@@ -306,9 +313,19 @@ class Session:
         return add_note(self.campaign, self.text(text), stage=stage, actor=self.actor)
 
     def approve(self, decision: str, stage: str, *, reason: str, estimate_usd: float | None) -> bool:
-        self.need_plan()
-        return record_decision(self.campaign, decision, stage, reason=self.text(reason), actor=self.actor,
-                               estimate_usd=estimate_usd)
+        """The operator's go after a confirmation, through the service `dpo-tui approve` calls
+        (it re-checks the cap); refused when the stage has moved on from what was shown."""
+        from dpo_tui.campaign import approvals
+
+        pc = self.need_plan()
+        with self.lock:
+            p = approvals.pending(self.campaign, pc.plan, pc.prices, stage, self.run_id, label_swap=self.label_swap)
+            if p["decision"] != decision or p["estimate_usd"] != estimate_usd:
+                raise InputError(f"the {stage} stage moved on since the confirmation (it now waits for "
+                                 f"{p['decision']} at ${p['estimate_usd'] or 0:.3f}): look again")
+            approvals.approve(self.campaign, pc.plan, pc.prices, stage, self.run_id, reason=self.text(reason),
+                              actor=self.actor, label_swap=self.label_swap)
+        return True
 
     def run_stages(self, until: str, *, progress, on_engine: Callable | None = None) -> tuple[int, str, str]:
         """Run the plan's stages up to `until` through the runner's own path (blocking: call it
@@ -470,6 +487,8 @@ class Session:
         from dpo_tui.campaign import serving
 
         self.need_plan()
+        with self.lock:
+            serving.endpoint_record(self.campaign, endpoint_id)  # an unknown id: refused before any call
         serving.stop(self.campaign, self.mgmt(), endpoint_id, reason=self.text(reason), actor=self.actor)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from tests.tui.conftest import copy_campaign, demo_template, split_template  # n
 ROOT = Path(__file__).resolve().parents[2]
 TWINS = (("cap",), ("pairs", "list"), ("pairs", "accept"), ("pairs", "reject"), ("pairs", "export"), ("note",),
          ("split", "propose"), ("split", "move"), ("split", "exclude"), ("split", "approve"), ("split", "unfreeze"),
-         ("cancel",), ("override",), ("train",))
+         ("cancel",), ("override",), ("train",), ("approve",), ("budget", "record"), ("endpoint", "stop"))
 
 
 def _head(db: Path) -> int:
@@ -180,6 +180,45 @@ def test_override_before_the_gate_decided_is_refused_alike(split_template, twins
     t = twins(split_template)
     assert t.step(lambda s: s.override_gate("ship", "the held-out suite is fine"), "override", "--decision", "ship",
                   "--reason", "the held-out suite is fine")[0] == "the gate has not decided yet: nothing to override"
+
+
+def test_approvals_and_the_recorded_estimate_log_the_same_events_headless(split_template, twins, capsys):
+    """The confirmations' go (pilot, then the rest of the rollouts) and Budget's ctrl+r, each
+    against `dpo-tui approve` and `dpo-tui budget record`; a go the cap cannot hold is refused
+    alike (exit 3), and so is a stage that waits for no go."""
+    from dpo_tui.campaign import outlook
+
+    t = twins(split_template)
+    t.step(lambda s: s.approve_split(), "split", "approve")
+    t.step(lambda s: s.record_what_if({"avg_iters": 2.0}, {"rollouts_per_task": 3}), "budget", "record",
+           "--avg-iters", "2", "--rollouts-per-task", "3")
+    refused, _ = t.step(lambda s: s.record_what_if({"avg_iters": "two"}, {}), "budget", "record", "--avg-iters", "two")
+    assert refused.startswith("budget.avg_iters: ")
+    with Campaign.open(t.a, readonly=True) as c:
+        pilot = outlook.rollouts(c, t.session.plan.plan)
+    t.step(lambda s: s.set_cap("0.001", "a tight cap"), "cap", "--usd", "0.001", "--reason", "a tight cap")
+    with pytest.raises(DpoTuiError) as exc:
+        t.session.approve("run_pilot", "rollouts", reason="confirmed in the TUI", estimate_usd=pilot["pilot_usd"])
+    assert exc.value.exit_code == 3 and "The pilot is estimated at $" in exc.value.message
+    capsys.readouterr()
+    assert main(["approve", "--db", str(t.b), "--stage", "rollouts", "--reason", "go", "--actor", "alice"]) == 3
+    assert capsys.readouterr().err == f"dpo-tui: error: {exc.value.message}\n"
+    t.step(lambda s: s.set_cap("5", "room again"), "cap", "--usd", "5", "--reason", "room again")
+    _, out = t.step(lambda s: s.approve("run_pilot", "rollouts", reason="pilot approved by alice",
+                                        estimate_usd=pilot["pilot_usd"]),
+                    "approve", "--stage", "rollouts", "--reason", "pilot approved by alice", "--json")
+    (go,) = [e for e in json.loads(out)["events"] if e["type"] != "chain.checkpoint"]  # a decision is checkpointed
+    assert (go["type"], go["actor"], go["payload"]["decision"], go["payload"]["estimate_usd"]) == (
+        "decision.recorded", "operator:alice", "run_pilot", pilot["pilot_usd"])
+    refused, _ = t.step(lambda s: s.approve("run_eval", "eval", reason="r", estimate_usd=None), "approve", "--stage",
+                        "eval", "--reason", "r")
+    assert refused == "the eval compares base against the tuned model: finish training run-1 first"
+    refused, _ = t.step(lambda s: s.stop_endpoint("ep-nope", "r"), "endpoint", "stop", "--id", "ep-nope", "--reason", "r")
+    assert refused == "no endpoint 'ep-nope' in this campaign's log"
+    got = _since(t.b, t.start)
+    assert [e[0] for e in got] == ["split.approved", "budget.estimated", "budget.cap_set", "budget.cap_set",
+                                   "decision.recorded"]
+    assert {e[2] for e in got} == {"operator:alice"}
 
 
 @pytest.mark.parametrize("twin", TWINS, ids=" ".join)

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from dpo_tui.campaign.budget import parse_input
 from dpo_tui.campaign.cap import cap_warning
 from dpo_tui.campaign.power import power_pane_lines
 from dpo_tui.campaign.state.budget import BUDGET
@@ -70,12 +71,8 @@ class BudgetPane(StagePane):
         budget, rollouts = {}, {}
         for fid, sec, field, _label in FIELDS:
             raw = self.query_one(f"#in-{fid}", Input).value.strip()
-            val: float | int | str | None = raw if raw else None  # empty: the plan's prior decides
-            try:
-                val = int(raw) if field == "rollouts_per_task" else float(raw)
-            except ValueError:
-                pass  # the plan's validation names the field
-            (budget if sec == "budget" else rollouts)[field] = val
+            # empty: the plan's prior decides; text the plan's validation refuses names the field
+            (budget if sec == "budget" else rollouts)[field] = parse_input(field, raw) if raw else None
         return budget, rollouts
 
     def on_input_changed(self, event: Input.Changed) -> None:
