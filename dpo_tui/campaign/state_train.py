@@ -105,7 +105,7 @@ class CancelRequested(Payload):
 @event_type("endpoint.started", version=1)
 class EndpointStarted(Payload):
     run_id: str
-    role: str  # base | tuned
+    role: str  # base | tuned (the eval's) | generator (the rollouts')
     endpoint_id: str
     deployment_id: str
     name: str
@@ -115,6 +115,7 @@ class EndpointStarted(Payload):
     price_cents_per_hour: int
     started_at: str  # measured by the service (UTC); the fold never reads a clock
     adopted: bool = False  # created by a run that died before logging it; found by name, billed from its creation
+    replicas: int = Field(1, ge=1)  # price_cents_per_hour is every replica's together
 
 
 @event_type("endpoint.ready", version=1)
@@ -252,6 +253,11 @@ def _finished(state: CampaignState, event: StoredEvent) -> None:
     add_spend(state, "training", p["price_usd"])
 
 
+def endpoint_stage(role: str | None) -> str:
+    """The spend stage an endpoint's minutes count in: a generator's in the rollouts it serves."""
+    return "rollouts" if role == "generator" else "endpoint"
+
+
 @on("endpoint.started")
 def _ep_started(state: CampaignState, event: StoredEvent) -> None:
     state.part(ENDPOINTS).by_id[event.payload["endpoint_id"]] = {**event.payload, "state": "provisioning"}
@@ -269,7 +275,7 @@ def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None and ep["state"] != "stopped":
         # what the meter booked while it ran is spent already: add only the rest
-        add_spend(state, "endpoint", max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
+        add_spend(state, endpoint_stage(ep.get("role")), max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
         ep.update(state="stopped", minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
 
 
@@ -277,7 +283,7 @@ def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
 def _ep_billed(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None and ep["state"] != "stopped" and event.payload["minutes"] > ep.get("billed_minutes", 0):
-        add_spend(state, "endpoint", event.payload["cost_usd"] - ep.get("billed_usd", 0.0))
+        add_spend(state, endpoint_stage(ep.get("role")), event.payload["cost_usd"] - ep.get("billed_usd", 0.0))
         ep.update(billed_minutes=event.payload["minutes"], billed_usd=event.payload["cost_usd"],
                   minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
 
