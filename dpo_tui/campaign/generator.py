@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from dpo_tui.campaign import serving
@@ -50,14 +51,25 @@ async def stop_leftovers(ctx: Any) -> list[str]:
     return left
 
 
+@dataclass
+class Served:
+    model: str  # what the rollouts' chat calls name
+    over_cap: list[str] = field(default_factory=list)  # set by the meter: the next minute does not fit
+
+    def check(self) -> None:
+        """Before an engine starts: the meter may have tripped while nothing was running."""
+        if self.over_cap:
+            raise BudgetCapReached(self.over_cap[0])
+
+
 @contextlib.asynccontextmanager
-async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[str]:
+async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[Served]:
     """The chat model the rollouts call, served for the duration of the block: the plan's
     generator itself (serverless), or a dedicated endpoint's pinned deployment, metered against
     the cap (`engines` are stopped when its next minute would not fit) and stopped at the end."""
     plan = ctx.plan
     if not dedicated(plan):
-        yield plan.models.generator
+        yield Served(plan.models.generator)
         return
     client = await asyncio.to_thread(ctx.client)
     instance, cents = generator_hardware(plan, ctx.prices)
@@ -65,7 +77,8 @@ async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[str]:
     refused = meter.start_refusal(cents)
     if refused:
         raise BudgetCapReached(refused)
-    over_cap: list[str] = []
+    served = Served(plan.models.generator)
+    over_cap = served.over_cap
 
     def on_cap(message: str) -> None:
         over_cap.append(message.replace("the eval stopped", "the rollouts stopped"))
@@ -83,7 +96,8 @@ async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[str]:
         ctx.progress.say(f"rollouts: generator {plan.models.generator} on a dedicated endpoint ({instance}, "
                          f"{plan.models.generator_replicas} replica(s), ${cents / 100:.2f}/h, billed per started "
                          f"minute into the rollouts' spend) as {ep['chat_model']}")
-        yield ep["chat_model"]
+        served.model = ep["chat_model"]
+        yield served
     finally:
         metering.cancel()
         await asyncio.gather(metering, return_exceptions=True)

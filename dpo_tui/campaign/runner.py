@@ -398,13 +398,16 @@ async def stage_rollouts(ctx: Ctx) -> None:
     await generator.stop_leftovers(ctx)
     engines: list[RolloutEngine] = []
     async with contextlib.AsyncExitStack() as serving_stack:
-        served: list[str] = []
+        served: list[generator.Served] = []
 
         async def with_model(todo: list[RolloutSpec]) -> list[RolloutSpec]:
             """The specs calling the generator as served: a dedicated one starts on first need."""
             if not served and _todo(ctx, todo):
                 served.append(await serving_stack.enter_async_context(generator.generator_model(ctx, engines)))
-            return [dataclasses.replace(s, model=served[0]) for s in todo] if served else todo
+            if not served:
+                return todo
+            served[0].check()
+            return [dataclasses.replace(s, model=served[0].model) for s in todo]
 
         await _rollouts_phases(ctx, specs, engines, with_model)
     r = ctx.campaign.state.part(ROLLOUTS).to_json()

@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {}
     with SimServer(seed=3, job_stage_seconds=0.01, provision_seconds=0.01) as sim:
         client = Together(api_key="sim-key", base_url=sim.base_url, project_id="proj_sim", max_retries=0)
-        for label, model in (("72b", "Qwen/Qwen2.5-72B-Instruct-Turbo"), ("7b", "Qwen/Qwen2.5-7B-Instruct-Turbo")):
+        big, stop_big = ev.serve(client, "gen-72b", "projects/proj_pub/models/ml_qwen25_72b_turbo")  # dedicated-only
+        for label, model in (("72b", big), ("7b", "Qwen/Qwen2.5-7B-Instruct-Turbo")):
             rate, _per = ev.solve_rate(client, model, tasks, runner, seeds=list(range(args.rollout_seeds)))
             out[f"solve_rate_{label}"] = round(rate, 3)
             print(f"{model}: solved {rate:.3f} of {len(tasks)} tasks x {args.rollout_seeds} rollouts "
                   f"(max 3 iterations)", flush=True)
+        stop_big()
         with tempfile.TemporaryDirectory() as tmp:
             res = ev.learning_experiment(client, train, held, runner, Path(tmp), pair_seeds=list(range(16)),
                                          eval_seeds=list(range(args.seeds)))

@@ -18,6 +18,7 @@ import together
 from dpo_tui.sim import check
 from dpo_tui.sim.check import Example, passes
 from dpo_tui.tasks.sandbox import SandboxUnavailable
+from dpo_tui.sim import evaluate as ev
 from tests.sim.conftest import write_jsonl
 
 TURBO72 = "Qwen/Qwen2.5-72B-Instruct-Turbo"
@@ -65,11 +66,15 @@ def _nothing_written(paths: list[str], cwd: Path) -> None:
 
 def test_a_hostile_program_in_a_chat_request_is_contained(sim, traps):
     key, paths, cwd = traps
-    client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0)
+    client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0, project_id="proj_sim")
     program = _hostile(paths, SQUARE_BUGGY)
     msgs = [{"role": "user", "content": f"Fix the bug.\n```python\n{program}```\nFailing tests:\n{FAILURE}"}]
     ran = check._run.cache_info().misses
-    reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=1, temperature=0.7)
+    served, stop = ev.serve(client, "hostile-72b", "projects/proj_pub/models/ml_qwen25_72b_turbo")  # dedicated-only
+    try:
+        reply = client.chat.completions.create(model=served, messages=msgs, seed=1, temperature=0.7)
+    finally:
+        stop()
     assert "```python" in reply.choices[0].message.content
     assert check._run.cache_info().misses > ran, "the 72B model checked candidates on the prompt's examples"
     _nothing_written(paths, cwd)

@@ -48,7 +48,12 @@ def test_72b_beats_7b(env, tasks):
     _sim, client, runner = env
     subset = tasks[0][:6] + tasks[1][:4]
     seeds = list(range(3))
-    big = ev.pass_at_1(client, "Qwen/Qwen2.5-72B-Instruct-Turbo", subset, runner, seeds=seeds)
+    # 72B-Turbo is dedicated-only (the July 2026 catalogue): served on an endpoint of its own
+    big_name, stop = ev.serve(client, "gen-72b", "projects/proj_pub/models/ml_qwen25_72b_turbo")
+    try:
+        big = ev.pass_at_1(client, big_name, subset, runner, seeds=seeds)
+    finally:
+        stop()
     small = ev.pass_at_1(client, "Qwen/Qwen2.5-7B-Instruct-Turbo", subset, runner, seeds=seeds)
     print(f"\npass@1 on {len(subset)} QuixBugs tasks x {len(seeds)} seeds: 72B {big:.3f}, 7B {small:.3f}")
     assert big > small
