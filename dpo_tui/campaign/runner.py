@@ -395,7 +395,9 @@ def _todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
-    await generator.stop_leftovers(ctx)
+    left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
+    if _todo(ctx, specs) or left_running:  # a finished stage makes no call (the eval stops what is left by name)
+        await generator.stop_leftovers(ctx)
     engines: list[RolloutEngine] = []
     async with contextlib.AsyncExitStack() as serving_stack:
         served: list[generator.Served] = []

@@ -69,9 +69,13 @@ def snapshot_offers(table: PriceTable | None = None, *, warning: str | None = No
 
 def live_offers(settings: Any) -> Offers:
     """The live catalogue and hardware list. Raises the SDK's errors; callers decide."""
+    import httpx
+
     from dpo_tui.provider.client import sync_client
 
-    client = sync_client(settings)
+    # as quick as the preflight: an API that does not answer costs seconds, not the retry policy's minutes
+    client = sync_client(settings).with_options(
+        timeout=httpx.Timeout(10.0, connect=min(5.0, settings.connect_timeout_s)), max_retries=0)
     models = {m.name: m for m in client.models.list_supported()}
     hardware = {h.name: h for h in client.endpoints.hardware.list().data}
     today = datetime.now(UTC).strftime("%Y-%m-%d")
