@@ -31,10 +31,11 @@ def dedicated(plan: Any) -> bool:
     return plan.models.generator_serving == "dedicated"
 
 
-async def stop_leftovers(ctx: Any) -> list[str]:
+async def stop_leftovers(ctx: Any, *, keep_one: bool = False) -> list[str]:
     """Stop the generator endpoints an earlier run left running: those its log shows running, and
     those Together has under this campaign's name prefix that it never logged (adopted first, so
-    stopping them bills them)."""
+    stopping them bills them). With `keep_one` (rollouts are left to run, on a dedicated
+    generator) the latest is kept for `generator_model` to reuse instead of deploying again."""
     running = [e for e in ctx.campaign.state.part(ENDPOINTS).running() if e.get("role") == ROLE]
     if not dedicated(ctx.plan) and not running:
         return []
@@ -44,8 +45,11 @@ async def stop_leftovers(ctx: Any) -> list[str]:
     eval_cents = ctx.prices.instances[eval_instance].price_cents_per_hour if eval_instance in ctx.prices.instances else 0
     await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=eval_instance or "?",
                             price_cents_per_hour=eval_cents, by_role={ROLE: (instance or "?", cents)})
+    ours = [e["endpoint_id"] for e in ctx.campaign.state.part(ENDPOINTS).running()
+            if e.get("role") == ROLE and e.get("run_id") == RUN_ID and e.get("deployment_id")]
+    kept = ours[-1:] if keep_one and dedicated(ctx.plan) else []
     left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
-                                   role=ROLE)
+                                   role=ROLE, keep=lambda e: e["endpoint_id"] in kept)
     if left:
         ctx.progress.say(f"rollouts: stopped {len(left)} generator endpoint(s) an earlier run left running")
     return left
@@ -87,11 +91,17 @@ async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[Served]
 
     metering = asyncio.create_task(meter_loop(meter, on_cap))
     try:
-        ref, config = await asyncio.to_thread(serving.base_profile, client, plan.models.generator)
-        ep = await asyncio.to_thread(
-            serving.start, ctx.campaign, client, run_id=RUN_ID, role=ROLE, model_ref=ref, config=config,
-            price_cents_per_hour=cents, instance=instance or "?", actor="plan" if ctx.yes else "system", poll_s=0.1,
-            abort=lambda: over_cap[0] if over_cap else None, replicas=plan.models.generator_replicas)
+        abort = lambda: over_cap[0] if over_cap else None  # noqa: E731
+        ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=RUN_ID, role=ROLE, poll_s=0.1,
+                                     abort=abort)
+        if ep is not None:
+            ctx.progress.say(f"rollouts: reusing the generator endpoint {ep['chat_model']} an earlier run left running")
+        else:
+            ref, config = await asyncio.to_thread(serving.base_profile, client, plan.models.generator)
+            ep = await asyncio.to_thread(
+                serving.start, ctx.campaign, client, run_id=RUN_ID, role=ROLE, model_ref=ref, config=config,
+                price_cents_per_hour=cents, instance=instance or "?", actor="plan" if ctx.yes else "system",
+                poll_s=0.1, abort=abort, replicas=plan.models.generator_replicas)
         ctx.provider.price_endpoint_model(ep["chat_model"], note=ROLE)
         ctx.progress.say(f"rollouts: generator {plan.models.generator} on a dedicated endpoint ({instance}, "
                          f"{plan.models.generator_replicas} replica(s), ${cents / 100:.2f}/h, billed per started "
@@ -103,6 +113,14 @@ async def generator_model(ctx: Any, engines: list[Any]) -> AsyncIterator[Served]
         await asyncio.gather(metering, return_exceptions=True)
         await asyncio.to_thread(serving.stop_all, ctx.campaign, client, role=ROLE,
                                 reason="the budget cap stopped the rollouts" if over_cap else "rollouts ended")
+
+
+async def stop_running(ctx: Any) -> list[str]:
+    """Stop every generator endpoint the log shows running (none: no API call)."""
+    if not any(e.get("role") == ROLE for e in ctx.campaign.state.part(ENDPOINTS).running()):
+        return []
+    client = await asyncio.to_thread(ctx.client)
+    return await asyncio.to_thread(serving.stop_all, ctx.campaign, client, role=ROLE, reason="rollouts ended")
 
 
 def measured_provisioning_minutes(campaign: Any) -> float | None:

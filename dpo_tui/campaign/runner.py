@@ -397,8 +397,17 @@ async def stage_rollouts(ctx: Ctx) -> None:
     await preflight.before_stage(ctx, specs)
     left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
     if _todo(ctx, specs) or left_running:  # a finished stage makes no call (the eval stops what is left by name)
-        await generator.stop_leftovers(ctx)
+        await generator.stop_leftovers(ctx, keep_one=_todo(ctx, specs))
     engines: list[RolloutEngine] = []
+    try:
+        await _rollouts_served(ctx, specs, engines)
+    finally:  # a generator kept for reuse never outlives the command, however the stage ended
+        await generator.stop_running(ctx)
+    r = ctx.campaign.state.part(ROLLOUTS).to_json()
+    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
+
+
+async def _rollouts_served(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine]) -> None:
     async with contextlib.AsyncExitStack() as serving_stack:
         served: list[generator.Served] = []
 
@@ -412,8 +421,6 @@ async def stage_rollouts(ctx: Ctx) -> None:
             return [dataclasses.replace(s, model=served[0].model) for s in todo]
 
         await _rollouts_phases(ctx, specs, engines, with_model)
-    r = ctx.campaign.state.part(ROLLOUTS).to_json()
-    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
 
 
 async def _rollouts_phases(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine], with_model) -> None:  # noqa: ANN001
@@ -533,7 +540,12 @@ async def stage_eval(ctx: Ctx) -> None:
     # a run killed between creating an endpoint and logging it left one the log does not know: log it, then stop it
     unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
                                        price_cents_per_hour=cents)
-    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run")
+    # this run's own base and tuned endpoints, still deployed, are reused (serving.reuse) while its gate is open
+    open_gate = done is None or done.gate_decision is None
+    mine = (lambda ep: open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") in ("base", "tuned")
+            and bool(ep.get("deployment_id")))
+    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
+                                   keep=mine)
     if left:
         ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running"
                          + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
@@ -546,9 +558,13 @@ async def stage_eval(ctx: Ctx) -> None:
     minutes = endpoint_usd / (2 * cents / 100 / 60) if cents else 0.0
     what = (f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together, "
             f"{minutes:g} min each estimated) and run the eval")
-    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
-               label=run_decision("run_eval", ctx.run_id))
-    hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
+    try:
+        ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
+                   label=run_decision("run_eval", ctx.run_id))
+        hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
+    except BaseException:  # a kept endpoint never outlives the command
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval not started")
+        raise
     split = ctx.campaign.state.part(SPLIT).split
     meter = EndpointMeter(ctx.campaign)
     over_cap: list[str] = []
@@ -569,10 +585,15 @@ async def stage_eval(ctx: Ctx) -> None:
             refused = over_cap[0] if over_cap else meter.start_refusal(cents)
             if refused:
                 raise BudgetCapReached(refused)
-            ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
-                                         model_ref=ref, config=config, price_cents_per_hour=cents,
-                                         instance=instance or "?", actor=actor, poll_s=0.1,
-                                         abort=lambda: over_cap[0] if over_cap else None)
+            abort = lambda: over_cap[0] if over_cap else None  # noqa: E731
+            ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=ctx.run_id, role=role,
+                                         poll_s=0.1, abort=abort)
+            if ep is not None:
+                ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
+            else:
+                ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
+                                             model_ref=ref, config=config, price_cents_per_hour=cents,
+                                             instance=instance or "?", actor=actor, poll_s=0.1, abort=abort)
             models[role] = ep["chat_model"]
         for arm, model in models.items():
             ctx.provider.price_endpoint_model(model, note=arm)

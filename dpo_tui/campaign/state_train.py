@@ -124,6 +124,16 @@ class EndpointReady(Payload):
     ready_at: str
 
 
+@event_type("endpoint.reused", version=1)
+class EndpointReused(Payload):
+    """A running campaign endpoint a crashed run left, used by the resume instead of stopped
+    and deployed again (campaign/serving.py `reuse`); it bills on from its start."""
+
+    endpoint_id: str
+    deployment_state: str  # as Together reported it when reused
+    at: str
+
+
 @event_type("endpoint.stopped", version=1)
 class EndpointStopped(Payload):
     endpoint_id: str
@@ -261,6 +271,13 @@ def endpoint_stage(role: str | None) -> str:
 @on("endpoint.started")
 def _ep_started(state: CampaignState, event: StoredEvent) -> None:
     state.part(ENDPOINTS).by_id[event.payload["endpoint_id"]] = {**event.payload, "state": "provisioning"}
+
+
+@on("endpoint.reused")
+def _ep_reused(state: CampaignState, event: StoredEvent) -> None:
+    ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
+    if ep is not None:
+        ep["reused"] = ep.get("reused", 0) + 1
 
 
 @on("endpoint.ready")

@@ -113,9 +113,12 @@ def test_the_generator_endpoint_is_logged_billed_into_the_rollouts_and_stopped(f
     cal = state["budget"]["calibrated"]
     assert any("measured by the pilot" in n for n in cal["notes"])
     assert run_dpo_tui("audit", "--db", db).returncode == 0
+    report = run_dpo_tui("report", "--db", db)
+    assert (f"The generator ran on a dedicated endpoint: the rollouts row is its {gen[0]['minutes']} billed minute(s), "
+            f"${gen[0]['cost_usd']:.4f} (1 start(s)); its calls cost $0 per token.") in report.stdout
 
 
-def test_a_generator_endpoint_a_crashed_run_never_logged_is_adopted_and_stopped(tmp_path):
+def test_a_generator_endpoint_a_crashed_run_never_logged_is_adopted_reused_and_stopped(tmp_path):
     path = _plan(tmp_path, **TINY)
     db = tmp_path / "c.db"
     res = run_dpo_tui("run", "--plan", path, "--db", db, "--yes", "--until", "split")
@@ -131,14 +134,17 @@ def test_a_generator_endpoint_a_crashed_run_never_logged_is_adopted_and_stopped(
                                             autoscaling={"minReplicas": 1, "maxReplicas": 1})
     res = run_dpo_tui("run", "--plan", path, "--db", db, "--yes", "--until", "rollouts")
     assert res.returncode == 0, res.stderr
-    assert "stopped 1 generator endpoint(s) an earlier run left running" in res.stderr
+    assert "reusing the generator endpoint" in res.stderr  # no second provisioning
     with Campaign.open(db, readonly=True) as c:
         eps = c.state.part("endpoint").by_id
-        stops = [e.payload for e in c.store.read(verify=False) if e.type == "endpoint.stopped"]
+        events = list(c.store.read(verify=False))
+    assert list(eps) == [ep.id]  # adopted (logged, billed from its creation), then used: no endpoint deployed again
     assert eps[ep.id]["adopted"] and eps[ep.id]["role"] == "generator" and eps[ep.id]["state"] == "stopped"
-    assert eps[ep.id]["price_cents_per_hour"] == 1098
-    assert {s["reason"] for s in stops} == {"left running by an earlier run", "rollouts ended"}
-    assert all(e["state"] == "stopped" for e in eps.values())
+    assert eps[ep.id]["price_cents_per_hour"] == 1098 and eps[ep.id]["reused"] == 1
+    assert [e.payload["reason"] for e in events if e.type == "endpoint.stopped"] == ["rollouts ended"]
+    calls = [e for e in events if e.type == "call.completed" and e.payload["stage"] == "rollouts"]
+    assert calls and {e.payload["model"] for e in calls} == {eps[ep.id]["chat_model"]}
+    assert run_dpo_tui("audit", "--db", db).returncode == 0
 
 
 def test_the_cap_stops_the_rollouts_when_the_generators_next_minute_does_not_fit(tmp_path):

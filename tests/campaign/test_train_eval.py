@@ -65,8 +65,10 @@ def test_kill_during_training_and_during_eval_reattaches_and_leaves_no_endpoint(
     started = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.started"}
     stopped = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.stopped"}
     assert started and started == stopped  # every endpoint stopped, including the one the kill left
-    reasons = [e.payload["reason"] for e in events if e.type == "endpoint.stopped"]
-    assert "left running by an earlier run" in reasons
+    # the one the kill left running was reused by the resume, not stopped and deployed again
+    reused = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.reused"}
+    roles = [(e.payload["run_id"], e.payload["role"]) for e in events if e.type == "endpoint.started"]
+    assert reused and reused <= started and len(roles) == len(set(roles)), roles
     assert summary["endpoint"]["running"] == 0
 
 
