@@ -167,7 +167,7 @@ def check_serving(plan: Any, offers: Offers, where: str = "") -> None:
             sorted(n for n in offers.models if offers.serves(n, "dedicated")))
         raise InputError(f"{prefix}models.generator_serving: {m.generator} has no {m.generator_serving} offer "
                          f"({catalogue}); {hint}pick a {m.generator_serving} model: {pick}")
-    if m.generator_serving == "dedicated":
+    if m.generator_serving == "dedicated" and (m.generator in offers.models or m.generator_hardware):
         inst = generator_instance(plan, offers)
         if inst is None or inst not in offers.hardware:
             field_ = "models.generator_hardware" if m.generator_hardware else "models.generator"
