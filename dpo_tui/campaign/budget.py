@@ -13,6 +13,8 @@ from dpo_tui.provider.prices import PriceTable
 
 
 def model_price(plan: Plan, prices: PriceTable, model: str) -> Price:
+    if model == plan.models.generator and plan.models.generator_serving == "dedicated":
+        return Price(0.0, 0.0, "dedicated endpoint (generator): billed per minute")
     if model in plan.budget.prices:
         o = plan.budget.prices[model]
         return Price(o.input_usd_per_mtok, o.output_usd_per_mtok, "plan [budget.prices]")
@@ -36,6 +38,16 @@ def iteration_guesses(plan: Plan) -> tuple[float, float]:
     if not r.reflections:
         return iters, 0.0
     return iters, b.avg_reflections if b.avg_reflections is not None else max(iters - 1.0, 0.0)
+
+
+def generator_hardware(plan: Plan, prices: PriceTable) -> tuple[str | None, int]:
+    """(instance, price in cents per hour of every replica) of a dedicated generator; (None, 0) serverless."""
+    m = plan.models
+    if m.generator_serving != "dedicated":
+        return None, 0
+    instance = m.generator_hardware or prices.dedicated.get(m.generator)
+    it = prices.instances.get(instance) if instance else None
+    return instance, (it.price_cents_per_hour * m.generator_replicas if it else 0)
 
 
 def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_tasks: int) -> BudgetInputs:
@@ -63,7 +75,10 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         provisioning_minutes=plan.eval.provisioning_minutes,
-        endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s, eval_concurrency=r.concurrency)
+        endpoint_tokens_per_s=plan.eval.endpoint_tokens_per_s, eval_concurrency=r.concurrency,
+        generator_endpoint_usd_per_hour=generator_hardware(plan, prices)[1] / 100,
+        generator_provisioning_minutes=r.provisioning_minutes,
+        generator_tokens_per_s=r.endpoint_tokens_per_s * plan.models.generator_replicas, rollout_concurrency=r.concurrency)
 
 
 def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list[Outcome]]:
@@ -84,6 +99,11 @@ def pilot_outcomes(campaign: Campaign, rollout_ids: list[str]) -> dict[str, list
     return out
 
 
+def prices_json(prices: PriceTable) -> dict:
+    """Where an estimate's prices come from and as of when (`estimate --json`'s `prices`)."""
+    return {"origin": prices.origin, "as_of": prices.date, "source": prices.source}
+
+
 def inputs_json(inp: BudgetInputs) -> dict:
     return asdict(inp)
 
@@ -92,6 +112,7 @@ def record_estimate(campaign: Campaign, inp: BudgetInputs, est: Estimate, *, pri
                     train_tasks: int, eval_tasks: int, actor: str) -> None:
     campaign.append("budget.estimated", {
         "inputs": inputs_json(inp), "estimate": est.to_json(), "prices_source": f"{prices.source} ({prices.date})",
+        "prices": prices_json(prices),
         "train_tasks": train_tasks, "eval_tasks": eval_tasks}, actor=actor)
 
 

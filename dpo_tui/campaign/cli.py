@@ -27,18 +27,22 @@ def _rates(db: str | None):  # noqa: ANN202 - RateModel | None
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from dpo_tui.campaign.budget import plan_estimate
-    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.budget import generator_hardware, plan_estimate, prices_json
+    from dpo_tui.campaign.plan import load_checked_plan
     from dpo_tui.campaign.power import plan_power, power_summary
     from dpo_tui.campaign.suites import load_plan_tasks
-    from dpo_tui.provider.prices import load_prices
 
-    prices = load_prices(args.prices)
-    plan = load_plan(args.plan, prices=prices)
+    plan, prices, offers = load_checked_plan(args.plan, prices_path=args.prices)
+    for warning in offers.warnings:
+        sys.stderr.write(f"dpo-tui: {warning}\n")
     tasks = load_plan_tasks(plan)
     inp, est = plan_estimate(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout))
     out = est.to_json()
-    out["prices"] = {"source": prices.source, "date": prices.date}
+    out["prices"] = prices_json(prices) | {"date": prices.date}
+    instance, cents = generator_hardware(plan, prices)
+    out["generator"] = {"model": plan.models.generator, "serving": plan.models.generator_serving,
+                        "instance": instance, "replicas": plan.models.generator_replicas if instance else None,
+                        "usd_per_hour": cents / 100 if instance else None}
     if plan.backend.kind == "simulator":
         out["backend"] = "simulated"
     out["power"] = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout),
@@ -48,13 +52,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return EXIT_OK
     label = " (simulated backend; prices from the table)" if plan.backend.kind == "simulator" else ""
     print(f"Estimate for {plan.campaign.name}{label}")
+    if instance:
+        print(f"  generator {plan.models.generator} on a dedicated endpoint: {instance} x "
+              f"{plan.models.generator_replicas}, ${cents / 100:.2f}/h, billed per started minute (rollouts row)")
     print(f"  {inp.tasks} train tasks x {inp.rollouts_per_task} rollouts, {inp.calls_per_rollout:g} calls per rollout "
           f"(avg_iters {inp.avg_iters:g} + avg_reflections {inp.avg_reflections:g})")
     print(f"  {'stage':<10} {'calls':>10} {'tokens':>12} {'usd':>10} {'low':>10} {'high':>10}")
     for stage, s in est.by_stage.items():
         print(f"  {stage:<10} {s.calls:>10,.0f} {s.tokens:>12,.0f} {s.usd:>10.2f} {s.low_usd:>10.2f} {s.high_usd:>10.2f}")
     print(f"  {'total':<10} {est.calls:>10,.0f} {'':>12} {est.total_usd:>10.2f} {est.low_usd:>10.2f} {est.high_usd:>10.2f}")
-    print(f"  cap ${plan.budget.cap_usd:.2f}; prices: {prices.source} ({prices.date})")
+    print(f"  cap ${plan.budget.cap_usd:.2f}; prices from the {prices.origin} as of {prices.date}: {prices.source}")
     if est.high_usd > plan.budget.cap_usd:
         print(f"  warning: the high end ${est.high_usd:.2f} is above the cap; the cap will stop the run before it is crossed")
     print(f"  {power_summary(out['power'])} (dpo-tui power for the details)")
@@ -77,15 +84,13 @@ def finish(result, fail_on_rollback: bool) -> int:  # noqa: ANN001 - RunResult
 
 
 def cmd_power(args: argparse.Namespace) -> int:
-    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.plan import load_checked_plan
     from dpo_tui.campaign.power import plan_power, power_lines
     from dpo_tui.campaign.suites import load_plan_tasks
-    from dpo_tui.provider.prices import load_prices
 
     if args.trials < 50:
         raise InputError(f"--trials: {args.trials} is too few to estimate a rate (at least 50)")
-    prices = load_prices(args.prices)
-    plan = load_plan(args.plan, prices=prices)
+    plan, prices, _offers = load_checked_plan(args.plan, prices_path=args.prices)
     tasks = load_plan_tasks(plan)
     out = plan_power(plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout), trials=args.trials,
                      rates=_rates(args.db))

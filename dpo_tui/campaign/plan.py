@@ -44,6 +44,13 @@ class ModelsSection(_Section):
     eval_base: str | None = Field(None, description="base model for eval (default: policy_base)")
     eval_serving: Literal["dedicated"] = Field(
         "dedicated", description="base and tuned are both served on dedicated endpoints (same serving path)")
+    generator_serving: Literal["serverless", "dedicated"] = Field(
+        "serverless", description="serverless: per token; dedicated: on an endpoint of its own, billed per minute "
+        "(the catalogue decides which the generator has)")
+    generator_hardware: str | None = Field(
+        None, description="hardware of a dedicated generator, a hardware-list name such as 2xnvidia-h100-80gb; "
+        "none: the catalogue's deployment profile")
+    generator_replicas: int = Field(1, ge=1, le=16, description="replicas of a dedicated generator (each billed)")
 
 
 class SuitesSection(_Section):
@@ -75,6 +82,12 @@ class RolloutsSection(_Section):
         "spread of outcomes feeds the per-task pair yield and the eval's power); none: half of pilot_rollouts")
     test_cpu_seconds: float = Field(
         1.0, gt=0, le=60, description="CPU seconds per test; raised per test where the reference program needs more")
+    provisioning_minutes: float = Field(
+        10, ge=0, description="a dedicated generator's billed minutes before it serves (Together: up to ~20 the "
+        "first time)")
+    endpoint_tokens_per_s: float = Field(
+        1500, gt=0, description="a dedicated generator's prompt + completion tokens per second per replica at the "
+        "rollouts' concurrency (a prior; the pilot measures it)")
 
 
 class PriceOverride(_Section):
@@ -270,7 +283,8 @@ def known_models(prices: Any) -> set[str]:
     return set(prices.serverless) | set(prices.dedicated) | set(prices.training)
 
 
-def load_plan(path: str | os.PathLike[str], *, prices: Any | None = None) -> Plan:
+def load_plan(path: str | os.PathLike[str], *, prices: Any | None = None, offers: Any | None = None,
+              check_models: bool = True) -> Plan:
     """Read and validate a plan; raise InputError with one line naming the field."""
     path = Path(path)
     try:
@@ -298,10 +312,16 @@ def load_plan(path: str | os.PathLike[str], *, prices: Any | None = None) -> Pla
                 raise InputError(f"{path}: suites.{field}[{i}]: {exc.message}") from None
     suites = plan.suites.model_copy(update=resolved)
     plan = plan.model_copy(update={"suites": suites})
+    if not check_models:
+        return plan
     if prices is None:
         from dpo_tui.provider.prices import load_prices
 
         prices = load_prices()
+    if offers is not None:  # the catalogue decides each model's serving (provider/offers.py)
+        from dpo_tui.provider.offers import check_serving
+
+        check_serving(plan, offers, str(path))
     _check_models(path, plan, prices)
     return plan
 
@@ -313,12 +333,32 @@ def _check_models(path: Path, plan: Plan, prices: Any) -> None:
         if model is not None and model not in known:
             raise InputError(f"{path}: {field}: unknown model {model!r} (known: {', '.join(sorted(known))}; "
                              f"or give its price under [budget.prices])")
-    if plan.models.generator not in prices.serverless and plan.models.generator not in plan.budget.prices:
-        raise InputError(f"{path}: models.generator: {plan.models.generator!r} has no serverless price; "
-                         f"rollouts need a serverless model or a price under [budget.prices]")
+    gen = plan.models.generator
+    if plan.models.generator_serving == "serverless" and gen not in prices.serverless and gen not in plan.budget.prices:
+        hint = (f'; it is served on dedicated endpoints: set models.generator_serving = "dedicated"'
+                if gen in prices.dedicated else "")
+        raise InputError(f"{path}: models.generator_serving: {gen} has no serverless price (price table of "
+                         f"{prices.date}){hint}, or give its price under [budget.prices]")
+    if plan.models.generator_serving == "dedicated" and plan.models.generator_hardware is None \
+            and gen not in prices.dedicated:
+        raise InputError(f"{path}: models.generator_hardware: no dedicated hardware known for {gen}; name one "
+                         f"(e.g. {', '.join(sorted(prices.instances))})")
     if plan.models.policy_base not in prices.training:
         raise InputError(f"{path}: models.policy_base: no DPO training price for {plan.models.policy_base!r} "
                          f"(fine-tunable here: {', '.join(sorted(prices.training)) or 'none'})")
+
+
+def load_checked_plan(path: str | os.PathLike[str], *, prices_path: str | os.PathLike[str] | None = None,
+                      settings: Any | None = None) -> tuple[Plan, Any, Any]:
+    """(plan, prices, offers): the plan checked against the catalogue its backend offers
+    (provider/offers.py) and priced from it; a price table given (`--prices`) overrides it."""
+    from dpo_tui.provider.offers import offer_prices, plan_offers
+    from dpo_tui.provider.prices import load_prices
+
+    plan = load_plan(path, check_models=False)
+    offers = plan_offers(plan, settings)
+    prices = load_prices(prices_path) if prices_path is not None else offer_prices(offers)
+    return load_plan(path, prices=prices, offers=offers), prices, offers
 
 
 def demo_plan_path() -> Path:

@@ -7,8 +7,8 @@ The recomputation, kept apart from the `spend` fold the cap, `replay` and `repor
   rollouts,   each completed call's usage x its logged price (its idempotency key counted once),
   eval        plus each orphaned call's reservation, under the call's stage
   training    each finished job's price (and its nanodollars, where logged)
-  endpoint    each endpoint's booked minutes (the most its `endpoint.billed` / `endpoint.stopped`
-              name) x its logged price per hour
+  endpoint    each eval endpoint's booked minutes (the most its `endpoint.billed` / `endpoint.stopped`
+              name) x its logged price per hour; a dedicated generator's count under rollouts
   management  the API's management calls (whoami, upload, fine-tune, endpoints): 0, not billed
 
 Compared at:
@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dpo_tui.campaign.rederive import DERIVATION, _same
+from dpo_tui.campaign.state_train import endpoint_stage
 from dpo_tui.events.core import SPEND
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
@@ -45,16 +46,19 @@ class SpendDerivation:
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> price, start, booked, served
     # minutes of endpoints whose id started again later (a resumed eval may be given the same
     # id): what they booked stays spent
-    earlier_endpoint_usd: float = 0.0
+    earlier_endpoint_usd: dict[str, float] = field(default_factory=dict)  # spend stage -> USD
 
-    def endpoint_usd(self) -> float:
-        return math.fsum([self.earlier_endpoint_usd,
-                          *(_booked_usd(e) for e in self.endpoints.values())])
+    def endpoint_usd(self, stage: str = "endpoint") -> float:
+        return math.fsum([self.earlier_endpoint_usd.get(stage, 0.0),
+                          *(_booked_usd(e) for e in self.endpoints.values() if e["stage"] == stage)])
 
     def spend_by_stage(self) -> dict[str, float]:
         out = {s: 0.0 for s in STAGES}
         out.update(self.calls)
         out["pilot"], out["endpoint"] = self.pilot_usd, self.endpoint_usd()
+        generator = self.endpoint_usd("rollouts")
+        if generator:
+            out["rollouts"] = math.fsum([out["rollouts"], generator])
         return out
 
     def total_usd(self) -> float:
@@ -116,10 +120,12 @@ def _ep_started(state: CampaignState, event: StoredEvent) -> None:
     p = event.payload
     part = state.part(SPEND_DERIVATION)
     if p["endpoint_id"] in part.endpoints:
-        part.earlier_endpoint_usd += _booked_usd(part.endpoints[p["endpoint_id"]])
+        earlier = part.endpoints[p["endpoint_id"]]
+        part.earlier_endpoint_usd[earlier["stage"]] = part.earlier_endpoint_usd.get(earlier["stage"], 0.0) + \
+            _booked_usd(earlier)
     part.endpoints[p["endpoint_id"]] = {
         "chat_model": p.get("chat_model"), "started_at": p["started_at"], "booked": 0, "served": None,
-        "price_cents_per_hour": p["price_cents_per_hour"], "stopped": False}
+        "price_cents_per_hour": p["price_cents_per_hour"], "stopped": False, "stage": endpoint_stage(p.get("role"))}
 
 
 @on("endpoint.billed", "endpoint.stopped")

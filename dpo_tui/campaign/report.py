@@ -65,6 +65,12 @@ def _spend(s: dict) -> list[Block]:
     notes: list[Block] = []
     if cap is not None and s["spend"]["total_usd"] > cap + 1e-6:
         notes.append(("p", f"WARNING: spend {_usd(s['spend']['total_usd'])} is above the cap {_usd(cap)}."))
+    after: list[Block] = []
+    gen = [e for e in s["endpoint"]["all"] if e.get("role") == "generator"]
+    if gen:
+        minutes, usd = sum(e.get("minutes") or 0 for e in gen), sum(e.get("cost_usd") or 0.0 for e in gen)
+        after.append(("p", f"The generator ran on a dedicated endpoint: the rollouts row is its {minutes} billed "
+                           f"minute(s), {_usd(usd)} ({len(gen)} start(s)); its calls cost $0 per token."))
     for r in (s["budget"] or {}).get("refused") or []:
         notes.append(("p", f"The cap refused {r['what']} ({r['stage']}): estimated {_usd(r['estimate_usd'])}, "
                            f"{_usd(r['remaining_usd'])} of the cap {_usd(r['cap_usd'])} left."))
@@ -72,7 +78,7 @@ def _spend(s: dict) -> list[Block]:
             ("table", (["stage", "estimate", "pilot-calibrated", "actual"], rows)),
             ("p", f"Cap {_usd(s['budget'].get('cap_usd'))}. Calls: {calls['completed']} completed, {calls['failed']} "
                   f"failed, {calls['orphaned']} orphaned (possibly billed: {_usd(calls['orphaned_usd'])} kept in spend), "
-                  f"{calls['failed_attempts']} failed attempts retried.")]
+                  f"{calls['failed_attempts']} failed attempts retried.")] + after
 
 
 def _decisions(campaign: Campaign) -> list[Block]:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import fcntl
+import math
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -26,12 +27,13 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign.budget import budget_inputs, pilot_outcomes, plan_estimate, record_estimate
+from dpo_tui.campaign import generator
+from dpo_tui.campaign.budget import budget_inputs, generator_hardware, pilot_outcomes, plan_estimate, record_estimate
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
 from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
-from dpo_tui.campaign.plan import Plan, load_plan
+from dpo_tui.campaign.plan import Plan, load_checked_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.stages import STAGES
@@ -299,6 +301,9 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
     summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
     split = ctx.campaign.state.part(SPLIT).split
     inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
+    provisioning = generator.measured_provisioning_minutes(ctx.campaign) if generator.dedicated(ctx.plan) else None
+    if provisioning is not None:  # the dedicated generator's start to ready, as measured
+        inp = dataclasses.replace(inp, generator_provisioning_minutes=provisioning)
     ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
     per_task = pilot_outcomes(ctx.campaign, ids)
     if not any(len(o) >= 2 for o in per_task.values()):
@@ -313,6 +318,9 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
         "rollout_ids": ids, "cost_rollout_ids": cost_ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
+    for note in est.notes:
+        if note.startswith("dedicated generator"):
+            ctx.progress.say(f"pilot: {note}")
     ctx.progress.say(f"pilot: {len(ids)} rollouts ({summary.rollouts} of them, one per task, price the calibration), "
                      f"pass rate {summary.pass_rate:.0%}; rollout stage "
                      f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
@@ -341,15 +349,58 @@ def _eval_tasks(ctx: Ctx) -> int:
 
 
 def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any]) -> float:
-    """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per rollout)."""
+    """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per
+    rollout); on a dedicated generator, its provisioning minutes in full and the rest pro rata."""
+    total = len(rollout_specs(ctx)) or 1
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
-    return rollouts_usd(estimate, todo, len(rollout_specs(ctx)))
+    usd = estimate["by_stage"]["rollouts"]["usd"]
+    running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
+    if not generator.dedicated(ctx.plan) or not todo or running:
+        return rollouts_usd(estimate, todo, total)
+    fixed = min(usd, math.ceil(ctx.plan.rollouts.provisioning_minutes) * generator_hardware(ctx.plan, ctx.prices)[1]
+                / 100 / 60)
+    return fixed + (usd - fixed) * todo / total
+
+
+def _todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
+    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
+    return any(by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None for s in specs)
 
 
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
+    left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
+    if _todo(ctx, specs) or left_running:  # a finished stage makes no call (the eval stops what is left by name)
+        await generator.stop_leftovers(ctx, keep_one=_todo(ctx, specs))
+    engines: list[RolloutEngine] = []
+    try:
+        await _rollouts_served(ctx, specs, engines)
+    finally:  # a generator kept for reuse never outlives the command, however the stage ended
+        await generator.stop_running(ctx)
+    r = ctx.campaign.state.part(ROLLOUTS).to_json()
+    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
+
+
+async def _rollouts_served(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine]) -> None:
+    async with contextlib.AsyncExitStack() as serving_stack:
+        served: list[generator.Served] = []
+
+        async def with_model(todo: list[RolloutSpec]) -> list[RolloutSpec]:
+            """The specs calling the generator as served: a dedicated one starts on first need."""
+            if not served and _todo(ctx, todo):
+                served.append(await serving_stack.enter_async_context(generator.generator_model(ctx, engines)))
+            if not served:
+                return todo
+            served[0].check()
+            return [dataclasses.replace(s, model=served[0].model) for s in todo]
+
+        await _rollouts_phases(ctx, specs, engines, with_model)
+
+
+async def _rollouts_phases(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine], with_model) -> None:  # noqa: ANN001
+    """The pilot, its calibration, the decision, the remaining rollouts."""
     pilot, cost_specs = pilot_plan(ctx.plan, specs)
     n_pilot = len(pilot)
     b = ctx.campaign.state.part(BUDGET)
@@ -357,7 +408,7 @@ async def stage_rollouts(ctx: Ctx) -> None:
         ctx.progress.say(f"pilot: {power_text(ctx)}")
     hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")
-    await _run_specs(ctx, pilot, "pilot")
+    await _run_specs(ctx, await with_model(pilot), "pilot", engines=engines)
     _calibrate(ctx, pilot, cost_specs)
     if n_pilot < len(specs):
         cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
@@ -369,9 +420,7 @@ async def stage_rollouts(ctx: Ctx) -> None:
                    f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage; {power})", cost)
         hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
                    f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
-        await _run_specs(ctx, specs, "rollouts")
-    r = ctx.campaign.state.part(ROLLOUTS).to_json()
-    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
+        await _run_specs(ctx, await with_model(specs), "rollouts", engines=engines)
 
 
 async def stage_pairs(ctx: Ctx) -> None:
@@ -467,7 +516,12 @@ async def stage_eval(ctx: Ctx) -> None:
     # a run killed between creating an endpoint and logging it left one the log does not know: log it, then stop it
     unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
                                        price_cents_per_hour=cents)
-    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run")
+    # this run's own base and tuned endpoints, still deployed, are reused (serving.reuse) while its gate is open
+    open_gate = done is None or done.gate_decision is None
+    mine = (lambda ep: open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") in ("base", "tuned")
+            and bool(ep.get("deployment_id")))
+    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
+                                   keep=mine)
     if left:
         ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running"
                          + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
@@ -480,9 +534,13 @@ async def stage_eval(ctx: Ctx) -> None:
     minutes = endpoint_usd / (2 * cents / 100 / 60) if cents else 0.0
     what = (f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together, "
             f"{minutes:g} min each estimated) and run the eval")
-    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
-               label=run_decision("run_eval", ctx.run_id))
-    hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
+    try:
+        ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
+                   label=run_decision("run_eval", ctx.run_id))
+        hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
+    except BaseException:  # a kept endpoint never outlives the command
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval not started")
+        raise
     split = ctx.campaign.state.part(SPLIT).split
     meter = EndpointMeter(ctx.campaign)
     over_cap: list[str] = []
@@ -503,10 +561,15 @@ async def stage_eval(ctx: Ctx) -> None:
             refused = over_cap[0] if over_cap else meter.start_refusal(cents)
             if refused:
                 raise BudgetCapReached(refused)
-            ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
-                                         model_ref=ref, config=config, price_cents_per_hour=cents,
-                                         instance=instance or "?", actor=actor, poll_s=0.1,
-                                         abort=lambda: over_cap[0] if over_cap else None)
+            abort = lambda: over_cap[0] if over_cap else None  # noqa: E731
+            ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=ctx.run_id, role=role,
+                                         poll_s=0.1, abort=abort)
+            if ep is not None:
+                ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
+            else:
+                ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
+                                             model_ref=ref, config=config, price_cents_per_hour=cents,
+                                             instance=instance or "?", actor=actor, poll_s=0.1, abort=abort)
             models[role] = ep["chat_model"]
         for arm, model in models.items():
             ctx.provider.price_endpoint_model(model, note=arm)
@@ -602,11 +665,19 @@ async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
              *, yes: bool, progress: Progress, run_id: str = RUN_ID, train_plan: Plan | None = None,
-             label_swap: bool = False, client: Any = None) -> Ctx:
+             label_swap: bool = False, offers: Any | None = None, client: Any = None) -> Ctx:
     """The stages' context with one provider on `campaign`: the runner and the TUI build it alike.
-    `client`: a management client to share (the console's), else one is made when first needed."""
-    provider = Provider(settings, campaign, build_price_book(settings.prices_path), get_tokenizer(), actor="system")
-    return Ctx(plan, plan_path, campaign, tasks, load_prices(settings.prices_path), provider, yes, progress, backend,
+    Prices: the config's table when it names one, else the catalogue's (`offers`, read live for
+    the real API), else the shipped table. `client`: a management client to share (the
+    console's), else one is made when first needed."""
+    from dpo_tui.provider.offers import offer_prices
+
+    live = offers is not None and offers.origin == "catalogue" and settings.prices_path is None
+    catalogue = list(offers.models.values()) if live else None
+    book = build_price_book(settings.prices_path, catalogue, catalogue_origin=offers.where if live else "")
+    prices = offer_prices(offers) if live else load_prices(settings.prices_path)
+    provider = Provider(settings, campaign, book, get_tokenizer(), actor="system")
+    return Ctx(plan, plan_path, campaign, tasks, prices, provider, yes, progress, backend,
                settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap, _client=client)
 
 
@@ -641,8 +712,7 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
     if until is not None and until not in STAGES:
         raise InputError(f"--until must be one of {', '.join(STAGES)}")
     check_run_id(run_id)
-    prices = load_prices()
-    plan = load_plan(plan_path, prices=prices)
+    plan, _prices, offers = load_checked_plan(plan_path)
     train_plan = training_plan(plan, training_overrides)
     tasks = load_plan_tasks(plan)
     db = db.expanduser().resolve()
@@ -653,7 +723,9 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
         resumed = resumed and campaign.state.events > 2  # more than created + this plan
         try:
             ctx = make_ctx(plan, plan_path, campaign, tasks, settings, backend, yes=yes, progress=progress,
-                           run_id=run_id, train_plan=train_plan, label_swap=label_swap)
+                           run_id=run_id, train_plan=train_plan, label_swap=label_swap, offers=offers)
+            for warning in offers.warnings:
+                progress.say(warning)
             if backend == "simulated":
                 progress.say("backend: the embedded Together simulator (simulated: numbers are not Together's)")
             if resumed:

@@ -1,4 +1,5 @@
-"""Dedicated endpoints for eval: the fine-tune's base and the tuned LoRA served the same way.
+"""Dedicated endpoints: the eval's (the fine-tune's base and the tuned LoRA served the same
+way) and a dedicated generator's for the rollouts (role "generator").
 
 A LoRA of Qwen2.5-7B-Instruct is served only on a dedicated endpoint, so the base is
 served on one too (never the serverless FP8 -Turbo model against a LoRA, which would
@@ -64,7 +65,7 @@ def base_profile(mg: Mgmt, model: str) -> tuple[str, str | None]:
 def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str,
           config: str | None, price_cents_per_hour: int, instance: str, actor: str,
           ready_timeout_s: float = 1800, poll_s: float = 0.5,
-          abort: Callable[[], str | None] | None = None) -> dict[str, Any]:
+          abort: Callable[[], str | None] | None = None, replicas: int = 1) -> dict[str, Any]:
     """Create an endpoint with one deployment of `model_ref`, wait until it is ready.
 
     A run killed after Together created the endpoint (or its deployment) but before the log
@@ -82,7 +83,8 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
 
     adopted = existing_endpoint()
     ep = adopted or m.call("endpoints.create", client.endpoints.create, name=name, recover=existing_endpoint)
-    kw: dict[str, Any] = {"name": "d1", "autoscaling": {"minReplicas": 1, "maxReplicas": 1}, "model": model_ref}
+    kw: dict[str, Any] = {"name": "d1", "autoscaling": {"minReplicas": replicas, "maxReplicas": replicas},
+                          "model": model_ref}
     if config:
         kw["config"] = config
 
@@ -103,25 +105,66 @@ def start(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, model_ref: str
         "run_id": run_id, "role": role, "endpoint_id": ep.id, "deployment_id": dep.id, "name": name,
         "model": model_ref, "chat_model": chat_model, "instance": instance,
         "price_cents_per_hour": price_cents_per_hour, "started_at": format_ts(started),
-        "adopted": adopted is not None}, actor=actor)
+        "adopted": adopted is not None, "replicas": replicas}, actor=actor)
+    _until_ready(campaign, m, ep.id, dep.id, name=name, role=role, ready_timeout_s=ready_timeout_s, poll_s=poll_s,
+                 abort=abort)
+    return campaign.state.part(ENDPOINTS).by_id[ep.id]
+
+
+def _until_ready(campaign: Campaign, m: Mgmt, endpoint_id: str, dep_id: str, *, name: str, role: str,
+                 ready_timeout_s: float, poll_s: float, abort: Callable[[], str | None] | None) -> None:
+    """Wait until the deployment is ready, route the endpoint to it, log `endpoint.ready`
+    (once); a failed or cap-stopped start is stopped and raises."""
+    client = m.client
     deadline = time.monotonic() + ready_timeout_s
     while True:
-        state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep.id,
-                       endpoint_id=ep.id).status.state
+        state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, dep_id,
+                       endpoint_id=endpoint_id).status.state
         if state == READY:
             break
         if state in FAILED or time.monotonic() > deadline:
-            stop(campaign, m, ep.id, reason=f"deployment {state} before ready")
+            stop(campaign, m, endpoint_id, reason=f"deployment {state} before ready")
             raise InputError(f"endpoint {name} did not become ready ({state})")
         why = abort() if abort is not None else None
         if why is not None:  # the budget cap: stop it while it provisions
-            stop(campaign, m, ep.id, reason="the budget cap stopped the eval")
+            stop(campaign, m, endpoint_id,
+                 reason=f"the budget cap stopped the {'rollouts' if role == 'generator' else 'eval'}")
             raise BudgetCapReached(why)
         time.sleep(poll_s)
-    m.call("endpoints.update", client.endpoints.update, ep.id, traffic_split=[{"deploymentId": dep.id, "weight": 1}],
-           update_mask="trafficSplit")
-    campaign.append("endpoint.ready", {"endpoint_id": ep.id, "ready_at": format_ts(_now())}, actor="system")
-    return campaign.state.part(ENDPOINTS).by_id[ep.id]
+    m.call("endpoints.update", client.endpoints.update, endpoint_id,
+           traffic_split=[{"deploymentId": dep_id, "weight": 1}], update_mask="trafficSplit")
+    if not campaign.state.part(ENDPOINTS).by_id[endpoint_id].get("ready_at"):
+        campaign.append("endpoint.ready", {"endpoint_id": endpoint_id, "ready_at": format_ts(_now())}, actor="system")
+
+
+REUSABLE = (READY, "DEPLOYMENT_STATE_PROVISIONING", "DEPLOYMENT_STATE_SCALING")
+
+
+def reuse(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, ready_timeout_s: float = 1800,
+          poll_s: float = 0.5, abort: Callable[[], str | None] | None = None) -> dict[str, Any] | None:
+    """The campaign's endpoint of (`run_id`, `role`) that the log shows running (started, or
+    adopted, by a run that crashed) and Together still deploys: used as it is, its minutes
+    billed from its start as before, instead of stopped and deployed again (a resume pays no
+    second provisioning). Logged as `endpoint.reused`. None when there is none to use; one
+    Together no longer runs is stopped (billed) first."""
+    ep = next((e for e in campaign.state.part(ENDPOINTS).running()
+               if e.get("run_id") == run_id and e.get("role") == role and e.get("deployment_id")), None)
+    if ep is None:
+        return None
+    client = m.client
+    try:
+        state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, ep["deployment_id"],
+                       endpoint_id=ep["endpoint_id"]).status.state
+    except together.NotFoundError:
+        state = "gone"
+    if state not in REUSABLE:
+        stop(campaign, m, ep["endpoint_id"], reason=f"left running by an earlier run; not reusable ({state})")
+        return None
+    campaign.append("endpoint.reused", {"endpoint_id": ep["endpoint_id"], "deployment_state": state,
+                                        "at": format_ts(_now())}, actor="system")
+    _until_ready(campaign, m, ep["endpoint_id"], ep["deployment_id"], name=ep["name"], role=role,
+                 ready_timeout_s=ready_timeout_s, poll_s=poll_s, abort=abort)
+    return campaign.state.part(ENDPOINTS).by_id[ep["endpoint_id"]]
 
 
 def _stop_deployment(m: Mgmt, endpoint_id: str, dep_id: str, *, stop_timeout_s: float, poll_s: float) -> None:
@@ -173,10 +216,12 @@ def _endpoint_name(campaign: Campaign, run_id: str, role: str) -> str:
     return f"dpo-{campaign.store.campaign_id[:6]}-{run_id}-{role}"[:50]
 
 
-def adopt_unlogged(campaign: Campaign, m: Mgmt, *, instance: str, price_cents_per_hour: int) -> list[str]:
+def adopt_unlogged(campaign: Campaign, m: Mgmt, *, instance: str, price_cents_per_hour: int,
+                   by_role: dict[str, tuple[str, int]] | None = None) -> list[str]:
     """Log the endpoints of this campaign that Together has and the log does not (a run killed
     between creating one and logging it), billed from their deployment's creation, so that
-    stopping them bills them. Returns their ids."""
+    stopping them bills them. `by_role` gives a role's own (instance, cents per hour), e.g. the
+    generator's; the others are at `instance` / `price_cents_per_hour`. Returns their ids."""
     client = m.client
     prefix = f"dpo-{campaign.store.campaign_id[:6]}-"
     logged = campaign.state.part(ENDPOINTS).by_id
@@ -192,20 +237,24 @@ def adopt_unlogged(campaign: Campaign, m: Mgmt, *, instance: str, price_cents_pe
         dep = (m.call("deployments.retrieve", client.endpoints.deployments.retrieve, summary.id, endpoint_id=ep.id)
                if summary is not None else None)
         slug = slug or m.call("whoami", client.whoami).project.slug
+        hw, cents = (by_role or {}).get(role, (instance, price_cents_per_hour))
         campaign.append("endpoint.started", {
             "run_id": run_id or "?", "role": role or "?", "endpoint_id": ep.id,
             "deployment_id": dep.id if dep is not None else "", "name": bare,
-            "model": getattr(dep, "model", None) or "?", "chat_model": f"{slug}/{bare}/d1", "instance": instance,
-            "price_cents_per_hour": price_cents_per_hour,
+            "model": getattr(dep, "model", None) or "?", "chat_model": f"{slug}/{bare}/d1", "instance": hw,
+            "price_cents_per_hour": cents,
             "started_at": format_ts(_deployment_created(dep) if dep is not None else _now()), "adopted": True},
             actor="system")
         found.append(ep.id)
     return found
 
 
-def stop_all(campaign: Campaign, m: Mgmt, *, reason: str) -> list[str]:
-    """Stop every endpoint the log shows running (e.g. left by a crash)."""
-    ids = [e["endpoint_id"] for e in campaign.state.part(ENDPOINTS).running()]
+def stop_all(campaign: Campaign, m: Mgmt, *, reason: str, role: str | None = None,
+             keep: Callable[[dict[str, Any]], bool] = lambda ep: False) -> list[str]:
+    """Stop every endpoint the log shows running (e.g. left by a crash), or only those of
+    `role`, but those `keep` says a resume reuses."""
+    ids = [e["endpoint_id"] for e in campaign.state.part(ENDPOINTS).running()
+           if role in (None, e.get("role")) and not keep(e)]
     for endpoint_id in ids:
         stop(campaign, m, endpoint_id, reason=reason)
     return ids

@@ -76,6 +76,12 @@ class BudgetInputs:
     eval_concurrency: int = 8
     # training: pairs expected (the pilot's yield; None before it: target_pairs)
     expected_pairs: float | None = None
+    # a dedicated generator (usd_per_hour > 0, every replica): the rollouts cost its minutes, not
+    # tokens: provisioning + the rollouts' tokens / its throughput, in started minutes
+    generator_endpoint_usd_per_hour: float = 0.0
+    generator_provisioning_minutes: float = 0.0
+    generator_tokens_per_s: float = 1500.0  # every replica together, at the rollouts' concurrency
+    rollout_concurrency: int = 8
 
     @property
     def rollouts(self) -> int:
@@ -168,11 +174,25 @@ def endpoint_minutes_each(inp: BudgetInputs, eval_tokens: float, eval_calls: flo
     return float(math.ceil(inp.provisioning_minutes + serving)) if inp.provisioning_minutes + serving > 0 else 0.0
 
 
+def generator_endpoint_stage(inp: BudgetInputs, stage: StageEstimate) -> StageEstimate:
+    """The rollouts on a dedicated generator: billed minutes = provisioning + the stage's tokens
+    at the endpoint's throughput, in started minutes (the eval's endpoint model); low: half the
+    provisioning and half the serving time; high: twice the serving time and a minute more."""
+    per_min = inp.generator_endpoint_usd_per_hour / 60
+    serving = stage.tokens / max(inp.generator_tokens_per_s, 1e-9) / 60
+    minutes = math.ceil(inp.generator_provisioning_minutes + serving)
+    low = per_min * max(1, math.ceil(inp.generator_provisioning_minutes / 2 + serving / 2))
+    high = per_min * math.ceil(inp.generator_provisioning_minutes + 2 * serving + 1)
+    return StageEstimate(stage.calls, stage.tokens, minutes * per_min, low_usd=low, high_usd=high)
+
+
 def estimate(inp: BudgetInputs) -> Estimate:
     unc = inp.token_uncertainty
     rollouts = _agent_stage(inp.rollouts, inp.calls_per_rollout, max_calls_per_rollout(inp.max_iters, inp.reflections),
                             inp.prompt_tokens_per_call, inp.completion_tokens_per_call, inp.generator_price, unc,
                             inp.prompt_growth_per_call)
+    if inp.generator_endpoint_usd_per_hour > 0:
+        rollouts = generator_endpoint_stage(inp, rollouts)
     pairs = inp.target_pairs if inp.expected_pairs is None else min(inp.target_pairs, inp.expected_pairs)
     train_tokens = pairs * inp.pair_tokens * inp.dpo_epochs
     train_usd = max(train_tokens * inp.training_usd_per_mtok / 1e6, inp.training_minimum_usd)
@@ -226,6 +246,7 @@ class PilotSummary:
     first_prompt_tokens: float | None = None  # the fitted first call's prompt (None: not separable)
     prompt_growth_per_call: float | None = None  # the fitted tokens each later call adds
     seconds_per_call: float | None = None  # wall seconds per call at the stage's concurrency (None: not logged)
+    tokens_per_rollout_s: float | None = None  # prompt + completion tokens per wall second of one rollout (median)
 
 
 def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: float = 0.9,
@@ -244,8 +265,10 @@ def summarize_pilot(pilot: Sequence[PilotRollout], *, seed: int, confidence: flo
     first, growth = fit_prompt_growth([(r.calls, r.prompt_tokens) for r in pilot])
     timed = sorted(r.seconds / r.calls for r in pilot if r.seconds is not None and r.calls)
     per_call = timed[len(timed) // 2] if timed else None  # the median: robust to one rollout a crash stretched
+    rates = sorted((r.prompt_tokens + r.completion_tokens) / r.seconds for r in pilot if r.seconds)
     return PilotSummary(
         first_prompt_tokens=first, prompt_growth_per_call=growth, seconds_per_call=per_call,
+        tokens_per_rollout_s=rates[len(rates) // 2] if rates else None,
         rollouts=n, calls=calls,
         avg_iters=sum(r.iterations for r in pilot) / n,
         avg_reflections=sum(r.reflections for r in pilot) / n,
@@ -285,12 +308,27 @@ def calibrated_estimate(inp: BudgetInputs, pilot: PilotSummary) -> Estimate:
                            pair_tokens=pilot.first_prompt_tokens + 2 * pilot.completion_tokens_per_call)
     if pilot.seconds_per_call is not None:  # the eval's endpoints stay up as long as its rollouts take
         measured = replace(measured, eval_seconds_per_call=pilot.seconds_per_call)
+    notes = pilot.notes
+    if inp.generator_endpoint_usd_per_hour > 0 and pilot.tokens_per_rollout_s:
+        # the pilot measured the dedicated generator's throughput: the rollouts' tokens per wall second
+        measured = replace(measured, generator_tokens_per_s=measured_throughput(inp, pilot))
+        notes = (*notes, f"dedicated generator: {measured.generator_tokens_per_s:,.0f} tokens/s measured by the pilot "
+                         f"at concurrency {min(inp.rollout_concurrency, inp.rollouts)}")
     base = estimate(measured)
+    if inp.generator_endpoint_usd_per_hour > 0:  # billed by the minute: the pilot's token costs are 0
+        return Estimate(base.by_stage, calibrated=True, notes=notes)
     r = base.by_stage["rollouts"]
     rollouts = StageEstimate(r.calls, r.tokens, usd=inp.rollouts * pilot.cost_per_rollout,
                              low_usd=inp.rollouts * pilot.cost_per_rollout_low,
                              high_usd=inp.rollouts * pilot.cost_per_rollout_high)
-    return Estimate({**base.by_stage, "rollouts": rollouts}, calibrated=True, notes=pilot.notes)
+    return Estimate({**base.by_stage, "rollouts": rollouts}, calibrated=True, notes=notes)
+
+
+def measured_throughput(inp: BudgetInputs, pilot: PilotSummary) -> float:
+    """A dedicated generator's tokens per second at the rollouts' concurrency: one rollout's
+    median tokens per wall second (model time and test runs alike: the endpoint bills both)
+    times the rollouts in flight."""
+    return (pilot.tokens_per_rollout_s or 0.0) * max(1, min(inp.rollout_concurrency, inp.rollouts))
 
 
 @dataclass(frozen=True)

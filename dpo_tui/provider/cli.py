@@ -243,6 +243,8 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
                                  + (f", dated {book.date}" if book.date else "")})
     except InputError as exc:
         checks.append({"name": "prices", "ok": False, "detail": exc.message})
+    if has_key and catalogue is not None:
+        checks.append(_prices_vs_table(settings))
     try:
         tok = _tokenizer(settings)
         checks.append({"name": "tokenizer", "ok": True, "detail": f"exact Qwen BPE ranks at {tok.ranks_path}"
@@ -253,6 +255,28 @@ def _doctor_checks(settings: Settings) -> list[dict[str, Any]]:
     checks.append({"name": "sandbox", "ok": bwrap is not None,
                    "detail": f"bubblewrap at {bwrap}" if bwrap else "bwrap not found: install bubblewrap"})
     return checks
+
+
+def _prices_vs_table(settings: Settings) -> dict[str, Any]:
+    """Where the live catalogue and hardware list disagree with the shipped table (the live
+    prices are what estimates and runs use; the table is the fallback)."""
+    import together
+
+    from dpo_tui.provider.offers import live_offers, price_disagreements
+    from dpo_tui.provider.prices import load_prices
+
+    table = load_prices(settings.prices_path)
+    try:
+        diffs = price_disagreements(live_offers(settings), table)
+    except (together.APIError, OSError) as exc:
+        return {"name": "prices vs table", "ok": False, "detail": f"hardware list unreadable: "
+                                                                 f"{_redacted_error(settings, exc)}"}
+    if not diffs:
+        return {"name": "prices vs table", "ok": True,
+                "detail": f"the live catalogue and hardware list agree with the shipped table of {table.date}"}
+    return {"name": "prices vs table", "ok": True, "disagreements": diffs,
+            "detail": f"{len(diffs)} disagreement(s) with the shipped table of {table.date} (estimates use the live "
+                      f"prices): " + "; ".join(diffs)}
 
 
 def _whoami(settings: Settings) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class PriceTable:
     training: dict[str, TrainingPrice] = field(default_factory=dict)
     dedicated: dict[str, str] = field(default_factory=dict)  # model -> instance name
     instances: dict[str, InstancePrice] = field(default_factory=dict)
+    origin: str = "table"  # "table": a dated table file; "catalogue": the live catalogue and hardware list
 
     def chat_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one serverless call, or None when the model has no serverless price."""

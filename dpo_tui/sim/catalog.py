@@ -1,5 +1,9 @@
 """What the simulated Together account offers: models, limits, hardware, configs, identity.
 
+The catalogue is a dated snapshot of Together's (the price table's `date` and `source`):
+Qwen2.5-72B-Instruct-Turbo is dedicated-only (it left the serverless catalogue; a serverless
+chat request for it gets Together's "non-serverless model" error), Qwen2.5-7B-Instruct-Turbo
+is serverless, Qwen2.5-7B-Instruct is a fine-tunable base served on dedicated endpoints.
 Prices come from the dated price table (dpo_tui/provider/prices.py); nothing is hard-coded
 here that the table already says.
 """
@@ -26,6 +30,7 @@ class BaseModel:
     fine_tuning: bool
     params_b: float
     context: int = 32768
+    adapter_mode: str | None = "ADAPTER_MODE_DYNAMIC"  # LoRA hosting of its deployment profile (None: not published)
 
     @property
     def ml_id(self) -> str:
@@ -45,7 +50,8 @@ class BaseModel:
 
 
 BASE_MODELS: tuple[BaseModel, ...] = (
-    BaseModel("Qwen/Qwen2.5-72B-Instruct-Turbo", "qwen25_72b_turbo", "72b", True, False, False, 72.7),
+    BaseModel("Qwen/Qwen2.5-72B-Instruct-Turbo", "qwen25_72b_turbo", "72b", False, True, False, 72.7,
+              adapter_mode=None),
     BaseModel("Qwen/Qwen2.5-7B-Instruct-Turbo", "qwen25_7b_turbo", "7b", True, False, False, 7.6),
     BaseModel("Qwen/Qwen2.5-7B-Instruct", "qwen25_7b", "7b", False, True, True, 7.6),
 )
@@ -68,8 +74,9 @@ def supported_model(m: BaseModel, prices: PriceTable) -> dict:
         "profileId": m.cr_id, "certifiedConfigRevisionId": m.cr_id, "certifiedModelRevisionId": m.rv_id,
         "config": f"projects/{PUBLIC_PROJECT}/configs/{m.cr_id}",
         "model": f"{m.registry_path}/revisions/{m.rv_id}", "modelName": m.name,
-        "gpuType": gpu_type, "gpuCount": int(gpu_count), "parallelism": "TP1", "quantization": "BF16",
-        "adapterMode": "ADAPTER_MODE_DYNAMIC",
+        "gpuType": gpu_type, "gpuCount": int(gpu_count), "parallelism": f"TP{gpu_count}",
+        "quantization": "FP8" if m.name.endswith("-Turbo") else "BF16",
+        **({"adapterMode": m.adapter_mode} if m.adapter_mode else {}),
         "performanceBenchmarks": {"decodingSpeedTps": 120.0, "maxContextLength": str(m.context),
                                   "timeToFirstTokenMs": 180.0},
     }] if m.dedicated else []

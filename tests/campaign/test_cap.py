@@ -28,26 +28,27 @@ def spend_and_cap(db: Path) -> tuple[float, float]:
 
 
 def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid_way(tmp_path):
-    # one endpoint minute each estimated: the eval is estimated at 2 x 1 min x $0.056
+    # 1.4 endpoint minutes each estimated: the eval is estimated at 2 x 1.4 min x $0.0915 (1x H100 at
+    # $5.49/h); the dedicated generator (2x H100, $0.183/min) needs its next minute to fit while it runs
     plan = tmp_path / "plan.toml"
-    plan.write_text(small_demo_plan(**{"endpoint_tokens_per_s = 20000": "endpoint_tokens_per_s = 20000\nendpoint_minutes = 1",
-                                       "cap_usd = 5.00": "cap_usd = 0.20", "k = 3": "k = 1"}))
+    plan.write_text(small_demo_plan(**{"endpoint_tokens_per_s = 20000": "endpoint_tokens_per_s = 20000\nendpoint_minutes = 1.4",
+                                       "cap_usd = 5.00": "cap_usd = 0.40", "k = 3": "k = 1"}))
     db = tmp_path / "c.db"
 
-    # 1. rollouts and training fit $0.20; the eval's estimate does not: refused before any endpoint
+    # 1. rollouts and training fit $0.40; the eval's estimate does not: refused before any endpoint
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
     assert res.returncode == 3, res.stderr
-    assert "the eval's endpoint minutes is estimated at $0.1120" in res.stderr
+    assert "the eval's endpoint minutes is estimated at $0.2562" in res.stderr
     assert json.loads(res.stdout)["status"] == "budget_cap"
-    assert events(db, "endpoint.started") == []
+    assert [e.payload["role"] for e in events(db, "endpoint.started")] == ["generator"]  # the rollouts' only
     [refused] = events(db, "budget.stage_refused")
-    assert refused.payload["stage"] == "eval" and refused.payload["cap_usd"] == 0.20
+    assert refused.payload["stage"] == "eval" and refused.payload["cap_usd"] == 0.40
     spend, cap = spend_and_cap(db)
     assert spend <= cap
 
     # 2. a cap the estimate fits, but not both endpoints' minutes as they start: stopped mid-way
     with Campaign.open(db) as c:
-        set_cap(c, round(spend + 0.14, 4), reason="room for the estimate only", actor="operator:alice")
+        set_cap(c, round(spend + 0.265, 4), reason="room for the estimate only", actor="operator:alice")
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=400)
     assert res.returncode == 3, res.stderr
     assert "the next minute of" in res.stderr and ("does not fit" in res.stderr or "do not fit" in res.stderr)

@@ -33,9 +33,16 @@ from tests.conftest import count_events, run_dpo_tui, small_demo_plan
 FAKE_KEY = {"TOGETHER_API_KEY": "some-fake-key"}
 
 
+# The rollouts' own calls are what these tests fail: a serverless generator keeps a dedicated
+# endpoint's management calls (the demo's 72B-Turbo) out of the fault path.
+SERVERLESS = {'generator = "Qwen/Qwen2.5-72B-Instruct-Turbo"': 'generator = "Qwen/Qwen2.5-7B-Instruct-Turbo"',
+              'generator_serving = "dedicated"': 'generator_serving = "serverless"'}
+
+
 def real_backend_plan(tmp_path: Path, base_url: str, **more: str) -> Path:
     p = tmp_path / "plan.toml"
-    p.write_text(small_demo_plan(**{'kind = "simulator"': f'kind = "together"\nbase_url = "{base_url}"'}, **more))
+    p.write_text(small_demo_plan(**{'kind = "simulator"': f'kind = "together"\nbase_url = "{base_url}"'},
+                                 **SERVERLESS, **more))
     return p
 
 
@@ -146,7 +153,8 @@ def test_a_refused_key_stops_at_the_preflight_with_401_and_one_request(tmp_path)
         res = run_dpo_tui("run", "--plan", real_backend_plan(tmp_path, url), "--db", db, "--yes", env=FAKE_KEY)
         assert_stopped_at_preflight(res, db, time.monotonic() - start,
                                     f"dpo-tui: error: backend {url} refused the API key (401)")
-        assert backend.requests == 1  # a refused key is not retried
+        # a refused key is not retried: the plan's live catalogue read (then the shipped snapshot) and the preflight
+        assert backend.requests == 2
 
 
 def write_config(text: str) -> None:
@@ -161,7 +169,7 @@ def write_config(text: str) -> None:
 def test_rollouts_whose_calls_give_up_are_errored_not_data_and_a_rerun_retries_them(tmp_path):
     write_config("max_attempts = 1\n")  # a call gives up on its first 503
     plan = tmp_path / "plan.toml"
-    faulty = small_demo_plan(**{"sim_seed = 7": 'sim_seed = 7\nsim_faults = "503=0.9"'})
+    faulty = small_demo_plan(**{"sim_seed = 7": 'sim_seed = 7\nsim_faults = "503=0.9"'}, **SERVERLESS)
     plan.write_text(faulty)
     db = tmp_path / "c.db"
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
@@ -181,7 +189,7 @@ def test_rollouts_whose_calls_give_up_are_errored_not_data_and_a_rerun_retries_t
     assert replay["rollouts"]["errored"] == len(errored) and replay["rollouts"]["finished"] == len(finished)
     completed_before = Counter(p["idempotency_key"] for p in events_of(db, "call.completed"))
 
-    plan.write_text(small_demo_plan())  # the backend is fixed
+    plan.write_text(small_demo_plan(**SERVERLESS))  # the backend is fixed
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -305,7 +313,7 @@ def test_an_errored_eval_sample_is_no_model_failure_and_no_result_is_computed_wi
 
 def test_the_train_stage_checks_the_backend_first_and_a_finished_stage_needs_no_check(tmp_path):
     plan = tmp_path / "plan.toml"
-    plan.write_text(small_demo_plan())
+    plan.write_text(small_demo_plan(**SERVERLESS))
     db = tmp_path / "c.db"
     res = run_dpo_tui("run", "--plan", plan, "--db", db, "--until", "rollouts", "--yes", timeout=300)
     assert res.returncode == 0, res.stderr

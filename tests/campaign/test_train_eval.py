@@ -22,13 +22,13 @@ from tests.conftest import count_events, run_dpo_tui, small_demo_plan
 SMALL = small_demo_plan(**{"seeds = [11, 12, 13]": "seeds = [11, 12]", "k = 3": "k = 2"})
 
 
-def _run_until_event(cmd: list[str], db: Path, type_: str, timeout: float = 240) -> bool:
-    """Start a run, SIGKILL it as soon as `type_` is in the log; True if it was killed."""
+def _run_until_event(cmd: list[str], db: Path, type_: str, timeout: float = 240, after: int = 0) -> bool:
+    """Start a run, SIGKILL it as soon as the log has more than `after` `type_` events; True if it was killed."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if count_events(db, type_) > 0:
+            if count_events(db, type_) > after:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return True
@@ -47,7 +47,9 @@ def test_kill_during_training_and_during_eval_reattaches_and_leaves_no_endpoint(
     db = tmp_path / "c.db"
     cmd = [sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(plan), "--db", str(db), "--yes"]
     assert _run_until_event(cmd, db, "train.job_created"), "the run ended before the job was created"
-    assert _run_until_event(cmd, db, "endpoint.ready"), "the run ended before an endpoint was ready"
+    # the dedicated generator's endpoint was ready in the rollouts: kill at an eval endpoint's
+    assert _run_until_event(cmd, db, "endpoint.ready", after=count_events(db, "endpoint.ready")), \
+        "the run ended before an endpoint was ready"
     final = run_dpo_tui(*cmd[3:], timeout=300)
     assert final.returncode == 0, final.stderr
     summary = json.loads(final.stdout)
@@ -63,8 +65,10 @@ def test_kill_during_training_and_during_eval_reattaches_and_leaves_no_endpoint(
     started = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.started"}
     stopped = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.stopped"}
     assert started and started == stopped  # every endpoint stopped, including the one the kill left
-    reasons = [e.payload["reason"] for e in events if e.type == "endpoint.stopped"]
-    assert "left running by an earlier run" in reasons
+    # the one the kill left running was reused by the resume, not stopped and deployed again
+    reused = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.reused"}
+    roles = [(e.payload["run_id"], e.payload["role"]) for e in events if e.type == "endpoint.started"]
+    assert reused and reused <= started and len(roles) == len(set(roles)), roles
     assert summary["endpoint"]["running"] == 0
 
 

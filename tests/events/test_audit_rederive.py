@@ -112,7 +112,8 @@ def test_spend_by_stage_is_rederived_from_calls_and_billing_and_matches_the_fold
     finally:
         c.close()
     assert set(again) >= {"pilot", "rollouts", "training", "eval", "endpoint", "management"}
-    assert again["pilot"] > 0 and again["rollouts"] > again["pilot"]  # the pilot is part of the rollouts stage
+    # the pilot is part of the rollouts stage; the demo's dedicated generator bills minutes, its calls $0 per token
+    assert again["rollouts"] > again["pilot"] >= 0
     assert again["management"] == 0.0  # the API's management calls are not billed
     for stage, usd in spend.by_stage.items():
         assert again[stage] == pytest.approx(usd, abs=1e-9)
@@ -120,7 +121,7 @@ def test_spend_by_stage_is_rederived_from_calls_and_billing_and_matches_the_fold
 
 def test_a_forged_pilot_cost_fails_under_spend_by_stage(finished, cli, no_key):
     def edit(rows):
-        rows[last_index(rows, "budget.pilot_calibrated")]["payload"]["pilot"]["cost_per_rollout"] *= 0.5
+        rows[last_index(rows, "budget.pilot_calibrated")]["payload"]["pilot"]["cost_per_rollout"] += 0.01
         return rows
 
     forge(finished, edit)

@@ -37,7 +37,7 @@ from dpo_tui.sim.server import SimServer
 from dpo_tui.tasks.suites import load_suite
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
-GEN, POLICY = "Qwen/Qwen2.5-72B-Instruct-Turbo", "Qwen/Qwen2.5-7B-Instruct-Turbo"
+POLICY = "Qwen/Qwen2.5-7B-Instruct-Turbo"  # the 72B generator is dedicated-only: served on an endpoint
 BASE_PATH = "projects/proj_pub/models/ml_qwen25_7b"
 
 
@@ -60,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {}
     with SimServer(seed=3, job_stage_seconds=0.01, provision_seconds=0.01, references=[qspec, hspec]) as sim:
         client = Together(api_key="sim-key", base_url=sim.base_url, project_id="proj_sim", max_retries=0)
-        for key, model in (("generator_solve_rate", GEN), ("policy_solve_rate", POLICY)):
-            rate, _per = ev.solve_rate(client, model, quix, runner, seeds=rollout_seeds, max_iters=4)
-            out[key] = round(rate, 3)
-            say(f"{model}: solved {rate:.3f} of {len(quix)} QuixBugs tasks x {len(rollout_seeds)} rollouts "
-                f"(max_iters 4)")
+        big, stop_big = ev.serve(client, "gen-72b", "projects/proj_pub/models/ml_qwen25_72b_turbo")  # dedicated-only
+        try:
+            for key, model in (("generator_solve_rate", big), ("policy_solve_rate", POLICY)):
+                rate, _per = ev.solve_rate(client, model, quix, runner, seeds=rollout_seeds, max_iters=4)
+                out[key] = round(rate, 3)
+                say(f"{model}: solved {rate:.3f} of {len(quix)} QuixBugs tasks x {len(rollout_seeds)} rollouts "
+                    f"(max_iters 4)")
+        finally:
+            stop_big()
         with tempfile.TemporaryDirectory() as tmp:
             res = paired_learning(client, q_train + h_train, h_held, runner, Path(tmp), pair_seeds=pair_seeds,
                                      eval_seeds=eval_seeds, aa_model=POLICY, base_path=BASE_PATH)

@@ -16,9 +16,11 @@ import pytest
 import together
 
 from dpo_tui.tasks.sandbox import SandboxUnavailable
+from dpo_tui.sim import evaluate as ev
 from tests.sim.conftest import write_jsonl
 
 TURBO72 = "Qwen/Qwen2.5-72B-Instruct-Turbo"
+TURBO7 = "Qwen/Qwen2.5-7B-Instruct-Turbo"  # serverless (72B-Turbo is dedicated-only in the July 2026 catalogue)
 BASE7 = "Qwen/Qwen2.5-7B-Instruct"
 
 
@@ -63,13 +65,17 @@ def _nothing_written(paths: list[str], cwd: Path) -> None:
 
 def test_a_hostile_program_in_a_chat_request_is_never_run(sim, traps):
     key, paths, cwd = traps
-    client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0)
+    client = together.Together(api_key="sim-key", base_url=sim.base_url, max_retries=0, project_id="proj_sim")
     program = _hostile(paths, SQUARE_BUGGY)
     msgs = [{"role": "user", "content": f"Fix the bug.\n```python\n{program}```\nFailing tests:\n{FAILURE}"}]
-    for seed in range(4):
-        reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=seed, temperature=0.7)
-        assert "```python" in reply.choices[0].message.content
-        assert key not in reply.choices[0].message.content
+    served, stop = ev.serve(client, "hostile-72b", "projects/proj_pub/models/ml_qwen25_72b_turbo")  # dedicated-only
+    try:
+        for seed in range(4):
+            reply = client.chat.completions.create(model=served, messages=msgs, seed=seed, temperature=0.7)
+            assert "```python" in reply.choices[0].message.content
+            assert key not in reply.choices[0].message.content
+    finally:
+        stop()
     _nothing_written(paths, cwd)
 
 
@@ -113,7 +119,7 @@ def test_the_simulator_runs_no_process_and_starts_without_bubblewrap(monkeypatch
     with SimServer(seed=2, job_stage_seconds=0.01, provision_seconds=0.01) as server:
         client = together.Together(api_key="sim-key", base_url=server.base_url, max_retries=0)
         msgs = [{"role": "user", "content": f"```python\n{_hostile(paths, SQUARE_BUGGY)}```\n{FAILURE}"}]
-        reply = client.chat.completions.create(model=TURBO72, messages=msgs, seed=1, temperature=0.7)
+        reply = client.chat.completions.create(model=TURBO7, messages=msgs, seed=1, temperature=0.7)
     assert "```python" in reply.choices[0].message.content
     _nothing_written(paths, cwd)
 

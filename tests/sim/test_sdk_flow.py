@@ -11,7 +11,8 @@ from together.lib.resources.files import FileAlreadyExistsError
 
 from tests.sim.conftest import GCD, dpo_line, write_jsonl
 
-TURBO72 = "Qwen/Qwen2.5-72B-Instruct-Turbo"
+TURBO72 = "Qwen/Qwen2.5-72B-Instruct-Turbo"  # dedicated-only since the July 2026 catalogue
+TURBO7 = "Qwen/Qwen2.5-7B-Instruct-Turbo"  # serverless
 BASE7 = "Qwen/Qwen2.5-7B-Instruct"
 AUTH = {"Authorization": "Bearer sim-key"}
 
@@ -19,19 +20,19 @@ AUTH = {"Authorization": "Bearer sim-key"}
 def test_chat_seeded_repeat_and_usage(client):
     msgs = [{"role": "user", "content": f"Fix this program.\n```python\n{GCD}```\nRecursionError: maximum "
                                         "recursion depth exceeded"}]
-    a = client.chat.completions.create(model=TURBO72, messages=msgs, seed=5, temperature=0.8)
-    b = client.chat.completions.create(model=TURBO72, messages=msgs, seed=5, temperature=0.8)
+    a = client.chat.completions.create(model=TURBO7, messages=msgs, seed=5, temperature=0.8)
+    b = client.chat.completions.create(model=TURBO7, messages=msgs, seed=5, temperature=0.8)
     assert a.choices[0].message.content == b.choices[0].message.content
     assert "```python" in a.choices[0].message.content
     assert a.usage.prompt_tokens > 50 and a.usage.completion_tokens > 20
     assert a.usage.total_tokens == a.usage.prompt_tokens + a.usage.completion_tokens
-    texts = {client.chat.completions.create(model=TURBO72, messages=msgs, seed=s, temperature=1.0)
+    texts = {client.chat.completions.create(model=TURBO7, messages=msgs, seed=s, temperature=1.0)
              .choices[0].message.content for s in range(8)}
     assert len(texts) > 1  # the seed matters
 
 
 def test_every_response_is_labelled_and_unknown_paths_are_json_404(sim, client):
-    raw = client.chat.completions.with_raw_response.create(model=TURBO72, messages=[{"role": "user", "content": "hi"}])
+    raw = client.chat.completions.with_raw_response.create(model=TURBO7, messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-simulated"] == "true"
     r = httpx.get(sim.base_url + "/v1/nope", headers=AUTH)
     assert r.status_code == 404 and r.headers["x-simulated"] == "true"
@@ -48,10 +49,10 @@ def test_unknown_and_non_serverless_models_get_togethers_errors(client):
 
 
 def test_streaming_chat(client):
-    chunks = list(client.chat.completions.create(model=TURBO72, messages=[{"role": "user", "content": "hi"}],
+    chunks = list(client.chat.completions.create(model=TURBO7, messages=[{"role": "user", "content": "hi"}],
                                                  stream=True, seed=1))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    full = client.chat.completions.create(model=TURBO72, messages=[{"role": "user", "content": "hi"}], seed=1)
+    full = client.chat.completions.create(model=TURBO7, messages=[{"role": "user", "content": "hi"}], seed=1)
     assert text == full.choices[0].message.content
 
 
@@ -179,7 +180,15 @@ def test_base_model_on_an_endpoint_and_catalogue(sim):
     hw = client.endpoints.hardware.list()
     assert all(isinstance(h.price_cents_per_hour, int) for h in hw.data)
     models = {m.name: m for m in client.models.list_supported()}
-    assert models[TURBO72].pricing.input == 1.20 and models[BASE7].pricing is None
+    assert models[TURBO7].pricing.input == 0.30 and models[BASE7].pricing is None
+    # the July 2026 snapshot: 72B-Turbo dedicated-only on 2x H100, no serverless price or endpoint
+    big = models[TURBO72]
+    assert "PRODUCT_SERVERLESS" not in big.products and "PRODUCT_DEDICATED" in big.products
+    assert big.pricing is None and big.serverless_endpoint is None
+    assert (big.deployment_profiles[0].gpu_count, big.deployment_profiles[0].gpu_type) == (2, "nvidia-h100-80gb")
+    prices = {h.name: h.price_cents_per_hour for h in hw.data}
+    assert prices["1xnvidia-h100-80gb"] == 549 and prices["1xnvidia-h200-141gb"] == 665
+    assert prices["1xnvidia-b200-180gb"] == 899 and prices["2xnvidia-h100-80gb"] == 1098
     assert "PRODUCT_DEDICATED" in models[BASE7].products
     prof = models[BASE7].deployment_profiles[0]
     cfg = client.models.configs.retrieve(prof.config.rsplit("/", 1)[-1], project_id="proj_pub")
@@ -233,3 +242,27 @@ def test_registry_adapters_and_lists_parse_strictly(sim, tmp_path):
                                         update_mask="autoscaling")
     client.endpoints.deployments.delete(dep.id, endpoint_id=ep.id)
     client.endpoints.delete(ep.id)
+
+
+def test_72b_turbo_is_dedicated_only_as_together_serves_it_now(sim):
+    """A serverless chat request for 72B-Turbo gets Together's error for a model it does not
+    serve serverless (400, model_not_available); on a dedicated endpoint of its catalogue
+    profile (2x H100) it answers, and its replicas bill at the hardware list's price."""
+    client = together.Together(api_key="sim-key", base_url=sim.base_url, _strict_response_validation=True,
+                               max_retries=0, project_id="proj_sim")
+    msgs = [{"role": "user", "content": f"Fix this program.\n```python\n{GCD}```\nRecursionError"}]
+    with pytest.raises(together.BadRequestError) as exc:
+        client.chat.completions.create(model=TURBO72, messages=msgs, seed=1)
+    err = exc.value.body["error"] if "error" in exc.value.body else exc.value.body
+    assert err["code"] == "model_not_available" and "non-serverless model " + TURBO72 in err["message"]
+    prof = next(m for m in client.models.list_supported() if m.name == TURBO72).deployment_profiles[0]
+    ep = client.endpoints.create(name="gen-72b")
+    dep = client.endpoints.deployments.create(ep.id, name="d1", autoscaling={"minReplicas": 1, "maxReplicas": 1},
+                                              model=prof.model, config=prof.config)
+    assert dep.hardware == "2xnvidia-h100-80gb"
+    _wait_state(client, ep.id, dep.id, "DEPLOYMENT_STATE_READY")
+    reply = client.chat.completions.create(model="simproj/gen-72b/d1", messages=msgs, seed=1)
+    assert reply.usage.prompt_tokens > 0 and "```python" in reply.choices[0].message.content
+    client.endpoints.deployments.update(dep.id, endpoint_id=ep.id, update_mask="autoscaling",
+                                        autoscaling={"minReplicas": 0, "maxReplicas": 0})
+    _wait_state(client, ep.id, dep.id, "DEPLOYMENT_STATE_STOPPED")

@@ -61,7 +61,11 @@ def test_ranks_path_from_env(monkeypatch, tmp_path):
 def test_price_table():
     t = load_prices()
     assert t.date and t.source
-    assert t.chat_cost("Qwen/Qwen2.5-72B-Instruct-Turbo", 1_000_000, 0) == pytest.approx(1.20)
+    # the July 2026 snapshot: 72B-Turbo left the serverless catalogue (dedicated on 2x H100 only)
+    assert t.chat_cost("Qwen/Qwen2.5-72B-Instruct-Turbo", 1_000_000, 0) is None
+    assert t.instances[t.dedicated["Qwen/Qwen2.5-72B-Instruct-Turbo"]].price_cents_per_hour == 2 * 549
+    assert {n: i.price_cents_per_hour for n, i in t.instances.items() if i.gpu_count == 1} == {
+        "1xnvidia-h100-80gb": 549, "1xnvidia-h200-141gb": 665, "1xnvidia-b200-180gb": 899}
     assert t.chat_cost("Qwen/Qwen2.5-7B-Instruct-Turbo", 0, 1_000_000) == pytest.approx(0.30)
     assert t.training["Qwen/Qwen2.5-7B-Instruct"].assumption is True
     assert t.training_cost(QWEN, 500_000, 2) == pytest.approx(1.20)

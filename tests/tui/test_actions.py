@@ -167,20 +167,21 @@ async def test_budget_inputs_validate_and_the_estimate_updates_then_records(spli
         await settle(pilot)
         before = screen_text(app)
         field = app.query_one("#in-rollouts_per_task")
-        field.value = "8"
+        # ten times the rollouts: the dedicated generator's started minutes move too (twice would fit its one minute)
+        field.value = "40"
         await settle(pilot, 0.1)
         doubled = screen_text(app)
         field.value = "0"
         await settle(pilot, 0.1)
         assert "rollouts.rollouts_per_task" in screen_text(app)  # the plan's validation names the field
-        field.value = "8"
+        field.value = "40"
         await pilot.press("ctrl+r")
         await settle(pilot)
     row0 = next(line for line in before.splitlines() if line.strip().startswith("rollouts"))
     row1 = next(line for line in doubled.splitlines() if line.strip().startswith("rollouts"))
     assert row0.split()[-1] != row1.split()[-1]  # '$ edited' moved with the input
     est = events_of(split_db, "budget.estimated")
-    assert est[-1].actor == ACTOR and est[-1].payload["inputs"]["rollouts_per_task"] == 8
+    assert est[-1].actor == ACTOR and est[-1].payload["inputs"]["rollouts_per_task"] == 40
 
 
 async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(split_db):

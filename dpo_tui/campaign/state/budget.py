@@ -21,6 +21,7 @@ class BudgetEstimated(Payload):
     inputs: dict[str, Any]
     estimate: dict[str, Any]  # Estimate.to_json()
     prices_source: str
+    prices: dict[str, Any] | None = None  # {"origin": "catalogue" | "table", "as_of": DATE, "source"}
     train_tasks: int = Field(ge=0)
     eval_tasks: int = Field(ge=0)
 

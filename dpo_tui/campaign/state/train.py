@@ -107,7 +107,7 @@ class CancelRequested(Payload):
 @event_type("endpoint.started", version=1)
 class EndpointStarted(Payload):
     run_id: str
-    role: str  # base | tuned
+    role: str  # base | tuned (the eval's) | generator (the rollouts')
     endpoint_id: str
     deployment_id: str
     name: str
@@ -117,12 +117,23 @@ class EndpointStarted(Payload):
     price_cents_per_hour: int
     started_at: str  # measured by the service (UTC); the fold never reads a clock
     adopted: bool = False  # created by a run that died before logging it; found by name, billed from its creation
+    replicas: int = Field(1, ge=1)  # price_cents_per_hour is every replica's together
 
 
 @event_type("endpoint.ready", version=1)
 class EndpointReady(Payload):
     endpoint_id: str
     ready_at: str
+
+
+@event_type("endpoint.reused", version=1)
+class EndpointReused(Payload):
+    """A running campaign endpoint a crashed run left, used by the resume instead of stopped
+    and deployed again (campaign/serving.py `reuse`); it bills on from its start."""
+
+    endpoint_id: str
+    deployment_state: str  # as Together reported it when reused
+    at: str
 
 
 @event_type("endpoint.stopped", version=1)
@@ -254,9 +265,21 @@ def _finished(state: CampaignState, event: StoredEvent) -> None:
     add_spend(state, "training", p["price_usd"])
 
 
+def endpoint_stage(role: str | None) -> str:
+    """The spend stage an endpoint's minutes count in: a generator's in the rollouts it serves."""
+    return "rollouts" if role == "generator" else "endpoint"
+
+
 @on("endpoint.started")
 def _ep_started(state: CampaignState, event: StoredEvent) -> None:
     state.part(ENDPOINTS).by_id[event.payload["endpoint_id"]] = {**event.payload, "state": "provisioning"}
+
+
+@on("endpoint.reused")
+def _ep_reused(state: CampaignState, event: StoredEvent) -> None:
+    ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
+    if ep is not None:
+        ep["reused"] = ep.get("reused", 0) + 1
 
 
 @on("endpoint.ready")
@@ -271,7 +294,7 @@ def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None and ep["state"] != "stopped":
         # what the meter booked while it ran is spent already: add only the rest
-        add_spend(state, "endpoint", max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
+        add_spend(state, endpoint_stage(ep.get("role")), max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
         ep.update(state="stopped", minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
 
 
@@ -279,7 +302,7 @@ def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
 def _ep_billed(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None and ep["state"] != "stopped" and event.payload["minutes"] > ep.get("billed_minutes", 0):
-        add_spend(state, "endpoint", event.payload["cost_usd"] - ep.get("billed_usd", 0.0))
+        add_spend(state, endpoint_stage(ep.get("role")), event.payload["cost_usd"] - ep.get("billed_usd", 0.0))
         ep.update(billed_minutes=event.payload["minutes"], billed_usd=event.payload["cost_usd"],
                   minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
 
