@@ -21,7 +21,7 @@ from typing import Any
 from dpo_tui.campaign import serving
 from dpo_tui.campaign.budget import generator_hardware
 from dpo_tui.campaign.cap import EndpointMeter, meter_loop
-from dpo_tui.campaign.state_train import ENDPOINTS
+from dpo_tui.campaign.state.train import ENDPOINTS
 from dpo_tui.errors import BudgetCapReached
 
 RUN_ID, ROLE = "rollouts", "generator"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dpo_tui.campaign.rederive import DERIVATION, _same
-from dpo_tui.campaign.state_train import endpoint_stage
+from dpo_tui.campaign.state.train import endpoint_stage
 from dpo_tui.events.core import SPEND
 from dpo_tui.events.fold import CampaignState, invariant, on, state_part
 from dpo_tui.events.store import StoredEvent
