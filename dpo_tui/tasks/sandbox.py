@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -207,7 +208,62 @@ def run_sandboxed(script: Path, payload: Callable[[int, int | None], dict], back
     if bwrap is None and not sandbox.allow_unsandboxed:
         raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {refusal} ({advice})")
     as_root = os.geteuid() == 0
-    drop_uid = 200_000 + secrets.randbelow(800_000) if as_root else None
+    drop_uid = _claim_uid() if as_root else None
+    try:
+        return _run_as(script, payload, backstop, sandbox, bwrap, as_root, drop_uid)
+    finally:
+        if drop_uid is not None:
+            reap_uid(drop_uid)  # nothing the run spawned outlives it, escaped sessions included
+            with _UIDS_LOCK:
+                _UIDS.discard(drop_uid)
+
+
+_UIDS: set[int] = set()  # the fresh uids of the runs in flight in this process: never two alike
+_UIDS_LOCK = threading.Lock()
+
+
+def _claim_uid() -> int:
+    with _UIDS_LOCK:
+        while (uid := 200_000 + secrets.randbelow(800_000)) in _UIDS:
+            pass
+        _UIDS.add(uid)
+        return uid
+
+
+def reap_uid(uid: int, timeout: float = 10.0) -> list[int]:
+    """Kill every process left with this run's own uid and wait until none is left (the pid
+    namespace's teardown is asynchronous, and a forked child in a new session escapes the
+    process-group kill); returns the pids it found left. Bounded by `timeout`."""
+    found: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = _pids_of(uid)
+        if not left or time.monotonic() > deadline:
+            return found
+        for pid in left:
+            if pid not in found:
+                found.append(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _run_as(script: Path, payload: Callable[[int, int | None], dict], backstop: float, sandbox: Sandbox,
+            bwrap: str | None, as_root: bool, drop_uid: int | None) -> tuple[bytes, str, bool]:
     with tempfile.TemporaryDirectory(prefix="dpo-tui-run-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
@@ -221,6 +277,8 @@ def run_sandboxed(script: Path, payload: Callable[[int, int | None], dict], back
         nproc_base = 0 if as_root else _own_process_count()
         raw, error = _spawn(cmd, json.dumps(payload(nproc_base, drop_uid)).encode(), work if not bwrap else None,
                             backstop, env=_child_env(str(work)))
+        if drop_uid is not None:
+            reap_uid(drop_uid)  # before its work directory goes
     return raw, error, bwrap is not None
 
 
