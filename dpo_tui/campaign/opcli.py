@@ -131,6 +131,21 @@ def cmd_pairs_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pairs_build(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import pairs as pairs_stage
+    from dpo_tui.campaign.state.pairs import PAIRS
+    from dpo_tui.provider.tokenizer import get_tokenizer
+
+    actor = _actor(args)
+    with _writer(args.db) as campaign:
+        plan, tasks = open_plan(campaign, args.plan, actor=actor)
+        pairs_stage.build(campaign, plan, tasks, get_tokenizer(), actor=actor)
+        built = campaign.state.part(PAIRS).built
+    kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None) if built else 0
+    print(f"pairs built by {actor} from the finished rollouts: {kept} kept of {len(built['pairs']) if built else 0}")
+    return EXIT_OK
+
+
 def cmd_pairs_export(args: argparse.Namespace) -> int:
     from dpo_tui.campaign import pairs as pairs_stage
     from dpo_tui.provider.secrets import operator_text
@@ -166,7 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", required=True, help="why (logged with your name)")
     p.set_defaults(func=cmd_cap)
 
-    p = sub.add_parser("pairs", help="list, accept, reject or export pairs (the console's Pairs pane)",
+    p = sub.add_parser("pairs", help="list, build, accept, reject or export pairs (the console's Pairs pane)",
                        description="The operator's pair actions, headless. accept/reject/export take the "
                        "campaign's writer lock and are logged as operator:<name>; a decision after an export "
                        "makes it stale, and training waits for `pairs export`.")
@@ -187,6 +202,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--reason", required=True, help="why (logged with your name)")
         q.add_argument("--plan", help=PLAN_HELP)
         q.set_defaults(func=cmd_pairs_decide, decision=decision)
+    q = psub.add_parser("build", help="build the pairs from the finished rollouts (the console's b on Pairs)",
+                        description="Build every pair the finished train rollouts give and run the funnel "
+                        "(pairs.built, by operator:<name>). Needs the plan (its filters): " + PLAN_HELP + ".")
+    _common(q)
+    q.add_argument("--plan", help=PLAN_HELP)
+    q.set_defaults(func=cmd_pairs_build)
     q = psub.add_parser("export", help="export the kept pairs (again, when a decision made the export stale)",
                         description="Write Together's and TRL's JSONL and the manifest, logging the decision and the "
                         "pair decisions the export reflects. Needs the plan: " + PLAN_HELP + ".")

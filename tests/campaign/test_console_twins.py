@@ -21,7 +21,7 @@ from dpo_tui.events.campaign import Campaign
 from tests.tui.conftest import copy_campaign, demo_template, split_template  # noqa: F401 - the session's campaigns
 
 ROOT = Path(__file__).resolve().parents[2]
-TWINS = (("cap",), ("pairs", "list"), ("pairs", "accept"), ("pairs", "reject"), ("pairs", "export"), ("note",),
+TWINS = (("cap",), ("pairs", "list"), ("pairs", "build"), ("pairs", "accept"), ("pairs", "reject"), ("pairs", "export"), ("note",),
          ("split", "propose"), ("split", "move"), ("split", "exclude"), ("split", "approve"), ("split", "unfreeze"),
          ("cancel",), ("override",), ("train",), ("approve",), ("budget", "record"), ("endpoint", "stop"))
 
@@ -108,6 +108,7 @@ def test_cap_pairs_and_note_log_the_same_events_headless(demo_template, twins):
     refused, _ = t.step(lambda s: s.decide_pair("nope", "accept", "r"), "pairs", "accept", "--pair", "nope",
                         "--reason", "r")
     assert refused and "nope" in refused
+    t.step(lambda s: s.build_pairs(), "pairs", "build")
     t.step(lambda s: s.export_pairs(), "pairs", "export", "--reason", "exported in the TUI")
     t.step(lambda s: s.note("rollouts paused by the operator", "rollouts"), "note", "--text",
            "rollouts paused by the operator", "--stage", "rollouts")
@@ -115,10 +116,10 @@ def test_cap_pairs_and_note_log_the_same_events_headless(demo_template, twins):
         "--text is empty: a note needs text"
     got = _since(t.b, t.start)
     types = [e[0] for e in got]
-    assert types == ["budget.cap_set", "pairs.decided", "pairs.built", "pairs.decided", "pairs.built",
+    assert types == ["budget.cap_set", "pairs.decided", "pairs.built", "pairs.decided", "pairs.built", "pairs.built",
                      "decision.recorded", "pairs.exported", "note.added"], types
     assert {e[2] for e in got} == {"operator:alice"}
-    assert got[6][1]["supersedes"] and "<db>" in got[6][1]["together_path"]
+    assert got[7][1]["supersedes"] and "<db>" in got[7][1]["together_path"]
 
 
 def test_split_actions_log_the_same_events_headless(split_template, twins):
