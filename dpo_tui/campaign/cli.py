@@ -158,13 +158,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 Demo {result.status} on the embedded Together simulator (all figures are simulated).
   campaign log: {db}
   spend: ${s['spend']['total_usd']:.4f} of a ${s['budget_cap_usd']:.2f} cap (simulated prices from the dated table)
-Try next:
+{_demo_verdict(db, s, prog)}Try next:
   {prog} replay --db {db}          rebuild the state from the log
   {prog} audit --db {db}           verify the hash chain and the invariants
   {prog} report --db {db}          the auditor's report
   {prog} events --db {db} --type decision.recorded
   {prog} tui --db {db} --readonly  browse it in the console""", file=sys.stderr)
     return result.exit_code
+
+
+def _demo_verdict(db: Path, summary: dict, prog: str) -> str:
+    """What the gate decided and, when it could not decide, the power figure that says why."""
+    decision = (summary.get("eval") or {}).get("decision")
+    if decision is None:
+        return ""
+    line = f"  gate: {decision}\n"
+    if decision != "inconclusive":
+        return line
+    from dpo_tui.campaign.plan import demo_plan_path, load_plan
+    from dpo_tui.campaign.power import campaign_power, power_summary
+    from dpo_tui.campaign.suites import load_plan_tasks
+    from dpo_tui.events.campaign import Campaign
+    from dpo_tui.provider.prices import load_prices
+
+    prices = load_prices()
+    plan = load_plan(demo_plan_path(), prices=prices)
+    tasks = load_plan_tasks(plan)
+    with Campaign.open(db, readonly=True) as campaign:
+        out = campaign_power(campaign, plan, prices, n_pool=len(tasks.pool), n_heldout=len(tasks.heldout))
+    return (f"{line}  why: {power_summary(out)}\n"
+            f"  ({prog} power --plan {demo_plan_path()} --db {db} sizes an eval that could decide)\n")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ def demo(tmp_path_factory) -> tuple[Path, dict, float]:
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "simulat" in res.stderr
     print(f"\ndemo took {elapsed:.1f} s (the issue's bound: 90 s on this machine)")
+    (cwd / "demo.stderr").write_text(res.stderr)  # what the operator read at the end
     return cwd / "demo-campaign.db", json.loads(res.stdout[: res.stdout.rindex("}") + 1]), elapsed
 
 
@@ -38,6 +39,11 @@ def test_demo_runs_all_stages_and_its_log_audits(demo):
     assert run_dpo_tui("audit", "--db", db).returncode == 0
     replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     assert replay["spend"] == summary["spend"] and replay["pairs"]["exported"] == summary["pairs"]["exported"]
+    # the end says what the gate decided and, when it could not, the power figure that says why
+    end = (db.parent / "demo.stderr").read_text().split("Demo done", 1)[1]
+    assert f"  gate: {summary['eval']['decision']}\n" in end
+    if summary["eval"]["decision"] == "inconclusive":
+        assert "  why: Power (from the pilot's per-task pass rates): this eval test (5 tasks x 3 seeds)" in end
 
 
 @pytest.mark.slow
