@@ -133,6 +133,8 @@ class DpoApp(OperatorActions, App):
         self.set_interval(1.0, self._refresh_header)
         self._refresh_header()
         self.action_show_stage("budget")
+        if self.session.catching_up:
+            self._catch_up()
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
 
@@ -154,7 +156,21 @@ class DpoApp(OperatorActions, App):
             self._posted = True
         self.post_message(EventsAppended())
 
+    @work(thread=True, exclusive=True, group="catch-up")
+    def _catch_up(self) -> None:
+        """Fold the rest of a log opened partly folded, a chunk per hold of the lock, and hand
+        each chunk to the panes the way appended events are (coalesced by the drain)."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        while self.session.catching_up and not worker.is_cancelled:
+            events = self.session.catch_up()
+            if events:
+                self._appended(events)
+
     def _poll(self) -> None:
+        if self.session.catching_up:
+            return  # the catch-up worker is folding; it reaches the head the poll follows from
         try:
             new = self.session.campaign.refresh()
         except DpoTuiError as exc:
@@ -220,6 +236,8 @@ class DpoApp(OperatorActions, App):
             stages = stage_states(s)
         working = None if self.working is None else (
             f"stopping {self.working}" if self.quitting else f"{self.working} running")
+        if s.catching_up:
+            working = f"reading the log: {st.last_seq:,} of {s.log_events:,} events"
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
                              readonly=s.readonly, working=working)
 
