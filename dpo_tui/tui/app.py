@@ -158,15 +158,40 @@ class DpoApp(OperatorActions, App):
 
     @work(thread=True, exclusive=True, group="catch-up")
     def _catch_up(self) -> None:
-        """Fold the rest of a log opened partly folded, a chunk per hold of the lock, and hand
-        each chunk to the panes the way appended events are (coalesced by the drain)."""
+        """Fold the rest of a log opened partly folded, a chunk per hold of the lock. The
+        chunks are not queued for the panes (a million events would pile up faster than the
+        screen drains them): the visible pane is redrawn from the state twice a second, and
+        every pane once the fold is done."""
         from textual.worker import get_current_worker
 
-        worker = get_current_worker()
+        worker, last = get_current_worker(), time.monotonic()
         while self.session.catching_up and not worker.is_cancelled:
-            events = self.session.catch_up()
-            if events:
-                self._appended(events)
+            self.session.catch_up()
+            if time.monotonic() - last >= DRAIN_INTERVAL_S and self.session.catching_up:
+                last = time.monotonic()
+                self.call_from_thread(self._show_catch_up)
+        if not worker.is_cancelled:
+            self.call_from_thread(self._caught_up)
+
+    def _show_catch_up(self) -> None:
+        if self.query("#stages"):  # (none while the app shuts down)
+            self.pane(self.active_stage).sync()
+            self._refresh_header()
+
+    def _caught_up(self) -> None:
+        """The fold reached the head: panes that hold rows from the state reload them."""
+        if not self.query("#stages"):
+            return
+        active = self.active_stage
+        for key, _label, _cls in STAGES:
+            pane = self.pane(key)
+            if key == "rollouts" and pane.loaded:
+                pane.first_show()  # its rows, from the whole state
+            if key == active:
+                pane.sync()
+            else:
+                self._dirty.add(key)
+        self._refresh_header()
 
     def _poll(self) -> None:
         if self.session.catching_up:

@@ -55,6 +55,7 @@ from bench_tui import append_copies, first_frame, rollout_copier  # noqa: E402
 from dpo_tui.campaign.plan import demo_plan_path  # noqa: E402
 from dpo_tui.campaign.runner import run_campaign  # noqa: E402
 from dpo_tui.events.campaign import Campaign  # noqa: E402
+from dpo_tui.tui.session import FIRST_FOLD  # noqa: E402
 from tests.tui.conftest import make_app  # noqa: E402
 from tests.tui.screen_text import screen_text  # noqa: E402
 
@@ -156,13 +157,18 @@ def store_figures(db: Path, plan_path: Path) -> dict:
     return out
 
 
-async def log_filter(db: Path, text: str) -> float:
-    """Seconds from typing a filter into the Log pane to its table and count on screen."""
+async def log_filter(db: Path, text: str) -> tuple[float, float]:
+    """Seconds from typing a filter into the Log pane to its table and count on screen, once
+    the console has settled (the fold caught up, the pane's first load in); and the seconds
+    from opening the console to the fold's catching up (the header's progress line gone)."""
     from textual.widgets import Input
 
+    t_open = time.perf_counter()
     app = make_app(db, readonly=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("7")
+        await _until(pilot, lambda: not app.session.catching_up and "reading the log" not in screen_text(app))
+        caught_up = time.perf_counter() - t_open
         await _until(pilot, lambda: " match, newest" in screen_text(app))
         pane = app.pane("log")
         gen = pane._generation  # noqa: SLF001 - the pane's count of loads: this filter's is the next
@@ -170,7 +176,7 @@ async def log_filter(db: Path, text: str) -> float:
         pane.query_one("#log-filter", Input).value = text
         await _until(pilot, lambda: pane._generation > gen and _log_done(app))  # noqa: SLF001
         await _until(pilot, lambda: " match, newest" in screen_text(app))
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, caught_up
 
 
 def _log_done(app) -> bool:  # noqa: ANN001
@@ -187,7 +193,8 @@ async def _until(pilot, cond, timeout: float = 600.0) -> None:  # noqa: ANN001
 
 def console_figures(db: Path) -> dict:
     t_open, t = asyncio.run(first_frame(db, None, "$ est"))
-    return {"tui_first_frame_s": t, "tui_open_fold_s": t_open, "log_filter_s": asyncio.run(log_filter(db, LOG_FILTER))}
+    filter_s, caught_up_s = asyncio.run(log_filter(db, LOG_FILTER))
+    return {"tui_first_frame_s": t, "tui_open_fold_s": t_open, "log_filter_s": filter_s, "tui_caught_up_s": caught_up_s}
 
 
 # -- building the log -----------------------------------------------------------------------
@@ -305,8 +312,10 @@ def print_summary(out: dict, full: dict, demo: dict, g: dict, real: dict, second
     say(f"console first frame: {full['tui_first_frame_s']:.2f}s at seed scale (open and fold "
         f"{full['tui_open_fold_s']:.2f}s) vs {demo['tui_first_frame_s']:.2f}s on the demo = {frame_ratio:.1f}x "
         f"(goal <= 5x)")
-    say(f"Log pane filter {LOG_FILTER!r}: {full['log_filter_s']:.2f}s at seed scale vs {demo['log_filter_s']:.2f}s "
-        f"on the demo")
+    say(f"console fold caught up (read-only: the first frame folds {FIRST_FOLD:,} events, a worker the rest): "
+        f"{full['tui_caught_up_s']:.1f}s after opening at seed scale, {demo['tui_caught_up_s']:.2f}s on the demo")
+    say(f"Log pane filter {LOG_FILTER!r} (a free-text scan of every payload), once settled: "
+        f"{full['log_filter_s']:.2f}s at seed scale vs {demo['log_filter_s']:.2f}s on the demo")
     goals = {"replay peak < 1 GiB": full["replay_peak_mb"] < 1024, "growth <= 1.5": out["growth"] <= 1.5,
              "first frame <= 5x demo": frame_ratio <= 5, "bench < 25 min": seconds < 25 * 60}
     say("goals: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in goals.items()))
