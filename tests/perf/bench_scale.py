@@ -17,7 +17,7 @@ paired and browsed, against the same figures on the demo, in one run.
    render: what `dpo-tui report` does) and the pairs build (`pairs.build_event`: rollout
    outcomes, first prompts, the filter funnel, token counts). At full scale and on the demo:
    the console's first full 80x24 frame (Pilot, as bench_tui.py) and the Log pane's response
-   to a free-text filter that scans every event.
+   to a free-text filter that scans every event. Each store figure is the best of two rounds.
 
 `growth` is the largest, over replay, audit, report and pairs build, of (seconds per event at
 full scale) / (seconds per event at 1/16 scale). Goals: replay peak < 1 GiB, growth <= 1.5,
@@ -148,12 +148,18 @@ def pairs_build_s(db: Path, plan_path: Path) -> tuple[float, int]:
     return dt, len(ev.payload["pairs"])
 
 
-def store_figures(db: Path, plan_path: Path) -> dict:
+def store_figures(db: Path, plan_path: Path, rounds: int = 2) -> dict:
+    """Each figure the best of `rounds` (the machine is shared: a neighbour's burst during one
+    measurement would read as growth)."""
     out = counts(db)
-    out.update(replay(db))
-    out["audit_s"] = audit_s(db)
-    out["report_s"] = report_s(db)
-    out["pairs_build_s"], out["pairs_built"] = pairs_build_s(db, plan_path)
+    for _ in range(rounds):
+        rep = replay(db)
+        if rep["replay_s"] < out.get("replay_s", math.inf):
+            out.update(rep)
+        out["audit_s"] = min(audit_s(db), out.get("audit_s", math.inf))
+        out["report_s"] = min(report_s(db), out.get("report_s", math.inf))
+        pairs_s, out["pairs_built"] = pairs_build_s(db, plan_path)
+        out["pairs_build_s"] = min(pairs_s, out.get("pairs_build_s", math.inf))
     return out
 
 
