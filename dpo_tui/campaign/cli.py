@@ -192,10 +192,8 @@ def _demo_verdict(db: Path, summary: dict, prog: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from dpo_tui.campaign import report
-    from dpo_tui.events.campaign import Campaign
 
-    with Campaign.open(args.db, readonly=True) as campaign:
-        blocks = report.build(campaign)
+    blocks = report.build_for(args.db)
     text = report.to_html(blocks) if args.format == "html" else report.to_markdown(blocks)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

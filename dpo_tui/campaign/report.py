@@ -8,13 +8,15 @@ of blocks (headings, paragraphs, tables) rendered to Markdown or HTML."""
 from __future__ import annotations
 
 import html
+import os
 from typing import Any
 
 from dpo_tui.campaign.state.pairs import ordered_funnel
 from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events.anchor import anchor_line, make_anchor
-from dpo_tui.events.audit import audit
+from dpo_tui.events.audit import AuditReport, audit
 from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import open_store
 
 Block = tuple[str, Any]  # ("h", text) | ("p", text) | ("table", (header, rows))
 
@@ -31,10 +33,26 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
-def build(campaign: Campaign) -> list[Block]:
+def build_for(path: str | os.PathLike[str]) -> list[Block]:
+    """The report of the campaign file at `path` in one pass over the log: a clean audit's own
+    fold is the state a Campaign would fold (same events, same fold); otherwise the Campaign
+    folds (and refuses a broken chain) as before."""
+    store = open_store(path, readonly=True)
+    try:
+        rep = audit(store, key=checkpoints.load_key())
+        campaign = Campaign(store, state=rep.state) if rep.ok else Campaign(store)
+    except BaseException:
+        store.close()
+        raise
+    with campaign:
+        return build(campaign, rep)
+
+
+def build(campaign: Campaign, rep: AuditReport | None = None) -> list[Block]:
+    """The report's blocks; `rep`: this log's audit, when the caller has run it already."""
     s = campaign.state.to_json()
     key = checkpoints.load_key()  # read, never created: a report appends nothing
-    rep = audit(campaign.store, key=key)
+    rep = rep if rep is not None else audit(campaign.store, key=key)
     simulated = s["plan"]["backend"] == "simulated"
     blocks: list[Block] = [("h", f"Campaign report: {s['campaign']['name']}")]
     keyed = (f"keyed ({rep.checkpoints.verified} checkpoints verified under key {rep.checkpoints.key_id})"
@@ -83,7 +101,7 @@ def _spend(s: dict) -> list[Block]:
 
 def _decisions(campaign: Campaign) -> list[Block]:
     rows = []
-    for e in campaign.store.read(verify=False):
+    for e in campaign.store.read(verify=False, types=DECISION_TYPES):  # the type index: not every payload
         if e.type in DECISION_TYPES:
             p = e.payload
             what = p.get("decision") or p.get("to") or p.get("hash", "")[:12] or p.get("cap_usd", "")

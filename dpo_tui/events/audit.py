@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from dpo_tui.events import checkpoint as checkpoints
 from dpo_tui.events.chain import GENESIS_HASH, event_hash
@@ -67,6 +68,7 @@ class AuditReport:
     warnings: list[Problem] = field(default_factory=list)
     checkpoints: Checkpoints = field(default_factory=Checkpoints)
     anchor: dict | None = None  # the anchor checked, when one was given
+    state: Any = field(default=None, repr=False, compare=False)  # the audit's own fold (not in to_json)
 
     @property
     def keyed(self) -> bool:
@@ -255,6 +257,7 @@ def audit(store: EventStore, *, key: bytes | None = None, anchor: dict | None = 
             elif message:
                 problem(seq, rule, message)
     cps.end(last_seq)
+    report.state = state
     if anchor is not None:
         _check_anchor(report, anchor, key, store.campaign_id, anchored, problem)
     return report

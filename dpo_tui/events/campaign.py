@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,11 +13,22 @@ from dpo_tui.events.types import Payload
 
 
 class Campaign:
-    """Open with `Campaign.open(path)`; `state` is always the fold of every committed event."""
+    """Open with `Campaign.open(path)`; `state` is always the fold of every committed event,
+    except on a read-only store opened with `fold_limit`: then it is the fold of the first
+    `fold_limit` events, and `refresh()` folds the rest (a console's first frame on a big log
+    need not wait for the whole fold)."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, *, fold_limit: int | None = None, state: CampaignState | None = None) -> None:
+        """`state`: the fold of every event in `store`, made already (a clean audit's: `report`
+        needs one pass, not a fold and an audit)."""
+        if fold_limit is not None and (fold_limit < 1 or not store.readonly):
+            raise ValueError("fold_limit is for a read-only store (nothing folds appends into a partial state), >= 1")
         self.store = store
-        self.state: CampaignState = fold(store.read(verify=True))
+        if state is not None:
+            self.state: CampaignState = state
+        else:
+            events = store.read(verify=True)
+            self.state = fold(events if fold_limit is None else itertools.islice(events, fold_limit))
         store.subscribe(self._folded)
 
     @classmethod
@@ -41,9 +53,11 @@ class Campaign:
         """A keyed checkpoint of the head now (a stage's end), unless the head is one already."""
         return self.store.seal(reason)
 
-    def refresh(self) -> list[StoredEvent]:
-        """Fold events another process appended since (a read-only view of a live run)."""
-        new = list(self.store.read(self.state.last_seq, prev=(self.state.last_seq, self.state.head_hash)))
+    def refresh(self, limit: int | None = None) -> list[StoredEvent]:
+        """Fold events not folded yet (another process appended them: a read-only view of a
+        live run; or the open folded only a prefix), at most `limit` of them."""
+        reader = self.store.read(self.state.last_seq, prev=(self.state.last_seq, self.state.head_hash))
+        new = list(reader if limit is None else itertools.islice(reader, limit))
         for event in new:
             apply(self.state, event)
         return new

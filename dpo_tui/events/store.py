@@ -168,9 +168,16 @@ class EventStore:
                 yield from chunk
 
     def read(self, after_seq: int = 0, *, verify: bool = True,
-             prev: tuple[int, str] | None = None) -> Iterator[StoredEvent]:
+             prev: tuple[int, str] | None = None, types: Sequence[str] | None = None) -> Iterator[StoredEvent]:
         """Events after `after_seq`, upcast; with `verify`, the chain is checked as it goes
-        and the first bad event raises IntegrityError naming its seq."""
+        and the first bad event raises IntegrityError naming its seq. `types` (unverified
+        reads only: the chain needs every row) keeps those types, through the type index."""
+        if types and verify:
+            raise ValueError("read(types=...) cannot verify the chain (it needs every row): pass verify=False")
+        if types:
+            for row in self.rows(after_seq, types=types):
+                yield self._decode(*row)
+            return
         if prev is None:
             prev = (0, GENESIS_HASH) if after_seq == 0 else self._hash_at(after_seq)
         expect_seq, prev_hash = prev[0] + 1, prev[1]

@@ -141,6 +141,8 @@ class DpoApp(OperatorActions, App):
         self.set_interval(1.0, self._refresh_header)
         self._refresh_header()
         self.action_show_stage("budget")
+        if self.session.catching_up:
+            self._catch_up()
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
 
@@ -162,7 +164,46 @@ class DpoApp(OperatorActions, App):
             self._posted = True
         self.post_message(EventsAppended())
 
+    @work(thread=True, exclusive=True, group="catch-up")
+    def _catch_up(self) -> None:
+        """Fold the rest of a log opened partly folded, a chunk per hold of the lock. The
+        chunks are not queued for the panes (a million events would pile up faster than the
+        screen drains them): the visible pane is redrawn from the state twice a second, and
+        every pane once the fold is done."""
+        from textual.worker import get_current_worker
+
+        worker, last = get_current_worker(), time.monotonic()
+        while self.session.catching_up and not worker.is_cancelled:
+            self.session.catch_up()
+            if time.monotonic() - last >= DRAIN_INTERVAL_S and self.session.catching_up:
+                last = time.monotonic()
+                self.call_from_thread(self._show_catch_up)
+        if not worker.is_cancelled:
+            self.call_from_thread(self._caught_up)
+
+    def _show_catch_up(self) -> None:
+        if self.query("#stages"):  # (none while the app shuts down)
+            self.pane(self.active_stage).sync()
+            self._refresh_header()
+
+    def _caught_up(self) -> None:
+        """The fold reached the head: panes that hold rows from the state reload them."""
+        if not self.query("#stages"):
+            return
+        active = self.active_stage
+        for key, _label, _cls in STAGES:
+            pane = self.pane(key)
+            if key == "rollouts" and pane.loaded:
+                pane.first_show()  # its rows, from the whole state
+            if key == active:
+                pane.sync()
+            else:
+                self._dirty.add(key)
+        self._refresh_header()
+
     def _poll(self) -> None:
+        if self.session.catching_up:
+            return  # the catch-up worker is folding; it reaches the head the poll follows from
         try:
             new = self.session.campaign.refresh()
         except DpoTuiError as exc:
@@ -229,6 +270,8 @@ class DpoApp(OperatorActions, App):
             overridden = gate_overridden(s)
         working = None if self.working is None else (
             f"stopping {self.working}" if self.quitting else f"{self.working} running")
+        if s.catching_up:
+            working = f"reading the log: {st.last_seq:,} of {s.log_events:,} events"
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
                              readonly=s.readonly, working=working,
                              overridden=overridden)

@@ -28,17 +28,21 @@ from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.errors import DpoTuiError, InputError
 from dpo_tui.events.campaign import Campaign
-from dpo_tui.events.store import NewEvent, StoredEvent
+from dpo_tui.events.store import NewEvent, StoredEvent, open_store
 from dpo_tui.provider.prices import PriceTable, load_prices
+
+
+FIRST_FOLD = 20_000  # a read-only console folds this many events before its first frame
+CATCH_UP_CHUNK = 2_000  # then folds the rest in a worker, this many per hold of the lock
 
 
 class GuardedCampaign(Campaign):
     """A Campaign whose appends (and the fold they trigger) hold `lock`, so the UI thread can
     read a consistent state while a worker thread appends."""
 
-    def __init__(self, store) -> None:  # noqa: ANN001 - EventStore
+    def __init__(self, store, *, fold_limit: int | None = None) -> None:  # noqa: ANN001 - EventStore
         self.lock = threading.RLock()
-        super().__init__(store)
+        super().__init__(store, fold_limit=fold_limit)
 
     def append(self, type_: str, payload: Any, *, actor: str) -> StoredEvent:
         with self.lock:
@@ -52,9 +56,9 @@ class GuardedCampaign(Campaign):
         with self.lock:
             return super().seal(reason)
 
-    def refresh(self) -> list[StoredEvent]:
+    def refresh(self, limit: int | None = None) -> list[StoredEvent]:
         with self.lock:
-            return super().refresh()
+            return super().refresh(limit)
 
 
 class ReadOnly(DpoTuiError):
@@ -75,7 +79,15 @@ class Session:
         self.db = Path(db).expanduser().resolve()
         self.readonly = readonly
         self.actor = actor
-        self.campaign: GuardedCampaign = GuardedCampaign.open(self.db, readonly=readonly)
+        if readonly:  # the first frame shows the first FIRST_FOLD events; catch_up() folds the rest
+            store = open_store(self.db, readonly=True)
+            self.log_events = store.head()[0]  # the log's size at open (catch_up's goal)
+            self.campaign: GuardedCampaign = GuardedCampaign(store, fold_limit=FIRST_FOLD)
+        else:
+            self.campaign = GuardedCampaign.open(self.db, readonly=False)
+            self.log_events = self.campaign.state.last_seq
+        self.catching_up = self.campaign.state.last_seq < self.log_events
+        self._plan_path = plan_path
         self.lock = self.campaign.lock
         self.plan_error: str | None = None
         self.plan: PlanContext | None = None
@@ -89,6 +101,19 @@ class Session:
         self.label_swap = False
         self._load_plan(plan_path)
         self._resume_run()
+
+    def catch_up(self, chunk: int = CATCH_UP_CHUNK) -> list[StoredEvent]:
+        """Fold the next `chunk` events of a log opened partly folded (a worker calls it until
+        `catching_up` is False); the plan and the training run are re-read once caught up."""
+        new = self.campaign.refresh(limit=chunk)
+        if len(new) < chunk or self.campaign.state.last_seq >= self.log_events:
+            with self.lock:
+                recorded = self.campaign.state.part(PLAN).hash
+            if self.plan is None or recorded != self.plan.plan.hash():
+                self._load_plan(self._plan_path)
+            self._resume_run()
+            self.catching_up = False
+        return new
 
     # -- plan ----------------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -33,25 +35,39 @@ from tests.tui.screen_text import screen_text  # noqa: E402
 ROLLOUT_TYPES = ("rollout.started", "rollout.iteration", "rollout.finished", "call.started", "call.completed")
 
 
+def rollout_copier(c: Campaign) -> Callable[[int], list[NewEvent]]:
+    """`copy(k)`: the log's rollout events (ROLLOUT_TYPES) as new events under fresh rollout
+    ids (`<id>~k`) and so fresh idempotency keys, each copy a consistent set."""
+    source = [e for e in c.store.read() if e.type in ROLLOUT_TYPES]
+    ids = sorted({e.payload["rollout_id"] for e in source if e.type == "rollout.started"}, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(i) for i in ids))
+    texts = [(e.type, json.dumps(e.payload)) for e in source]
+
+    def copy(k: int) -> list[NewEvent]:
+        return [NewEvent(t, json.loads(pattern.sub(lambda m: f"{m.group(0)}~{k}", text)), "system")
+                for t, text in texts]
+
+    return copy
+
+
+def append_copies(c: Campaign, copy: Callable[[int], list[NewEvent]], ks: range, chunk: int = 2000) -> None:
+    """Append copies `ks` through the store's own append path (validation, the hash chain,
+    keyed checkpoints, the live fold), `chunk` events per transaction."""
+    for k in ks:
+        batch = copy(k)
+        for i in range(0, len(batch), chunk):
+            c.append_batch(batch[i:i + chunk])
+
+
 def big_campaign(template: Path, out: Path, n_events: int) -> tuple[int, int]:
-    """The demo's rollouts replayed under new rollout ids until the log holds n_events (each
-    copy a consistent set: its own rollout ids and idempotency keys)."""
+    """The demo's rollouts replayed under new rollout ids until the log holds n_events."""
     db = copy_campaign(template, out.parent, out.name)
     with Campaign.open(db) as c:
         c.append("budget.cap_set", {"cap_usd": 1e6, "reason": "bench: room for the copies"}, actor="system")
-        source = [e for e in c.store.read() if e.type in ROLLOUT_TYPES]
-        ids = sorted({e.payload["rollout_id"] for e in source if e.type == "rollout.started"}, key=len, reverse=True)
-        pattern = re.compile("|".join(re.escape(i) for i in ids))
-        import json
-
-        texts = [(e.type, json.dumps(e.payload)) for e in source]
-        k = 0
+        copy, k = rollout_copier(c), 0
         while c.state.events < n_events:
             k += 1
-            batch = [NewEvent(t, json.loads(pattern.sub(lambda m: f"{m.group(0)}~{k}", text)), "system")
-                     for t, text in texts]
-            for i in range(0, len(batch), 2000):
-                c.append_batch(batch[i:i + 2000])
+            append_copies(c, copy, range(k, k + 1))
         return c.state.events, len(c.state.part("rollouts").by_id)
 
 
