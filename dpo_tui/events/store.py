@@ -151,9 +151,11 @@ class EventStore:
             return self._conn.execute("SELECT count(*) FROM event").fetchone()[0]
 
     def rows(self, after_seq: int = 0, *, types: Sequence[str] | None = None,
-             type_prefixes: Sequence[str] | None = None, batch: int = 1000) -> Iterator[tuple]:
+             type_prefixes: Sequence[str] | None = None, text: str | None = None,
+             batch: int = 1000) -> Iterator[tuple]:
         """Raw rows in seq order, fetched in batches (constant memory); `types` keeps those
-        types, `type_prefixes` those whose type starts with one of them."""
+        types, `type_prefixes` those whose type starts with one of them, `text` those whose
+        type or payload contains it, ignoring ASCII case (SQLite's lower())."""
         where, params = "seq > ?", [after_seq]
         if types:
             where += f" AND type IN ({','.join('?' * len(types))})"
@@ -162,6 +164,9 @@ class EventStore:
             where += " AND (" + " OR ".join("substr(type, 1, ?) = ?" for _ in type_prefixes) + ")"
             for p in type_prefixes:
                 params.extend((len(p), p))
+        if text:
+            where += " AND (instr(lower(payload), ?) > 0 OR instr(type, ?) > 0)"
+            params.extend((text.lower(), text.lower()))
         with db_errors(self.path, "reading events"):
             cur = self._conn.execute(f"SELECT {_COLUMNS} FROM event WHERE {where} ORDER BY seq", params)
             while chunk := cur.fetchmany(batch):

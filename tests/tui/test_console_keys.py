@@ -119,3 +119,18 @@ async def test_read_only_offers_no_writing_label_or_button(demo_db):
         text = screen_text(app)
         assert "[read-only]" in text and "cap $" in text
         assert "(c sets)" not in text and "Pilot / rollouts" not in text and "ctrl+r records" not in text
+
+
+def test_free_text_is_filtered_in_sqlite_and_matches_what_the_pane_matches(demo_db):
+    """The Log pane's free text goes to the store as a pre-filter (a million payloads are not
+    lower-cased in Python): the rows it keeps are exactly the ones the pane's own match keeps."""
+    from dpo_tui.events.store import open_store
+
+    flt = LogFilter.parse("APPROVE_split")
+    with open_store(demo_db, readonly=True) as store:
+        every = [(r[0], r[2], r[4], r[6]) for r in store.rows()]
+        kept = [r[0] for r in store.rows(text=flt.text)]
+        typed = [r[0] for r in store.rows(type_prefixes=["decision."], text="approve_split")]
+    want = [seq for seq, type_, actor, text in every if flt.match(type_, actor, text)]
+    assert kept == want and len(want) >= 1
+    assert set(typed) <= set(want) and typed

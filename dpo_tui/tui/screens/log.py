@@ -138,7 +138,8 @@ class LogPane(StagePane):
         rows: deque[tuple] = deque(maxlen=SHOWN)
         matched = scanned = 0
         with open_store(db, readonly=True) as store:  # its own connection: never the writer's
-            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(type_prefixes=flt.types or None):
+            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(type_prefixes=flt.types or None,
+                                                                            text=flt.text if flt.text.isascii() else None):
                 scanned += 1
                 if scanned % 5000 == 0 and worker.is_cancelled:
                     return  # a newer filter superseded this one
