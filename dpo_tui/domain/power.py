@@ -123,19 +123,25 @@ class _Trials:
 
     def ships(self, tasks: int, delta: float, *, alpha: float, bar: float) -> float:
         """The share of trials in which the gate's ship rule holds for the first `tasks` tasks."""
-        shipped, f = 0, min(delta / self.rates.max_delta(), 1.0) if self.rates.max_delta() > 0 else 0.0
-        for t in range(self.trials):
-            rng = random.Random(self.seed * 1_000_003 + t)
-            draw = rng.random
-            a = []
-            for _ in range(tasks):
-                p = self._draw(rng)
-                cut = p + f * (1 - p)
-                u = [draw() for _ in range(self.seeds)]
-                v = [draw() for _ in range(self.seeds)]
-                a.append(sum(x < cut for x in v) - sum(x < p for x in u))
-            shipped += _rejects(a, self.seeds, alpha=alpha, bar=bar)
+        f = self._gain(delta)
+        shipped = sum(_rejects(self._trial(t, tasks, f), self.seeds, alpha=alpha, bar=bar) for t in range(self.trials))
         return shipped / self.trials
+
+    def _gain(self, delta: float) -> float:
+        return min(delta / self.rates.max_delta(), 1.0) if self.rates.max_delta() > 0 else 0.0
+
+    def _trial(self, t: int, tasks: int, f: float) -> list[int]:
+        """Trial t's per-task (tuned - base) pass counts for its first `tasks` tasks."""
+        rng = random.Random(self.seed * 1_000_003 + t)
+        draw = rng.random
+        a = []
+        for _ in range(tasks):
+            p = self._draw(rng)
+            cut = p + f * (1 - p)
+            u = [draw() for _ in range(self.seeds)]
+            v = [draw() for _ in range(self.seeds)]
+            a.append(sum(x < cut for x in v) - sum(x < p for x in u))
+        return a
 
     def sequential(self, tasks: int, delta: float, *, alpha: float, bar: float, looks: int) -> tuple[float, float]:
         """The sequential design (domain/sequential.py) on the same trials: (the share that
@@ -146,17 +152,9 @@ class _Trials:
         sizes = [len(r) for r in _round_sizes(tasks, looks)]
         ends = [sum(sizes[: j + 1]) for j in range(len(sizes))]
         levels = look_alphas([e / tasks for e in ends], alpha)
-        shipped, used, f = 0, 0, min(delta / self.rates.max_delta(), 1.0) if self.rates.max_delta() > 0 else 0.0
+        shipped, used, f = 0, 0, self._gain(delta)
         for t in range(self.trials):
-            rng = random.Random(self.seed * 1_000_003 + t)
-            draw = rng.random
-            a = []
-            for _ in range(tasks):
-                p = self._draw(rng)
-                cut = p + f * (1 - p)
-                u = [draw() for _ in range(self.seeds)]
-                v = [draw() for _ in range(self.seeds)]
-                a.append(sum(x < cut for x in v) - sum(x < p for x in u))
+            a = self._trial(t, tasks, f)
             stop = tasks
             for end, level in zip(ends, levels):
                 if _rejects(a[:end], self.seeds, alpha=2 * level, bar=bar):
