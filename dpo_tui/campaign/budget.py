@@ -67,7 +67,7 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         training_usd_per_mtok=prices.training_rate(plan.models.policy_base, "dpo", plan.training.lora),
         training_minimum_usd=prices.training[plan.models.policy_base].minimum_charge,
         eval_tasks=eval_tasks, eval_runs=len(plan.eval.seeds), eval_models=2,
-        eval_avg_iters=iters, eval_avg_reflections=refl,
+        eval_avg_iters=iters, eval_avg_reflections=refl, eval_solve_rate=b.solve_rate_per_iter,
         eval_prompt_tokens_per_call=b.prompt_tokens_per_call,
         eval_completion_tokens_per_call=b.completion_tokens_per_call,
         eval_price=None,  # base and tuned both on dedicated endpoints: billed by the minute

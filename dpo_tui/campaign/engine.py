@@ -201,6 +201,11 @@ class RolloutEngine:
         await self._running.wait()
         return not self._cancelled
 
+    async def baselines(self, tasks: Sequence[Task]) -> None:
+        """Run and log the baseline of each task that has none (the eval's warm-up,
+        campaign/warmup.py); the test pool bounds how many run at once."""
+        await asyncio.gather(*(self._baseline(t) for t in tasks))
+
     async def _baseline(self, task: Task) -> TestReport:
         seq = self._state.baselines.get(task.id)
         if seq is not None:

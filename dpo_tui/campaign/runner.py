@@ -27,8 +27,9 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign import generator
-from dpo_tui.campaign.budget import budget_inputs, generator_hardware, pilot_outcomes, plan_estimate, record_estimate
+from dpo_tui.campaign import generator, warmup
+from dpo_tui.campaign.budget import (budget_inputs, generator_hardware, inputs_json, pilot_outcomes, plan_estimate,
+                                     record_estimate)
 from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
@@ -305,6 +306,7 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
     if provisioning is not None:  # the dedicated generator's start to ready, as measured
         inp = dataclasses.replace(inp, generator_provisioning_minutes=provisioning)
     ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
+    inp = dataclasses.replace(inp, **warmup.eval_inputs(ctx.campaign, ctx, ids))
     per_task = pilot_outcomes(ctx.campaign, ids)
     if not any(len(o) >= 2 for o in per_task.values()):
         per_task = {}  # no task ran twice: its spread is unknown, the mean-based forecast stays
@@ -312,9 +314,10 @@ def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[Rollou
                      target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap,
                      pilot_tasks=per_task or None, min_margin=ctx.plan.pairs.min_margin, seed=ctx.plan.rollouts.seed)
     # training is priced on the pairs the pilot's yield expects, not the target
-    est = calibrated_estimate(dataclasses.replace(inp, expected_pairs=yld.expected_pairs), summary)
+    inp = dataclasses.replace(inp, expected_pairs=yld.expected_pairs)
+    est = calibrated_estimate(inp, summary)
     ctx.campaign.append("budget.pilot_calibrated", {
-        "pilot": summary.__dict__ | {"notes": list(summary.notes)},
+        "pilot": summary.__dict__ | {"notes": list(summary.notes)}, "inputs": inputs_json(inp),
         "rollout_ids": ids, "cost_rollout_ids": cost_ids,
         "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
     first = ctx.campaign.state.part(BUDGET).first
@@ -405,6 +408,9 @@ async def _rollouts_phases(ctx: Ctx, specs: list[RolloutSpec], engines: list[Rol
     n_pilot = len(pilot)
     b = ctx.campaign.state.part(BUDGET)
     if b.calibrated is None:
+        if warmed := await warmup.warm_up(ctx):
+            ctx.progress.say(f"warm-up: ran the buggy program of {warmed} eval tasks in the sandbox (no call): "
+                             "their test time prices the eval's endpoint minutes")
         ctx.progress.say(f"pilot: {power_text(ctx)}")
     hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
                f"the pilot ({n_pilot} rollouts)")

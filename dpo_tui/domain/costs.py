@@ -74,6 +74,16 @@ class BudgetInputs:
     endpoint_tokens_per_s: float = 1500.0
     eval_seconds_per_call: float | None = None
     eval_concurrency: int = 8
+    # endpoint minutes from the eval's own work, once the warm-up measured it (campaign/warmup.py):
+    # a failing eval iteration's test run takes as long as its task's buggy program's did (the mean
+    # over the eval tasks), a passing one `eval_pass_test_seconds`, a call `eval_call_seconds`; the
+    # test runs share `test_workers` sandboxes; iterations split into failing and passing ones by
+    # the per-iteration solve rate `eval_solve_rate`
+    eval_fail_test_seconds: float | None = None
+    eval_pass_test_seconds: float = 0.0
+    eval_call_seconds: float | None = None
+    eval_solve_rate: float = 0.2
+    test_workers: int = 2
     # training: pairs expected (the pilot's yield; None before it: target_pairs)
     expected_pairs: float | None = None
     # a dedicated generator (usd_per_hour > 0, every replica): the rollouts cost its minutes, not
@@ -167,11 +177,30 @@ def endpoint_minutes_each(inp: BudgetInputs, eval_tokens: float, eval_calls: flo
         return inp.endpoint_minutes
     if not inp.endpoints:
         return 0.0
-    if inp.eval_seconds_per_call is not None:  # every endpoint is up while the eval runs
+    if inp.eval_fail_test_seconds is not None:
+        serving = eval_serving_seconds(inp, eval_tokens, eval_calls) / 60
+    elif inp.eval_seconds_per_call is not None:  # every endpoint is up while the eval runs
         serving = eval_calls * inp.eval_seconds_per_call / max(inp.eval_concurrency, 1) / 60
     else:
         serving = eval_tokens / inp.endpoints / inp.endpoint_tokens_per_s / 60
     return float(math.ceil(inp.provisioning_minutes + serving)) if inp.provisioning_minutes + serving > 0 else 0.0
+
+
+def eval_serving_seconds(inp: BudgetInputs, eval_tokens: float, eval_calls: float) -> float:
+    """Wall seconds the eval's endpoints serve: the longest of its test runs on the test
+    workers, its calls at the endpoints' pace, and each rollout's calls and tests one after
+    the other, `eval_concurrency` rollouts at a time."""
+    runs = inp.eval_tasks * inp.eval_runs * inp.eval_models
+    passes = 1 - (1 - inp.eval_solve_rate) ** inp.max_iters  # a rollout's chance to end on a pass
+    failing = max(inp.eval_avg_iters - passes, 0.0)
+    tests = runs * (failing * (inp.eval_fail_test_seconds or 0.0) + passes * inp.eval_pass_test_seconds)
+    if inp.eval_call_seconds is not None:
+        calls = eval_calls * inp.eval_call_seconds
+        model = calls / max(inp.eval_concurrency, 1)
+    else:
+        model = eval_tokens / max(inp.endpoints, 1) / inp.endpoint_tokens_per_s
+        calls = model * max(inp.eval_concurrency, 1)
+    return max(tests / max(inp.test_workers, 1), model, (calls + tests) / max(inp.eval_concurrency, 1))
 
 
 def generator_endpoint_stage(inp: BudgetInputs, stage: StageEstimate) -> StageEstimate:

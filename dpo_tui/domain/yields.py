@@ -11,14 +11,16 @@ is unknown; two pilot rollouts of a task cannot pin it down, so its predictive i
 urn (the posterior predictive of a Dirichlet process): the next rollout repeats one of the
 task's outcomes so far (its pilot rollouts, then the ones drawn) with probability
 k / (k + c), else it is drawn from all the pilot's outcomes pooled, and joins the urn. The
-concentration c = (1 - rho) / rho comes from the pilot's intraclass correlation rho of the
-rollouts' scores (one-way ANOVA over its tasks): when tasks differ much more than their
-rollouts do (rho near 1, as on a suite of always-solved and never-solved bugs), a task
-keeps to its own outcomes, so one whose pilot rollouts all passed, or all failed with the
-same score, yields (nearly) nothing; when they do not (rho near 0), every task draws from
-the pool. A drawn repeat of the task's own outcome repeats its program as often as the
-task's pilot rollouts repeated each other's; a draw from the pool is a new program. A
-train task the pilot did not reach starts from an empty urn. The expectation is a seeded
+concentration c = (1 - rho) / rho says how much a task keeps to itself (rho near 1, as on
+a suite of always-solved and never-solved bugs: a task whose pilot rollouts all passed, or
+all failed with the same score, yields nearly nothing) or draws from the pool (rho near 0).
+A pilot repeats only a few tasks, so rho is not estimated as a point (four concordant
+repeats would put it at 1 and forecast no pair from any fresh task): it is integrated over
+its posterior on a grid, a uniform prior times the urn's own likelihood of each pilot
+task's outcomes in order (`rho_posterior`), one c per Monte Carlo draw. A drawn repeat of
+the task's own outcome repeats its program as often as the task's pilot rollouts repeated
+each other's; a draw from the pool is a new program. A train task the pilot did not reach
+starts from an empty urn. The expectation is a seeded
 Monte Carlo through the funnel's own rules. The token budget and leakage filters are not
 modelled (the pilot cannot see them; both are usually empty).
 """
@@ -60,31 +62,57 @@ def kept_pairs(outcomes: Sequence[Outcome], *, min_margin: float, per_task_cap: 
     return kept if per_task_cap is None else min(kept, per_task_cap)
 
 
-def concentration(pilot: Mapping[str, Sequence[Outcome]]) -> float:
-    """c = (1 - rho) / rho from the intraclass correlation rho of the pilot rollouts' scores
-    (one-way ANOVA estimator, unbalanced tasks: k0); inf when rho <= 0 (tasks alike), 0 when
-    rho >= 1 (each task repeats itself). Needs a task with two rollouts (else 1.0, stated)."""
-    groups = [[o.score for o in outs] for outs in pilot.values() if outs]
-    n, t = sum(len(g) for g in groups), len(groups)
-    if t < 2 or n <= t:
-        return 1.0
-    grand = sum(sum(g) for g in groups) / n
-    ssw = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups)
-    ssb = sum(len(g) * (sum(g) / len(g) - grand) ** 2 for g in groups)
-    msw, msb = ssw / (n - t), ssb / (t - 1)
-    k0 = (n - sum(len(g) ** 2 for g in groups) / n) / (t - 1)
-    if msb + (k0 - 1) * msw <= 0:
-        return math.inf
-    rho = (msb - msw) / (msb + (k0 - 1) * msw)
-    if rho <= 0:
-        return math.inf
-    return 0.0 if rho >= 1 else (1 - rho) / rho
+RHO_GRID = tuple((i + 0.5) / 20 for i in range(20))  # rho = 1 / (1 + c), uniform prior over it
 
 
-def task_expected_pairs(own: Sequence[Outcome], rollouts: int, *, pool: Sequence[Outcome], c: float,
-                        min_margin: float, per_task_cap: int | None, seed: int = 0, draws: int = DRAWS) -> float:
+def _kind(o: Outcome) -> tuple[bool, float]:
+    return (o.passed, round(o.score, 6))
+
+
+def rho_posterior(pilot: Mapping[str, Sequence[Outcome]]) -> list[tuple[float, float]]:
+    """(rho, posterior weight) on RHO_GRID: a uniform prior times the urn's likelihood of each
+    task's outcomes in order, each after the first repeating one of the task's own with
+    weight (its count so far) or drawn from the pooled pilot outcomes with weight c x (its
+    pooled share). Tasks seen once carry no information about rho (their factor is constant)."""
+    pool = [_kind(o) for outs in pilot.values() for o in outs]
+    share = {k: pool.count(k) / len(pool) for k in set(pool)} if pool else {}
+    logs = []
+    for rho in RHO_GRID:
+        c, total = (1 - rho) / rho, 0.0
+        for outs in pilot.values():
+            seen: list[tuple[bool, float]] = []
+            for o in outs:
+                k = _kind(o)
+                if seen:
+                    total += math.log((seen.count(k) + c * share[k]) / (len(seen) + c))
+                seen.append(k)
+        logs.append(total)
+    top = max(logs)
+    weights = [math.exp(v - top) for v in logs]
+    z = sum(weights)
+    return [(rho, w / z) for rho, w in zip(RHO_GRID, weights)]
+
+
+def concentration_draws(pilot: Mapping[str, Sequence[Outcome]], draws: int) -> list[float]:
+    """`draws` values of c at stratified quantiles of rho's posterior (deterministic)."""
+    post = rho_posterior(pilot)
+    out, acc, i = [], 0.0, 0
+    for d in range(draws):
+        q = (d + 0.5) / draws
+        while i < len(post) - 1 and acc + post[i][1] < q:
+            acc += post[i][1]
+            i += 1
+        rho = post[i][0]
+        out.append((1 - rho) / rho)
+    return out
+
+
+def task_expected_pairs(own: Sequence[Outcome], rollouts: int, *, pool: Sequence[Outcome],
+                        c: float | Sequence[float], min_margin: float, per_task_cap: int | None, seed: int = 0,
+                        draws: int = DRAWS) -> float:
     """E[kept pairs] of a task with `rollouts` rollouts: its pilot rollouts `own`, then draws
-    from its Polya urn (own outcomes with weight k, the pooled pilot `pool` with weight c)."""
+    from its Polya urn (own outcomes with weight k, the pooled pilot `pool` with weight c;
+    a sequence of c: one per draw, in turn)."""
     keep = list(own[:rollouts])
     extra = rollouts - len(keep)
     if extra <= 0 or not (keep or pool):
@@ -94,10 +122,11 @@ def task_expected_pairs(own: Sequence[Outcome], rollouts: int, *, pool: Sequence
     repeat = same / (k * (k - 1) / 2) if k > 1 else 0.0
     rng = random.Random(seed)
     total = 0
+    cs = [c] if isinstance(c, (int, float)) else list(c)
     for d in range(draws):
-        urn = list(keep)
+        urn, cd = list(keep), cs[d % len(cs)]
         for j in range(extra):
-            own_draw = bool(urn) and (not pool or (not math.isinf(c) and rng.random() * (len(urn) + c) < len(urn)))
+            own_draw = bool(urn) and (not pool or (not math.isinf(cd) and rng.random() * (len(urn) + cd) < len(urn)))
             if own_draw:
                 src = rng.choice(urn)
                 program = src.program if rng.random() < repeat else f"\0draw {d}.{j}"
@@ -115,10 +144,12 @@ def expected_pairs(pilot: Mapping[str, Sequence[Outcome]], *, train_tasks: int, 
     each pilot task from its own urn, each task the pilot did not reach from an empty one."""
     if not pilot:
         return 0.0, 0
-    c = concentration(pilot)
     pool = [o for _t, outs in sorted(pilot.items()) for o in outs]
-    kw = dict(pool=pool, c=c, min_margin=min_margin, per_task_cap=per_task_cap, draws=draws)
-    own = {t: task_expected_pairs(o, rollouts, seed=seed + i, **kw) for i, (t, o) in enumerate(sorted(pilot.items()))}
+    kw = dict(pool=pool, min_margin=min_margin, per_task_cap=per_task_cap)
+    cs = concentration_draws(pilot, draws)
+    own = {t: task_expected_pairs(o, rollouts, seed=seed + i, c=cs, draws=draws, **kw)
+           for i, (t, o) in enumerate(sorted(pilot.items()))}
     unreached = max(train_tasks - len(pilot), 0)
-    fresh = task_expected_pairs([], rollouts, seed=seed + 7919, **{**kw, "draws": draws * 4}) if unreached else 0.0
+    fresh = (task_expected_pairs([], rollouts, seed=seed + 7919, c=concentration_draws(pilot, draws * 4),
+                                 draws=draws * 4, **kw) if unreached else 0.0)
     return sum(own.values()) + unreached * fresh, sum(1 for v in own.values() if v >= 1)

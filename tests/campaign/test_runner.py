@@ -155,3 +155,27 @@ def test_the_pilot_runs_two_rollouts_per_task_so_it_sees_each_tasks_spread():
     assert pilot_specs(specs, 7, 4, 3) == specs[:7] + ["t2/r1"]  # t0/r1 and t1/r1 are in the first 7 already
     assert pilot_specs(specs, 4, 4, 0) == specs[:4] and len(pilot_specs(specs, 30, 4, 15)) == 20
     assert pilot_specs(specs[:5], 3, 1, 2) == specs[:3]
+
+
+def test_the_warm_up_logs_every_eval_tasks_baseline_before_the_pilot_and_the_calibration_prices_the_eval_on_it(
+        plan, tmp_path):
+    """Before the first pilot rollout, each eval task's buggy program runs in the sandbox (no
+    call) and is logged as its `task.baseline`; the calibration's logged inputs carry the
+    eval tasks' mean test time, the workers and the pilot's call latency it used."""
+    from dpo_tui.campaign.runner import run_campaign
+
+    db = tmp_path / "c.db"
+    assert run_campaign(plan, db, yes=True, until="rollouts").exit_code == 0
+    with open_store(db, readonly=True) as store:
+        events = list(store.read())
+    test_ids = next(e.payload["test"] for e in events if e.type == "split.approved")
+    first_pilot = next(e.seq for e in events if e.type == "rollout.started")
+    warmed = {e.payload["task_id"]: e for e in events if e.type == "task.baseline" and e.seq < first_pilot}
+    assert set(test_ids) <= set(warmed), (sorted(test_ids), sorted(warmed))
+    assert not any(e.type == "call.started" and e.seq < first_pilot for e in events)  # no call in the warm-up
+    cal = next(e.payload for e in events if e.type == "budget.pilot_calibrated")
+    seconds = [warmed[t].payload["report"]["seconds"] for t in test_ids]
+    assert cal["inputs"]["eval_fail_test_seconds"] == pytest.approx(sum(seconds) / len(seconds))
+    assert cal["inputs"]["test_workers"] >= 1 and cal["inputs"]["eval_call_seconds"] is not None
+    with open_store(db, readonly=True) as store:
+        assert audit(store).ok

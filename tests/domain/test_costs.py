@@ -127,9 +127,38 @@ def test_after_a_pilot_endpoint_minutes_follow_its_wall_time_per_call():
     assert cal.by_stage["endpoint"].usd == pytest.approx(2 * 5 * 6.0 / 60)
 
 
-def _truth_campaign(rng, kinds, per_task, pilot_tasks, pilot_n=2):
+def test_after_the_warm_up_endpoint_minutes_follow_the_eval_tasks_own_test_time():
+    """QuixBugs' shape: one eval task's buggy program loops to the CPU limit on every test (9 s
+    a run), the others take 0.1 s. A failing eval iteration takes its task's buggy program's
+    time, the test runs share the test workers, and the minutes follow: more workers or a
+    faster suite, fewer minutes; the pilot's wall time per call would have said 1 minute."""
+    from dpo_tui.domain.costs import eval_serving_seconds
+
+    base = dict(tasks=28, rollouts_per_task=2, max_iters=4, eval_tasks=12, eval_runs=3, eval_avg_iters=2.95,
+                eval_avg_reflections=1.95, eval_price=None, endpoint_minutes=None, endpoint_usd_per_hour=5.49,
+                endpoints=2, provisioning_minutes=0.1, eval_concurrency=8, eval_solve_rate=0.2,
+                eval_pass_test_seconds=0.15, eval_call_seconds=0.1, test_workers=2)
+    looping = inputs(**base, eval_fail_test_seconds=(9.0 + 11 * 0.1) / 12)
+    est = estimate(looping)
+    calls = est.by_stage["eval"].calls
+    # 72 rollouts x (2.36 failing x 0.84 s + 0.59 passing x 0.15 s) = 149 s of tests on 2 workers
+    assert eval_serving_seconds(looping, est.by_stage["eval"].tokens, calls) == pytest.approx(74.6, abs=1.0)
+    assert est.by_stage["endpoint"].usd == pytest.approx(2 * 2 * 5.49 / 60)  # ceil(0.1 + 1.24) = 2 minutes each
+    fast = estimate(inputs(**base, eval_fail_test_seconds=0.1))
+    assert fast.by_stage["endpoint"].usd == pytest.approx(2 * 1 * 5.49 / 60)
+    wide = estimate(inputs(**(base | {"test_workers": 8}), eval_fail_test_seconds=(9.0 + 11 * 0.1) / 12))
+    assert wide.by_stage["endpoint"].usd < est.by_stage["endpoint"].usd
+    # calls-bound: slow calls dominate the test runs
+    slow = inputs(**(base | {"eval_call_seconds": 5.0}), eval_fail_test_seconds=0.1)
+    assert eval_serving_seconds(slow, 0, calls) == pytest.approx((calls * 5.0 + 72 * (2.36 * 0.1 + 0.59 * 0.15)) / 8,
+                                                                 rel=0.01)
+
+
+def _truth_campaign(rng, kinds, per_task, pilot_tasks, pilot_n=2, repeated=None):
     """Rollout outcomes of a campaign drawn from per-task pass probabilities (a failure passes
-    1 of 4 tests), the pilot being the first `pilot_n` of `pilot_tasks` tasks' rollouts."""
+    1 of 4 tests), the pilot being the first `pilot_n` of `pilot_tasks` tasks' rollouts (with
+    `repeated`: one rollout of each pilot task and a second of the first `repeated` of them,
+    the product's pilot)."""
     from dpo_tui.domain.pairs import RolloutOutcome
     from dpo_tui.domain.yields import Outcome
 
@@ -139,50 +168,87 @@ def _truth_campaign(rng, kinds, per_task, pilot_tasks, pilot_n=2):
             ok = rng.random() < p
             prog = f"t{i}.{k}.{rng.random()}"
             rollouts.append(RolloutOutcome(f"t{i}/r{k}", f"t{i}", f"x = '{prog}'", 4 if ok else 1, 4, ok, 1))
-            if i < pilot_tasks and k < pilot_n:
+            n = pilot_n if repeated is None else (2 if i < repeated else 1)
+            if i < pilot_tasks and k < n:
                 pilot.setdefault(f"t{i}", []).append(Outcome(ok, 1.0 if ok else 0.25, f"x = '{prog}'"))
     return rollouts, pilot
 
 
-def test_pair_yield_follows_each_tasks_own_outcomes_not_the_mean():
-    """Issue 21's QuixBugs shape: of 28 train tasks 18 always solved, 5 never, 5 half the
-    time; pilots of 2 rollouts on 10 tasks, drawn from that truth 40 times. The mean-based
-    forecast promises ~2x what the real funnel builds on those campaigns; the per-task forecast
-    is within 20% on average. A pilot whose tasks each repeat themselves (all passed, or all
-    failed alike) forecasts them nothing."""
+SHAPES = {  # per-task pass probabilities of 28 train tasks
+    "issue 21's QuixBugs: 18 always solved, 5 never, 5 half the time": [1.0] * 18 + [0.0] * 5 + [0.5] * 5,
+    "mostly solved": [1.0] * 10 + [0.8] * 10 + [0.3] * 8,
+    "hard": [0.0] * 14 + [0.2] * 10 + [0.7] * 4,
+    "spread": [(i + 0.5) / 28 for i in range(28)],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_pair_yield_from_the_products_own_pilot_lands_near_what_the_funnel_builds(shape):
+    """The product's pilot (8 train tasks once, 4 of them twice), drawn from each truth 30
+    times, 4 rollouts per task, the funnel's own rules: the per-task forecast lands within
+    35% of the real funnel's pairs on average, and within 60% on the median campaign. The
+    mean pass rate alone over-promises on suites of always- and never-solved tasks. (Before
+    rho was integrated over its posterior, a pilot whose 4 repeats happened to agree
+    forecast no pair from any task the pilot did not reach: 0 against QuixBugs' 8.)"""
     import random
 
     from dpo_tui.domain.pairs import PairFilters, build_pairs, filter_pairs
-    from dpo_tui.domain.yields import Outcome, concentration, expected_pairs, task_expected_pairs
+    from dpo_tui.domain.yields import expected_pairs
 
-    kinds = [1.0] * 18 + [0.0] * 5 + [0.5] * 5
+    kinds = list(SHAPES[shape])
+    random.Random(5).shuffle(kinds)
     cap, margin, per_task = 3, 0.2, 4
-    rng = random.Random(5)
-    rng.shuffle(kinds)
-    got, mean_based, built = [], [], []
-    for rep in range(40):
-        rollouts, pilot = _truth_campaign(random.Random(100 + rep), kinds, per_task, pilot_tasks=10)
+    got, built, errors = [], [], []
+    for rep in range(30):
+        rollouts, pilot = _truth_campaign(random.Random(100 + rep), kinds, per_task, pilot_tasks=8, repeated=4)
         built.append(len(filter_pairs(build_pairs(rollouts), PairFilters(min_margin=margin, per_task_cap=cap),
                                       pair_tokens=lambda p: 0, test_tasks=()).kept))
         got.append(expected_pairs(pilot, train_tasks=28, rollouts=per_task, min_margin=margin, per_task_cap=cap,
                                   seed=rep, draws=100)[0])
+        errors.append(abs(got[-1] / max(built[-1], 1) - 1))
+    actual, forecast = sum(built) / len(built), sum(got) / len(got)
+    median = sorted(errors)[len(errors) // 2]
+    print(f"\n{shape}: the real funnel {actual:.1f} pairs; forecast {forecast:.1f}; median campaign error {median:.0%}")
+    assert abs(forecast - actual) <= 0.35 * actual and median <= 0.6
+
+
+def test_pair_yield_follows_each_tasks_own_outcomes_not_the_mean():
+    """The mean pass rate alone promises ~2x what the funnel builds on issue 21's QuixBugs
+    shape; a pilot whose tasks each repeat themselves (all passed, or all failed alike) leans
+    rho high and forecasts them far less than the mean would, without claiming certainty."""
+    import random
+
+    from dpo_tui.domain.yields import Outcome, rho_posterior, task_expected_pairs
+
+    kinds = list(SHAPES["issue 21's QuixBugs: 18 always solved, 5 never, 5 half the time"])
+    random.Random(5).shuffle(kinds)
+    cap, margin, per_task = 3, 0.2, 4
+    from dpo_tui.domain.pairs import PairFilters, build_pairs, filter_pairs
+
+    built, naive = [], []
+    for rep in range(30):
+        rollouts, pilot = _truth_campaign(random.Random(100 + rep), kinds, per_task, pilot_tasks=10)
+        built.append(len(filter_pairs(build_pairs(rollouts), PairFilters(min_margin=margin, per_task_cap=cap),
+                                      pair_tokens=lambda p: 0, test_tasks=()).kept))
         rate = sum(o.passed for outs in pilot.values() for o in outs) / 20
-        mean_based.append(28 * expected_pairs_per_task(rate, per_task, cap))
-    actual, forecast, naive = (sum(x) / len(x) for x in (built, got, mean_based))
-    print(f"\nthe real funnel {actual:.1f} pairs; per-task forecast {forecast:.1f}, mean-based {naive:.1f}")
-    assert abs(forecast - actual) <= 0.2 * actual and naive > 1.8 * actual
+        naive.append(28 * expected_pairs_per_task(rate, per_task, cap))
+    assert sum(naive) > 1.8 * sum(built)
 
     alike = {"a": [Outcome(True, 1.0, "a1"), Outcome(True, 1.0, "a2")],
              "b": [Outcome(False, 0.25, "b1"), Outcome(False, 0.25, "b2")],
              "c": [Outcome(True, 1.0, "c1"), Outcome(True, 1.0, "c2")]}
-    assert concentration(alike) == 0.0  # tasks differ, their rollouts do not
+    post = rho_posterior(alike)
+    mean_rho = sum(r * w for r, w in post)
+    assert 0.5 < mean_rho < 0.9, mean_rho
     pool = [o for outs in alike.values() for o in outs]
     assert all(task_expected_pairs(o, per_task, pool=pool, c=0.0, min_margin=margin, per_task_cap=cap) == 0.0
-               for o in alike.values())
+               for o in alike.values())  # with c = 0 (rho = 1) a task only repeats itself
     y = pair_yield(0.67, train_tasks=28, rollouts_per_task=per_task, target_pairs=40, per_task_cap=cap,
                    pilot_tasks=alike, min_margin=margin, seed=3)
-    assert y.model == "per-task" and (y.pilot_tasks, y.tasks_yielding) == (3, 0) and y.expected_pairs == 0.0
-    assert y.mean_based_pairs > 25 and "cannot reach 40 pairs" in y.warning
+    assert y.model == "per-task" and (y.pilot_tasks, y.tasks_yielding) == (3, 0)
+    assert y.expected_pairs < y.mean_based_pairs / 2, (y.expected_pairs, y.mean_based_pairs)
+    assert y.mean_based_pairs > 25 and ("short of 40" in y.warning or "cannot reach 40 pairs" in y.warning)
+    assert y.needed_rollouts_per_task is None or y.needed_rollouts_per_task > 4 * per_task
 
 
 def test_the_pilots_interval_holds_a_bimodal_stages_true_cost_about_as_often_as_it_says():

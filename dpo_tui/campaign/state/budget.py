@@ -35,6 +35,9 @@ class PilotCalibrated(Payload):
     cost_rollout_ids: list[str] | None = None
     estimate: dict[str, Any]  # calibrated Estimate.to_json()
     pair_yield: dict[str, Any]
+    # the BudgetInputs the estimate was computed from (the warm-up's and the pilot's measured
+    # figures among them); absent in logs written before it was logged
+    inputs: dict[str, Any] | None = None
 
 
 @event_type("budget.stage_refused", version=1)
