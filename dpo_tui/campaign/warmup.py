@@ -59,16 +59,22 @@ async def warm_up(ctx: Ctx) -> int:
 
 
 def baseline_seconds(campaign: Campaign, task_ids: list[str]) -> list[float]:
-    """Each task's logged buggy-program test run, in wall seconds (tasks without one left out)."""
+    """Each task's logged buggy-program test run (tasks without one left out), in seconds of
+    the sandbox's own work: the tests' CPU time (a CPU limit times out in CPU seconds, however
+    loaded the machine was) plus one sandbox start, the least wall-over-CPU any run showed."""
     baselines = campaign.state.part(ROLLOUTS).baselines
-    out = []
+    runs = []
     for t in task_ids:
         seq = baselines.get(t)
         if seq is not None:
-            seconds = campaign.store.event_at(seq).payload["report"].get("seconds")
-            if seconds is not None:
-                out.append(float(seconds))
-    return out
+            report = campaign.store.event_at(seq).payload["report"]
+            if report.get("seconds") is not None:
+                cpu = sum(float(v.get("cpu_seconds") or 0.0) for v in report.get("verdicts") or ())
+                runs.append((cpu, float(report["seconds"])))
+    if not runs:
+        return []
+    start = max(0.0, min(wall - cpu for cpu, wall in runs))
+    return [cpu + start for cpu, _wall in runs]
 
 
 def pilot_timings(campaign: Campaign, rollout_ids: list[str]) -> dict[str, float | None]:
