@@ -72,7 +72,7 @@ def start_sim() -> tuple[subprocess.Popen, str]:
 
 
 async def bare_rate(url: str, concurrency: int = 64, calls: int = 1500) -> float:
-    client = AsyncTogether(api_key=KEY, base_url=f"{url}/v1", max_retries=0)
+    client = AsyncTogether(api_key=KEY, base_url=url, max_retries=0)
     sem = asyncio.Semaphore(concurrency)
     messages = [{"role": "user", "content": "Fix this program:\n```python\ndef f(x):\n    return x - 1\n```"}]
 
@@ -139,7 +139,7 @@ def per_second(fn, n: int) -> float:  # noqa: ANN001
 
 
 def sandbox_figures(n: int = 120) -> dict:
-    task = next(t for t in load_suite(f"quixbugs:{QUIXBUGS}").tasks if t.id.endswith("/gcd"))
+    task = next(t for t in load_suite(f"quixbugs:{QUIXBUGS}") if t.id.endswith("/gcd"))
     bwrap = Sandbox().resolve()
     as_root = os.geteuid() == 0
     with tempfile.TemporaryDirectory() as work:
