@@ -50,6 +50,20 @@ def generator_hardware(plan: Plan, prices: PriceTable) -> tuple[str | None, int]
     return instance, (it.price_cents_per_hour * m.generator_replicas if it else 0)
 
 
+def shared_eval_deployment(plan: Plan, prices: PriceTable) -> bool:
+    """Base and tuned on one deployment, the tuned LoRA attached to the base's: the plan allows it
+    (models.eval_adapters = "auto"), the job trains a LoRA of the very base the eval serves, and
+    the catalogue says that base's deployment hosts adapters."""
+    base = plan.models.eval_base or plan.models.policy_base
+    return (plan.models.eval_adapters == "auto" and plan.training.lora and base == plan.models.policy_base
+            and prices.hosts_adapters(base))
+
+
+def eval_endpoints(plan: Plan, prices: PriceTable) -> int:
+    """Dedicated endpoints the eval bills: one shared deployment, else base and tuned apart."""
+    return 1 if shared_eval_deployment(plan, prices) else 2
+
+
 def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_tasks: int) -> BudgetInputs:
     b, r = plan.budget, plan.rollouts
     iters, refl = iteration_guesses(plan)
@@ -71,7 +85,8 @@ def budget_inputs(plan: Plan, prices: PriceTable, *, train_tasks: int, eval_task
         eval_prompt_tokens_per_call=b.prompt_tokens_per_call,
         eval_completion_tokens_per_call=b.completion_tokens_per_call,
         eval_price=None,  # base and tuned both on dedicated endpoints: billed by the minute
-        endpoint_minutes=plan.eval.endpoint_minutes, endpoint_usd_per_hour=per_hour, endpoints=2,
+        endpoint_minutes=plan.eval.endpoint_minutes, endpoint_usd_per_hour=per_hour,
+        endpoints=eval_endpoints(plan, prices),
         prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         eval_prompt_growth_per_call=b.completion_tokens_per_call + b.feedback_tokens_per_call,
         provisioning_minutes=plan.eval.provisioning_minutes,

@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("dpo_beta", args.dpo_beta), ("learning_rate", args.learning_rate),
                                    ("n_epochs", args.epochs)) if v is not None}
     result = run_campaign(Path(args.plan), Path(args.db), yes=args.yes, run_id=args.run_id,
-                          training_overrides=overrides, label_swap=args.label_swap_control)
+                          training_overrides=overrides, label_swap=args.label_swap_control, control=args.control)
     return finish(result, args.fail_on_rollback)
 
 
@@ -249,6 +249,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--label-swap-control", action="store_true",
                    help="train on the same pairs with preferred and non-preferred exchanged (a control)")
+    p.add_argument("--control", metavar="RUN_ID",
+                   help="also train a label-swap control of this run under RUN_ID, in this command; both are "
+                   "evaluated on one base endpoint (with adapters: one deployment)")
     p.add_argument("--yes", action="store_true", help="take the plan's decisions (actor: plan)")
     p.add_argument("--fail-on-rollback", action="store_true", help="exit 6 when this run's gate decides rollback")
     p.set_defaults(func=cmd_train)

@@ -44,6 +44,9 @@ class ModelsSection(_Section):
     eval_base: str | None = Field(None, description="base model for eval (default: policy_base)")
     eval_serving: Literal["dedicated"] = Field(
         "dedicated", description="base and tuned are both served on dedicated endpoints (same serving path)")
+    eval_adapters: Literal["auto", "off"] = Field(
+        "auto", description="auto: where the catalogue says the base's deployment hosts LoRA adapters, base and "
+        "tuned share one deployment (the tuned adapter attached: one endpoint's minutes); off: two endpoints")
     generator_serving: Literal["serverless", "dedicated"] = Field(
         "serverless", description="serverless: per token; dedicated: on an endpoint of its own, billed per minute "
         "(the catalogue decides which the generator has)")

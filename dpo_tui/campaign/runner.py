@@ -30,9 +30,10 @@ from dpo_tui.campaign import preflight
 from dpo_tui.campaign import generator, warmup
 from dpo_tui.campaign.budget import (budget_inputs, generator_hardware, inputs_json, pilot_outcomes, plan_estimate,
                                      record_estimate)
-from dpo_tui.campaign.cap import EndpointMeter, cap_warning, hold_stage, meter_loop
+from dpo_tui.campaign.cap import cap_warning, hold_stage
 from dpo_tui.campaign.decisions import record_decision
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
+from dpo_tui.campaign.eval_stage import EvalServing, stage_eval
 from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
 from dpo_tui.campaign.plan import Plan, load_checked_plan
 from dpo_tui.campaign.progress import Progress
@@ -47,7 +48,6 @@ from dpo_tui.campaign.suites import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
-from dpo_tui.domain.stats import interval_text
 from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BackendUnavailable,
                             BudgetCapReached, DpoTuiError, InputError, Stopped, StoreError)
 from dpo_tui.events.campaign import Campaign
@@ -92,6 +92,7 @@ class Ctx:
     _client: Any = None
     on_engine: Callable[[RolloutEngine], None] | None = None  # a front end's handle on the running engine
     stop: threading.Event | None = None  # set by a front end that quits: stop following a training job
+    eval_serving: EvalServing = field(default_factory=EvalServing)  # the command's, shared by the runs it evaluates
 
     def client(self):
         """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
@@ -508,94 +509,6 @@ async def stage_train(ctx: Ctx) -> None:
     ctx.progress.say(f"train: {run.job_id} completed -> {run.output_model} (${run.price_usd:.4f})")
 
 
-async def stage_eval(ctx: Ctx) -> None:
-    from dpo_tui.campaign import evaluation, serving
-    from dpo_tui.campaign.state.eval import EVAL
-    from dpo_tui.campaign.state.train import TRAINING
-
-    done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
-    await preflight.before_stage(ctx)
-    client = await asyncio.to_thread(ctx.client)
-    base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
-    instance = ctx.prices.dedicated.get(base_model)
-    cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
-    # a run killed between creating an endpoint and logging it left one the log does not know: log it, then stop it
-    unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
-                                       price_cents_per_hour=cents)
-    # this run's own base and tuned endpoints, still deployed, are reused (serving.reuse) while its gate is open
-    open_gate = done is None or done.gate_decision is None
-    mine = (lambda ep: open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") in ("base", "tuned")
-            and bool(ep.get("deployment_id")))
-    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
-                                   keep=mine)
-    if left:
-        ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running"
-                         + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
-    if done is not None and done.gate_decision is not None:
-        ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
-        return
-    run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
-    b = ctx.campaign.state.part(BUDGET)
-    endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
-    minutes = endpoint_usd / (2 * cents / 100 / 60) if cents else 0.0
-    what = (f"start 2 dedicated endpoints ({instance}, ${2 * cents / 100 / 60:.3f}/min together, "
-            f"{minutes:g} min each estimated) and run the eval")
-    try:
-        ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
-                   label=run_decision("run_eval", ctx.run_id))
-        hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
-    except BaseException:  # a kept endpoint never outlives the command
-        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval not started")
-        raise
-    split = ctx.campaign.state.part(SPLIT).split
-    meter = EndpointMeter(ctx.campaign)
-    over_cap: list[str] = []
-    engines: list[RolloutEngine] = []
-
-    def on_cap(message: str) -> None:
-        over_cap.append(message)
-        for engine in engines:
-            engine.stop_for_cap(message)
-
-    metering = asyncio.create_task(meter_loop(meter, on_cap))
-    actor = "plan" if ctx.yes else "system"
-    try:
-        base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
-        project = (await asyncio.to_thread(client.call, "whoami", client.client.whoami)).project.id
-        models = {}
-        for role, ref in (("base", base_ref), ("tuned", f"projects/{project}/models/{run.model_object_id}")):
-            refused = over_cap[0] if over_cap else meter.start_refusal(cents)
-            if refused:
-                raise BudgetCapReached(refused)
-            abort = lambda: over_cap[0] if over_cap else None  # noqa: E731
-            ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=ctx.run_id, role=role,
-                                         poll_s=0.1, abort=abort)
-            if ep is not None:
-                ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
-            else:
-                ep = await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role,
-                                             model_ref=ref, config=config, price_cents_per_hour=cents,
-                                             instance=instance or "?", actor=actor, poll_s=0.1, abort=abort)
-            models[role] = ep["chat_model"]
-        for arm, model in models.items():
-            ctx.provider.price_endpoint_model(model, note=arm)
-        ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path")
-        specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
-        await _run_specs(ctx, specs, "eval", engines=engines)
-    finally:
-        metering.cancel()
-        await asyncio.gather(metering, return_exceptions=True)
-        await asyncio.to_thread(serving.stop_all, ctx.campaign, client,
-                                reason="the budget cap stopped the eval" if over_cap else "eval ended")
-    results = evaluation.record_results(ctx.campaign, ctx.plan, ctx.tasks, ctx.run_id, list(split.test), models)
-    decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
-    for suite, r in results.items():
-        ctx.progress.say(f"eval {suite}: pass@1 base {r.base_pass1:.1%} tuned {r.tuned_pass1:.1%} "
-                         f"delta {r.delta:+.1%} CI {interval_text(r.ci_low, r.ci_high)} p={r.perm_p:.3f} "
-                         f"MDE {'none reachable' if r.mde is None else format(r.mde, '.1%')}")
-    ctx.progress.say(f"gate: {decision['decision']} ({decision['reason']})")
-
-
 def resume_point(ctx: Ctx) -> str | None:
     """The first stage this run has work left in (None when every stage is done)."""
     from dpo_tui.campaign.state.eval import EVAL
@@ -633,40 +546,64 @@ class RunResult:
     summary: dict[str, Any]
 
 
-async def run_stages(ctx: Ctx, until: str | None) -> tuple[int, str, str]:
-    for stage in STAGES:
-        func = STAGE_FUNCS.get(stage)
-        if func is None:
-            ctx.stages[stage] = "not built yet"
-            continue
+PER_RUN = ("train", "eval")  # the stages each run of a command has of its own
+
+
+async def _run_stage(ctx: Ctx, stage: str) -> tuple[int, str, str] | None:
+    """One stage of one run; (exit code, status, message) when it ends the command."""
+    func = STAGE_FUNCS[stage]
+    try:
         try:
-            try:
-                await func(ctx)
-            finally:  # a stage's end, however it ended, is under a keyed checkpoint
-                ctx.campaign.seal("stage")
-        except Waiting as exc:
-            ctx.stages[stage] = "waiting"
-            return EXIT_WAITING, "waiting", exc.message
-        except Stopped as exc:
-            ctx.stages[stage] = "stopped"
-            return EXIT_WAITING, "stopped", exc.message
-        except BudgetCapReached as exc:
-            ctx.stages[stage] = "budget_cap"
-            return EXIT_BUDGET_CAP, "budget_cap", exc.message
-        except BackendUnavailable as exc:  # the preflight or the circuit breaker: shown as `dpo-tui: error: ...`
-            ctx.stages[stage] = "failed"
-            return EXIT_STAGE_FAILED, "error", exc.message
-        except (InputError, StageFailed) as exc:
-            ctx.stages[stage] = "failed"
-            return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
-        except (together.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:  # malformed bodies too
-            ctx.stages[stage] = "failed"
-            message = ctx.provider.redactor.redact(str(exc).splitlines()[0] if str(exc) else "")
-            return EXIT_STAGE_FAILED, "failed", f"{stage}: the API failed after retries: {type(exc).__name__}: {message}"
-        ctx.stages[stage] = "done"
-        if stage == until:
-            return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"
-    return EXIT_OK, "done", "the campaign completed every stage"
+            await func(ctx)
+        finally:  # a stage's end, however it ended, is under a keyed checkpoint
+            ctx.campaign.seal("stage")
+    except Waiting as exc:
+        ctx.stages[stage] = "waiting"
+        return EXIT_WAITING, "waiting", exc.message
+    except Stopped as exc:
+        ctx.stages[stage] = "stopped"
+        return EXIT_WAITING, "stopped", exc.message
+    except BudgetCapReached as exc:
+        ctx.stages[stage] = "budget_cap"
+        return EXIT_BUDGET_CAP, "budget_cap", exc.message
+    except BackendUnavailable as exc:  # the preflight or the circuit breaker: shown as `dpo-tui: error: ...`
+        ctx.stages[stage] = "failed"
+        return EXIT_STAGE_FAILED, "error", exc.message
+    except (InputError, StageFailed) as exc:
+        ctx.stages[stage] = "failed"
+        return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
+    except (together.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:  # malformed bodies too
+        ctx.stages[stage] = "failed"
+        message = ctx.provider.redactor.redact(str(exc).splitlines()[0] if str(exc) else "")
+        return EXIT_STAGE_FAILED, "failed", f"{stage}: the API failed after retries: {type(exc).__name__}: {message}"
+    ctx.stages[stage] = "done"
+    return None
+
+
+async def run_stages(ctx: Ctx, until: str | None, also: tuple[Ctx, ...] = ()) -> tuple[int, str, str]:
+    """The stages in order for `ctx`'s run; `also`: more runs of this command (e.g. its
+    control), trained after it and evaluated after it on the same base endpoint (their
+    train and eval stages only: the rollouts and pairs are the campaign's)."""
+    try:
+        for stage in STAGES:
+            if stage not in STAGE_FUNCS:
+                ctx.stages[stage] = "not built yet"
+                continue
+            runs = (ctx, *also) if stage in PER_RUN else (ctx,)
+            for i, run in enumerate(runs):
+                ctx.eval_serving.keep_base = stage == "eval" and i < len(runs) - 1
+                ended = await _run_stage(run, stage)
+                if ended is not None:
+                    return ended
+            if stage == until:
+                return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"
+        return EXIT_OK, "done", "the campaign completed every stage"
+    finally:  # the command's shared base endpoint never outlives it
+        if ctx.eval_serving.base(ctx.campaign) is not None:
+            from dpo_tui.campaign import serving
+
+            client = await asyncio.to_thread(ctx.client)
+            await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="the command ended")
 
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,
@@ -714,10 +651,17 @@ def check_run_id(run_id: str) -> str:
 
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,
                  progress: Progress | None = None, run_id: str = RUN_ID,
-                 training_overrides: dict[str, Any] | None = None, label_swap: bool = False) -> RunResult:
+                 training_overrides: dict[str, Any] | None = None, label_swap: bool = False,
+                 control: str | None = None) -> RunResult:
+    """`control`: also train, in this command, a label-swap control of run `run_id` under this
+    id (the same pairs and hyperparameters, preferred and non-preferred exchanged), evaluated
+    after it on the same base endpoint."""
     if until is not None and until not in STAGES:
         raise InputError(f"--until must be one of {', '.join(STAGES)}")
     check_run_id(run_id)
+    if control is not None and (check_run_id(control) == run_id or label_swap):
+        raise InputError(f"--control {control}: a control of run {run_id} needs its own id, and run {run_id} "
+                         f"must not be a label-swap control itself")
     plan, _prices, offers = load_checked_plan(plan_path)
     train_plan = training_plan(plan, training_overrides)
     tasks = load_plan_tasks(plan)
@@ -737,8 +681,9 @@ def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bo
             if resumed:
                 point = resume_point(ctx)
                 progress.say(f"resuming at {point}" if point else "resuming: every stage is done already")
-            code, status, message = asyncio.run(run_stages(ctx, until))
-            summary = summarize(ctx, code, status, message)
+            also = (dataclasses.replace(ctx, run_id=control, label_swap=True, stages={}),) if control else ()
+            code, status, message = asyncio.run(run_stages(ctx, until, also))
+            summary = summarize(ctx, code, status, message, also)
         finally:
             campaign.close()
     return RunResult(code, status, message, summary)
@@ -752,7 +697,23 @@ def _training_metrics(state: dict[str, Any], run_id: str) -> dict[str, Any]:
             "warnings": m.get("warnings", [])}
 
 
-def summarize(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
+def summarize(ctx: Ctx, code: int, status: str, message: str, also: tuple[Ctx, ...] = ()) -> dict[str, Any]:
+    """The command's JSON summary; `eval` is `ctx`'s run's (a control's gate is under `runs`)."""
+    from dpo_tui.campaign.state.eval import EVAL
+
+    evals = ctx.campaign.state.part(EVAL).runs
+    out = _summary(ctx, code, status, message)
+    mine = evals.get(ctx.run_id)
+    if also:  # the latest eval may be the control's
+        out["eval"] = ({k: mine.to_json()[k] for k in ("suites", "decision", "decided_by")} if mine is not None
+                       else {"suites": {}, "decision": None, "decided_by": None})
+    out["runs"] = {c.run_id: {"label_swap": c.label_swap, "stages": c.stages,
+                              "decision": evals[c.run_id].decision if c.run_id in evals else None}
+                   for c in (ctx, *also)}
+    return out
+
+
+def _summary(ctx: Ctx, code: int, status: str, message: str) -> dict[str, Any]:
     state = ctx.campaign.state.to_json()
     return {"campaign": state["campaign"]["name"], "db": str(ctx.campaign.store.path), "backend": ctx.backend,
             "status": status, "exit_code": code, "message": message, "stages": ctx.stages,

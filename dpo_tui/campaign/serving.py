@@ -167,6 +167,40 @@ def reuse(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, ready_timeout_
     return campaign.state.part(ENDPOINTS).by_id[ep["endpoint_id"]]
 
 
+ADAPTER_READY, ADAPTER_FAILED = "ADAPTER_LOAD_STATE_READY", "ADAPTER_LOAD_STATE_FAILED"
+
+
+def attach_adapter(campaign: Campaign, m: Mgmt, ep: dict[str, Any], *, run_id: str, adapter_model_id: str,
+                   chat_model: str, ready_timeout_s: float = 900, poll_s: float = 0.5) -> str:
+    """Attach run `run_id`'s tuned LoRA to the running base deployment `ep` (Together's
+    multi-LoRA: `endpoints.adapters`), wait until every cluster has it loaded, log
+    `endpoint.adapter_attached`. An attachment already there (a resume, or a run killed after
+    Together made it) is used, never doubled. Returns the model name the tuned arm's calls use."""
+    client = m.client
+    where = {"endpoint_id": ep["endpoint_id"], "deployment_id": ep["deployment_id"]}
+
+    def existing():
+        return next((a for a in m.call("adapters.list", client.endpoints.adapters.list, **where)
+                     if a.adapter_model_id == adapter_model_id), None)
+
+    ad = existing() or m.call("adapters.create", client.endpoints.adapters.create, **where,
+                              adapter_model_id=adapter_model_id, recover=existing)
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        states = [c.state for c in ad.per_cluster or []]
+        if states and all(s == ADAPTER_READY for s in states):
+            break
+        if ADAPTER_FAILED in states or time.monotonic() > deadline:
+            raise InputError(f"adapter {adapter_model_id} did not load on {ep['name']} ({', '.join(states) or 'no state'})")
+        time.sleep(poll_s)
+        ad = m.call("adapters.retrieve", client.endpoints.adapters.retrieve, ad.id, **where)
+    if ep.get("adapters", {}).get(run_id) != chat_model:
+        campaign.append("endpoint.adapter_attached", {
+            **where, "run_id": run_id, "adapter_id": ad.id, "adapter_model_id": adapter_model_id,
+            "chat_model": chat_model, "at": format_ts(_now())}, actor="system")
+    return chat_model
+
+
 def _stop_deployment(m: Mgmt, endpoint_id: str, dep_id: str, *, stop_timeout_s: float, poll_s: float) -> None:
     """Scale the deployment to zero, wait until it is stopped, delete it."""
     client = m.client

@@ -409,6 +409,8 @@ def monitor(campaign: Campaign, m: Mgmt, run_id: str, *, poll_s: float = 1.0, me
                 "run_id": run_id, "job_id": run.job_id, "status": job.status,
                 "output_model": getattr(job, "x_model_output_name", None) or getattr(job, "output_name", None),
                 "model_object_id": getattr(job, "api_model_object_id", None),
+                "adapter_object_id": getattr(job, "adapter_object_id", None),
+                "adapter_object_name": getattr(job, "adapter_object_name", None),
                 "token_count": int(job.token_count or 0), "price_usd": price,
                 "total_price_nanodollars": job.total_price}, actor="system")
             return campaign.state.part(TRAINING).runs[run_id]

@@ -21,6 +21,9 @@ from dpo_tui.errors import InputError
 from dpo_tui.provider.prices import InstancePrice, PriceTable, ServerlessPrice, load_prices
 
 
+ADAPTER_MODES = ("ADAPTER_MODE_DYNAMIC", "ADAPTER_MODE_FIXED")  # a deployment that hosts LoRA adapters
+
+
 @dataclass(frozen=True)
 class Offers:
     models: dict[str, Any]  # name -> together.types.SupportedModel
@@ -44,6 +47,12 @@ class Offers:
         if serving == "serverless":
             return "PRODUCT_SERVERLESS" in products
         return "PRODUCT_DEDICATED" in products and bool(getattr(m, "deployment_profiles", None))
+
+    def hosts_adapters(self, model: str) -> bool:
+        """The model's first deployment profile hosts LoRA adapters (adapterMode dynamic or fixed)."""
+        m = self.models.get(model)
+        profiles = list(getattr(m, "deployment_profiles", None) or []) if m is not None else []
+        return bool(profiles) and getattr(profiles[0], "adapter_mode", None) in ADAPTER_MODES
 
     def hardware_text(self, instance: str, replicas: int = 1) -> str:
         hw = self.hardware.get(instance)
@@ -120,7 +129,7 @@ def offer_prices(offers: Offers, table: PriceTable | None = None) -> PriceTable:
     dedicated = {n: inst for n in offers.models if (inst := offers.profile_instance(n)) is not None}
     return replace(table, date=offers.as_of, source=offers.where, serverless=serverless,
                    dedicated={**table.dedicated, **dedicated}, instances={**table.instances, **instances},
-                   origin="catalogue")
+                   origin="catalogue", adapters=frozenset(n for n in offers.models if offers.hosts_adapters(n)))
 
 
 def price_disagreements(offers: Offers, table: PriceTable) -> list[str]:

@@ -51,6 +51,12 @@ class PriceTable:
     dedicated: dict[str, str] = field(default_factory=dict)  # model -> instance name
     instances: dict[str, InstancePrice] = field(default_factory=dict)
     origin: str = "table"  # "table": a dated table file; "catalogue": the live catalogue and hardware list
+    # models whose dedicated deployment hosts LoRA adapters (the catalogue's deployment profile
+    # `adapterMode` dynamic or fixed): the eval serves base and tuned on one deployment
+    adapters: frozenset[str] = frozenset()
+
+    def hosts_adapters(self, model: str) -> bool:
+        return model in self.adapters
 
     def chat_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one serverless call, or None when the model has no serverless price."""
@@ -93,7 +99,9 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
                       for m, v in raw.get("serverless", {}).items()}
         training = {m: TrainingPrice(**{k: v[k] for k in v}) for m, v in raw.get("training", {}).items()}
         dedicated = {m: str(v["instance"]) for m, v in raw.get("dedicated", {}).items()}
+        adapters = frozenset(m for m, v in raw.get("dedicated", {}).items() if v.get("adapters") is True)
         instances = {n: InstancePrice(name=n, **v) for n, v in raw.get("instances", {}).items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"price table {p} is malformed: {exc}") from exc
-    return PriceTable(str(raw["date"]), str(raw["source"]), serverless, training, dedicated, instances)
+    return PriceTable(str(raw["date"]), str(raw["source"]), serverless, training, dedicated, instances,
+                      adapters=adapters)

@@ -30,7 +30,6 @@ class BaseModel:
     fine_tuning: bool
     params_b: float
     context: int = 32768
-    adapter_mode: str | None = "ADAPTER_MODE_DYNAMIC"  # LoRA hosting of its deployment profile (None: not published)
 
     @property
     def ml_id(self) -> str:
@@ -50,8 +49,7 @@ class BaseModel:
 
 
 BASE_MODELS: tuple[BaseModel, ...] = (
-    BaseModel("Qwen/Qwen2.5-72B-Instruct-Turbo", "qwen25_72b_turbo", "72b", False, True, False, 72.7,
-              adapter_mode=None),
+    BaseModel("Qwen/Qwen2.5-72B-Instruct-Turbo", "qwen25_72b_turbo", "72b", False, True, False, 72.7),
     BaseModel("Qwen/Qwen2.5-7B-Instruct-Turbo", "qwen25_7b_turbo", "7b", True, False, False, 7.6),
     BaseModel("Qwen/Qwen2.5-7B-Instruct", "qwen25_7b", "7b", False, True, True, 7.6),
 )
@@ -76,7 +74,7 @@ def supported_model(m: BaseModel, prices: PriceTable) -> dict:
         "model": f"{m.registry_path}/revisions/{m.rv_id}", "modelName": m.name,
         "gpuType": gpu_type, "gpuCount": int(gpu_count), "parallelism": f"TP{gpu_count}",
         "quantization": "FP8" if m.name.endswith("-Turbo") else "BF16",
-        **({"adapterMode": m.adapter_mode} if m.adapter_mode else {}),
+        **({"adapterMode": "ADAPTER_MODE_DYNAMIC"} if m.name in prices.adapters else {}),
         "performanceBenchmarks": {"decodingSpeedTps": 120.0, "maxContextLength": str(m.context),
                                   "timeToFirstTokenMs": 180.0},
     }] if m.dedicated else []

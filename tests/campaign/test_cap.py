@@ -31,8 +31,12 @@ def test_the_eval_is_held_against_the_cap_before_it_starts_and_stopped_by_it_mid
     # 1.4 endpoint minutes each estimated: the eval is estimated at 2 x 1.4 min x $0.0915 (1x H100 at
     # $5.49/h); the dedicated generator (2x H100, $0.183/min) needs its next minute to fit while it runs
     plan = tmp_path / "plan.toml"
+    # (base and tuned on two endpoints: the cap's arithmetic below is of two; the shared deployment's is
+    # tests/campaign/test_eval_serving.py's)
     plan.write_text(small_demo_plan(**{"endpoint_tokens_per_s = 20000": "endpoint_tokens_per_s = 20000\nendpoint_minutes = 1.4",
-                                       "cap_usd = 5.00": "cap_usd = 0.40", "k = 3": "k = 1"}))
+                                       "cap_usd = 5.00": "cap_usd = 0.40", "k = 3": "k = 1",
+                                       'policy_base = "Qwen/Qwen2.5-7B-Instruct"':
+                                       'policy_base = "Qwen/Qwen2.5-7B-Instruct"\neval_adapters = "off"'}))
     db = tmp_path / "c.db"
 
     # 1. rollouts and training fit $0.40; the eval's estimate does not: refused before any endpoint

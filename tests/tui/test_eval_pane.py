@@ -68,8 +68,10 @@ async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_p
     assert [(e.actor, e.payload["estimate_usd"]) for e in run_eval] == [(ACTOR, endpoint_usd)]
     assert events_of(db, "eval.results") and len(events_of(db, "decision.gate")) == 1
     started, stopped = events_of(db, "endpoint.started"), events_of(db, "endpoint.stopped")
-    # base and tuned (the rollouts' dedicated generator ran before training)
-    assert [e.payload["role"] for e in started] == ["generator", "base", "tuned"] and len(stopped) == len(started)
+    # base, the tuned adapter attached to it (the rollouts' dedicated generator ran before training)
+    assert [e.payload["role"] for e in started] == ["generator", "base"] and len(stopped) == len(started)
+    [attached] = events_of(db, "endpoint.adapter_attached")
+    assert attached.payload["endpoint_id"] == started[1].payload["endpoint_id"]
 
     ev = _eval_state(db)
     assert "pass@1" in text and f"decision: {ev['decision']} (by system)" in text

@@ -92,6 +92,8 @@ class JobFinished(Payload):
     status: str
     output_model: str | None
     model_object_id: str | None = None
+    adapter_object_id: str | None = None  # the registry model of a LoRA job's adapter (attachable to a deployment)
+    adapter_object_name: str | None = None  # what chat calls name to reach it there
     token_count: int = 0
     price_usd: float = Field(ge=0)
     total_price_nanodollars: int | None = None
@@ -136,6 +138,20 @@ class EndpointReused(Payload):
     at: str
 
 
+@event_type("endpoint.adapter_attached", version=1)
+class AdapterAttached(Payload):
+    """A run's tuned LoRA attached to a running base deployment (campaign/serving.py
+    `attach_adapter`): base and tuned on one deployment, one endpoint's minutes."""
+
+    endpoint_id: str
+    deployment_id: str
+    run_id: str
+    adapter_id: str  # Together's attachment id (dad_...)
+    adapter_model_id: str
+    chat_model: str  # what the tuned arm's chat calls name
+    at: str
+
+
 @event_type("endpoint.stopped", version=1)
 class EndpointStopped(Payload):
     endpoint_id: str
@@ -165,6 +181,8 @@ class TrainingRun:
     model: str | None = None
     output_model: str | None = None
     model_object_id: str | None = None
+    adapter_object_id: str | None = None
+    adapter_object_name: str | None = None
     price_usd: float | None = None
     estimated_usd: float | None = None
     estimated_hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -215,8 +233,9 @@ class EndpointsState:
         return {"id": last["endpoint_id"] if last else None, "state": last["state"] if last else None,
                 "minutes": sum(e.get("minutes", 0) for e in self.by_id.values()),
                 "running": len(self.running()),
-                "all": [{k: e.get(k) for k in ("endpoint_id", "role", "run_id", "state", "chat_model", "minutes",
-                                                "cost_usd", "price_cents_per_hour")} for e in self.by_id.values()]}
+                "all": [{**{k: e.get(k) for k in ("endpoint_id", "role", "run_id", "state", "chat_model", "minutes",
+                                                  "cost_usd", "price_cents_per_hour")},
+                         "adapters": dict(e.get("adapters") or {})} for e in self.by_id.values()]}
 
 
 TRAINING = state_part("training", factory=TrainingState, to_json=TrainingState.to_json)
@@ -262,6 +281,7 @@ def _finished(state: CampaignState, event: StoredEvent) -> None:
     run = state.part(TRAINING).run(p["run_id"])
     run.job_id, run.status, run.output_model = p["job_id"], p["status"], p["output_model"]
     run.model_object_id, run.price_usd = p.get("model_object_id"), p["price_usd"]
+    run.adapter_object_id, run.adapter_object_name = p.get("adapter_object_id"), p.get("adapter_object_name")
     add_spend(state, "training", p["price_usd"])
 
 
@@ -280,6 +300,13 @@ def _ep_reused(state: CampaignState, event: StoredEvent) -> None:
     ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
     if ep is not None:
         ep["reused"] = ep.get("reused", 0) + 1
+
+
+@on("endpoint.adapter_attached")
+def _ep_adapter(state: CampaignState, event: StoredEvent) -> None:
+    ep = state.part(ENDPOINTS).by_id.get(event.payload["endpoint_id"])
+    if ep is not None:
+        ep.setdefault("adapters", {})[event.payload["run_id"]] = event.payload["chat_model"]
 
 
 @on("endpoint.ready")

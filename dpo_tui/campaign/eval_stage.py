@@ -1,0 +1,190 @@
+"""The eval stage: base against tuned on dedicated serving, then the gate.
+
+Serving pays once. Where the catalogue says the base's deployment hosts LoRA adapters
+(`budget.shared_eval_deployment`), base and tuned share one deployment: the base endpoint
+is started and the run's tuned adapter attached to it (one endpoint's minutes, the same
+serving path by construction); otherwise base and tuned get an endpoint each. Within one
+command the base endpoint serves every run it evaluates (`EvalServing`: `dpo-tui train
+--control` evaluates a run and its control on one base), a resume after a crash reuses the
+campaign's still-running endpoints, and no endpoint outlives the command."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from dpo_tui.campaign import evaluation, preflight, serving
+from dpo_tui.campaign.budget import shared_eval_deployment
+from dpo_tui.campaign.cap import EndpointMeter, hold_stage, meter_loop
+from dpo_tui.campaign.state.budget import BUDGET
+from dpo_tui.campaign.state.eval import EVAL
+from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.campaign.state.train import ENDPOINTS, TRAINING
+from dpo_tui.domain.stats import interval_text
+from dpo_tui.errors import BudgetCapReached
+
+
+@dataclass
+class EvalServing:
+    """The command's eval serving, shared by every run it evaluates: the base endpoint's id
+    once started, and whether a later run of this command still needs it."""
+
+    base_endpoint_id: str | None = None
+    keep_base: bool = False  # set by the command while another run's eval follows this one
+
+    def base(self, campaign: Any) -> dict[str, Any] | None:
+        ep = campaign.state.part(ENDPOINTS).by_id.get(self.base_endpoint_id or "")
+        return ep if ep is not None and ep["state"] != "stopped" else None
+
+
+def _hardware(ctx: Any) -> tuple[str, str | None, int]:
+    base_model = ctx.plan.models.eval_base or ctx.plan.models.policy_base
+    instance = ctx.prices.dedicated.get(base_model)
+    cents = ctx.prices.instances[instance].price_cents_per_hour if instance in ctx.prices.instances else 0
+    return base_model, instance, cents
+
+
+async def _clear_leftovers(ctx: Any, client: Any, pool: EvalServing, open_gate: bool) -> None:
+    """Log the endpoints a killed run left unlogged, stop every endpoint nobody will use: kept
+    are this command's shared base and, while its gate is open, this run's own base and tuned."""
+    _base_model, instance, cents = _hardware(ctx)
+    unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
+                                       price_cents_per_hour=cents)
+    mine = (lambda ep: ep["endpoint_id"] == pool.base_endpoint_id or (
+        open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") in ("base", "tuned")
+        and bool(ep.get("deployment_id"))))
+    left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
+                                   keep=mine)
+    if left:
+        ctx.progress.say(f"eval: stopped {len(left)} endpoint(s) an earlier run left running"
+                         + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
+
+
+def _what(ctx: Any, endpoints: int, instance: str | None, cents: int, endpoint_usd: float, shared: bool) -> str:
+    minutes = endpoint_usd / (endpoints * cents / 100 / 60) if cents else 0.0
+    how = ("1 dedicated endpoint for base and tuned (the tuned LoRA attached to the base's deployment)" if shared
+           else "2 dedicated endpoints (base and tuned)")
+    return (f"start {how} on {instance}, ${endpoints * cents / 100 / 60:.3f}/min together, {minutes:g} min each "
+            f"estimated, and run the eval")
+
+
+async def _endpoint(ctx: Any, client: Any, role: str, ref: str, config: str | None, abort: Any,
+                    instance: str | None, cents: int, actor: str) -> dict[str, Any]:
+    ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=ctx.run_id, role=role, poll_s=0.1,
+                                 abort=abort)
+    if ep is not None:
+        ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
+        return ep
+    return await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role, model_ref=ref,
+                                   config=config, price_cents_per_hour=cents, instance=instance or "?", actor=actor,
+                                   poll_s=0.1, abort=abort)
+
+
+async def _serve(ctx: Any, client: Any, pool: EvalServing, meter: EndpointMeter, over_cap: list[str],
+                 shared: bool) -> dict[str, str]:
+    """The base's and the tuned model's chat names, their endpoints running."""
+    base_model, instance, cents = _hardware(ctx)
+    run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
+    actor = "plan" if ctx.yes else "system"
+    abort = lambda: over_cap[0] if over_cap else None  # noqa: E731
+
+    def refuse() -> None:
+        refused = over_cap[0] if over_cap else meter.start_refusal(cents)
+        if refused:
+            raise BudgetCapReached(refused)
+
+    base_ref, config = await asyncio.to_thread(serving.base_profile, client, base_model)
+    base = pool.base(ctx.campaign)
+    if base is None:
+        refuse()
+        base = await _endpoint(ctx, client, "base", base_ref, config, abort, instance, cents, actor)
+        pool.base_endpoint_id = base["endpoint_id"]
+    else:
+        ctx.progress.say(f"eval: the base endpoint {base['chat_model']} serves run {ctx.run_id} too")
+    models = {"base": base["chat_model"]}
+    if shared:
+        models["tuned"] = await asyncio.to_thread(
+            serving.attach_adapter, ctx.campaign, client, base, run_id=ctx.run_id,
+            adapter_model_id=run.adapter_object_id, chat_model=run.adapter_object_name, poll_s=0.1)
+    else:
+        refuse()
+        project = (await asyncio.to_thread(client.call, "whoami", client.client.whoami)).project.id
+        tuned = await _endpoint(ctx, client, "tuned", f"projects/{project}/models/{run.model_object_id}", config,
+                                abort, instance, cents, actor)
+        models["tuned"] = tuned["chat_model"]
+    return models
+
+
+def _decide(ctx: Any, shared: bool) -> None:
+    from dpo_tui.campaign.runner import run_decision
+
+    _base_model, instance, cents = _hardware(ctx)
+    b = ctx.campaign.state.part(BUDGET)
+    endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
+    endpoints = 1 if shared else 2
+    what = _what(ctx, endpoints, instance, cents, endpoint_usd, shared)
+    ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
+               label=run_decision("run_eval", ctx.run_id))
+    hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
+
+
+async def stage_eval(ctx: Any) -> None:
+    from dpo_tui.campaign.runner import _run_specs
+
+    pool: EvalServing = ctx.eval_serving
+    done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
+    await preflight.before_stage(ctx)
+    client = await asyncio.to_thread(ctx.client)
+    open_gate = done is None or done.gate_decision is None
+    await _clear_leftovers(ctx, client, pool, open_gate)
+    if not open_gate:
+        ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
+        return
+    run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
+    # a job logged before adapters were recorded has none to attach: its tuned model gets an endpoint
+    shared = shared_eval_deployment(ctx.plan, ctx.prices) and bool(run.adapter_object_id and run.adapter_object_name)
+    try:
+        _decide(ctx, shared)
+    except BaseException:  # a kept endpoint never outlives the command
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="eval not started")
+        raise
+    split = ctx.campaign.state.part(SPLIT).split
+    meter = EndpointMeter(ctx.campaign)
+    over_cap: list[str] = []
+    engines: list[Any] = []
+
+    def on_cap(message: str) -> None:
+        over_cap.append(message)
+        for engine in engines:
+            engine.stop_for_cap(message)
+
+    metering = asyncio.create_task(meter_loop(meter, on_cap))
+    finished = False
+    try:
+        models = await _serve(ctx, client, pool, meter, over_cap, shared)
+        for arm, model in models.items():
+            ctx.provider.price_endpoint_model(model, note=arm)
+        ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path"
+                         + (" (one deployment, the tuned adapter attached)" if shared else ""))
+        specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
+        await _run_specs(ctx, specs, "eval", engines=engines)
+        finished = True
+    finally:
+        metering.cancel()
+        await asyncio.gather(metering, return_exceptions=True)
+        keep = (lambda ep: ep["endpoint_id"] == pool.base_endpoint_id) if finished and pool.keep_base else (
+            lambda ep: False)
+        await asyncio.to_thread(serving.stop_all, ctx.campaign, client, keep=keep,
+                                reason="the budget cap stopped the eval" if over_cap else "eval ended")
+    _gate(ctx, split, models)
+
+
+def _gate(ctx: Any, split: Any, models: dict[str, str]) -> None:
+    results = evaluation.record_results(ctx.campaign, ctx.plan, ctx.tasks, ctx.run_id, list(split.test), models)
+    decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
+    for suite, r in results.items():
+        ctx.progress.say(f"eval {suite}: pass@1 base {r.base_pass1:.1%} tuned {r.tuned_pass1:.1%} "
+                         f"delta {r.delta:+.1%} CI {interval_text(r.ci_low, r.ci_high)} p={r.perm_p:.3f} "
+                         f"MDE {'none reachable' if r.mde is None else format(r.mde, '.1%')}")
+    ctx.progress.say(f"gate: {decision['decision']} ({decision['reason']})")
