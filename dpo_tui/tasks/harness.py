@@ -11,63 +11,28 @@ stdout/stderr on a pipe the supervisor drains with a byte cap; the supervisor en
 wall-clock backstop and kills the child's whole process group when the test ends. The
 child loads the program (and the test module) fresh, so no test sees another's state.
 
-Start-up is most of a run's cost, so the harness imports only C-level or tiny modules
-(`_ast` not `ast`, `_signal` not `signal`, `select.poll` not `selectors`, `marshal` in and
-a small JSON writer out, no `re`); `traceback` is imported only once a test fails, and the
-few pure stdlib modules the tests or the program name (json, typing, collections, ...) are
-imported once in the supervisor, so that the test children inherit them.
-
 Verdicts: pass, fail (AssertionError), error (any other exception, including
 RecursionError and MemoryError), timeout (CPU or wall-clock limit), crash (the process
 died without reporting: a signal, os._exit, too much output), skip (pytest.skip).
 """
 
-import _ast
-import _signal
+import ast
 import builtins
-import marshal
+import json
+import linecache
+import math
 import os
 import resource
-import select
+import selectors
+import signal
 import sys
 import time
+import traceback
 import types
-
-try:
-    from _json import encode_basestring_ascii as _json_str
-except ImportError:  # an interpreter without the C accelerator
-    from json import dumps as _json_str
 
 HARNESS = os.path.abspath(__file__)
 PROGRAM_FILE = "program.py"
 KEEP_HEAD, KEEP_TAIL = 1500, 500
-VERDICT_NAMES = ("pass", "fail", "error", "timeout", "crash", "skip")
-# pure stdlib modules worth importing once in the supervisor when the code names them
-# (never `random`: each test child must seed its own)
-WARM = ("json", "typing", "collections", "math", "heapq", "string", "copy", "functools",
-        "itertools", "bisect", "operator", "fractions", "dataclasses", "re")
-_SOURCES = {}  # filename -> source, for tracebacks (linecache is filled once traceback loads)
-_TB = []
-
-
-def _traceback():
-    """traceback, imported on first need, with the program's and the tests' lines."""
-    if not _TB:
-        import linecache
-        import traceback
-        for filename, source in _SOURCES.items():
-            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        _TB.append(traceback)
-    return _TB[0]
-
-
-def _warm(*texts):
-    for name in WARM:
-        if any(f"import {name}" in t or f"from {name} " in t or f"from {name}." in t for t in texts):
-            try:
-                __import__(name)
-            except Exception:  # noqa: BLE001 - only a speed-up
-                pass
 
 
 # ---------------------------------------------------------------- the pytest stand-in
@@ -136,10 +101,7 @@ def _pytest_module():
 
 # ---------------------------------------------------------------- inside a test child
 def _lines(source, filename):
-    _SOURCES[filename] = source
-    if _TB:
-        import linecache
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
 
 
 def _compile_all(program, tests):
@@ -150,7 +112,7 @@ def _compile_all(program, tests):
         code["program"] = compile(program, PROGRAM_FILE, "exec")
         _lines(program, PROGRAM_FILE)
     except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as exc:
-        text = "".join(_traceback().format_exception_only(type(exc), exc)).strip()
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return f"{PROGRAM_FILE} does not compile: {text}"
     code["tests"] = _compile_tests(tests["source"], tests["filename"])
     _lines(tests["source"], tests["filename"])
@@ -211,45 +173,20 @@ def _short(value, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-_LOCATION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
-
-
-def _at(node, where):
-    for attr in _LOCATION:
-        setattr(node, attr, getattr(where, attr))
-    return node
-
-
-def _assert_sides(node):
+class _AssertSides(ast.NodeTransformer):
     """Rewrite `assert a OP b` (one comparison, no message) so that a failure reports both
     sides as they were computed, like pytest does, without evaluating anything twice."""
-    test = node.test
-    if node.msg is not None or not isinstance(test, _ast.Compare) or len(test.ops) != 1:
-        return [node]
-    name = lambda n, ctx: _at(_ast.Name(n, ctx), node)  # noqa: E731
-    load = [name("_h_left", _ast.Load()), name("_h_right", _ast.Load())]
-    message = _at(_ast.Call(name("_h_explain", _ast.Load()), [name("_h_left", _ast.Load()),
-                                                              name("_h_right", _ast.Load())], []), node)
-    return [_at(_ast.Assign([name("_h_left", _ast.Store())], test.left), node),
-            _at(_ast.Assign([name("_h_right", _ast.Store())], test.comparators[0]), node),
-            _at(_ast.Assert(_at(_ast.Compare(load[0], test.ops, [load[1]]), node), message), node)]
 
-
-def _rewrite(node):
-    """`_assert_sides` applied to every assert statement in the tree, in place."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        for field in current._fields:
-            value = getattr(current, field, None)
-            if isinstance(value, list):
-                if any(isinstance(v, _ast.Assert) for v in value):
-                    value = [s for v in value for s in (_assert_sides(v) if isinstance(v, _ast.Assert) else [v])]
-                    setattr(current, field, value)
-                stack.extend(v for v in value if isinstance(v, _ast.AST))
-            elif isinstance(value, _ast.AST):
-                stack.append(value)
-    return node
+    def visit_Assert(self, node):
+        test = node.test
+        if node.msg is not None or not isinstance(test, ast.Compare) or len(test.ops) != 1:
+            return node
+        left, right = ast.Name("_h_left", ast.Store()), ast.Name("_h_right", ast.Store())
+        load = [ast.Name("_h_left", ast.Load()), ast.Name("_h_right", ast.Load())]
+        message = ast.Call(ast.Name("_h_explain", ast.Load()), load[:], [])
+        stmts = [ast.Assign([left], test.left), ast.Assign([right], test.comparators[0]),
+                 ast.Assert(ast.Compare(load[0], test.ops, [load[1]]), message)]
+        return [ast.fix_missing_locations(ast.copy_location(s, node)) for s in stmts]
 
 
 def _h_explain(left, right):
@@ -257,18 +194,15 @@ def _h_explain(left, right):
 
 
 def _compile_tests(source, filename):
-    if "assert" not in source:
-        return compile(source, filename, "exec")
     try:
-        tree = _rewrite(compile(source, filename, "exec", _ast.PyCF_ONLY_AST))
-        return compile(tree, filename, "exec")
+        tree = _AssertSides().visit(ast.parse(source, filename))
+        return compile(ast.fix_missing_locations(tree), filename, "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return compile(source, filename, "exec")
 
 
 def _where(tb):
     """The failing test frame's local values, for the model (functions and modules left out)."""
-    traceback = _traceback()
     frame = None
     for f, _ in traceback.walk_tb(tb):
         if f.f_code.co_filename != HARNESS:
@@ -281,7 +215,6 @@ def _where(tb):
 
 
 def _format_error(exc):
-    traceback = _traceback()
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != HARNESS][-8:]
     text = "".join(traceback.StackSummary.from_list(frames).format())
     text += "".join(traceback.format_exception_only(type(exc), exc))
@@ -297,9 +230,9 @@ def _child(tests, case, cpu, out_w, res_w):
     os.dup2(out_w, 1)
     os.dup2(out_w, 2)
     sys.stdout.reconfigure(line_buffering=True)  # what a hanging test printed is kept
-    hard = int(-(-cpu // 1)) + 1  # ceil(cpu) + 1
+    hard = math.ceil(cpu) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (hard, hard + 1))
-    _signal.setitimer(_signal.ITIMER_PROF, cpu)
+    signal.setitimer(signal.ITIMER_PROF, cpu)
     _, func, index = case
     status = "load"
     try:
@@ -321,7 +254,7 @@ def _child(tests, case, cpu, out_w, res_w):
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001
         pass
-    os.write(res_w, b"R" + f"{verdict}\x1f{status}\x1f{message[:4000]}".encode("utf-8", "replace"))
+    os.write(res_w, b"R" + json.dumps([verdict, message[:4000], status]).encode() + b"\n")
     os._exit(0)
 
 
@@ -337,34 +270,29 @@ def _truncate(data):
 def _pump(pid, out_r, res_r, limits):
     """Drain the child's pipes until it exits or breaks a limit; returns (out, res, killed)."""
     pidfd = os.pidfd_open(pid)
-    poll = select.poll()
-    watched = {out_r, res_r, pidfd}
-    for fd in watched:
-        poll.register(fd, select.POLLIN)
+    sel = selectors.DefaultSelector()
+    for fd in (out_r, res_r, pidfd):
+        sel.register(fd, selectors.EVENT_READ)
     out, res, killed = bytearray(), bytearray(), None
     deadline = time.monotonic() + limits["test_wall"]
     exited = False
-    while not exited or len(watched) > 1:
+    while not exited or len(sel.get_map()) > 1:
         wait = deadline - time.monotonic() if not exited else 0.05
         if wait <= 0 and not exited:
             killed = f"wall-clock limit of {limits['test_wall']:g} s"
             break
-        events = poll.poll(max(1, int(-(-wait * 1000 // 1))))
+        events = sel.select(wait)
         if not events and exited:
             break  # a grandchild holds the pipe open; it is killed with the group
-        for fd, _ in events:
-            if fd not in watched:
-                continue
-            if fd == pidfd:
+        for key, _ in events:
+            if key.fd == pidfd:
                 exited = True
-                poll.unregister(pidfd)
-                watched.discard(pidfd)
+                sel.unregister(pidfd)
                 continue
-            data = os.read(fd, 65536)
+            data = os.read(key.fd, 65536)
             if not data:
-                poll.unregister(fd)
-                watched.discard(fd)
-            elif fd == out_r:
+                sel.unregister(key.fd)
+            elif key.fd == out_r:
                 out += data
                 if len(out) > limits["output_bytes"]:
                     killed = f"output limit of {limits['output_bytes']} bytes"
@@ -372,58 +300,35 @@ def _pump(pid, out_r, res_r, limits):
                 res += data
         if killed:
             break
+    sel.close()
     os.close(pidfd)
     return out, res, killed
 
 
 def _kill_group(pid):
     try:
-        os.killpg(pid, _signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
 
 
 def _verdict(res, killed, status, cpu_used, limits):
-    loaded = res.startswith(b"L\n")
-    record = res[2:] if loaded else bytes(res)
-    if record.startswith(b"R"):
-        parts = record[1:].decode("utf-8", "replace").split("\x1f", 2)
-        if len(parts) == 3 and parts[0] in VERDICT_NAMES:
-            verdict, stage, message = parts
+    lines = res.decode("utf-8", "replace").splitlines()
+    loaded = "L" in lines
+    for line in lines:
+        if line.startswith("R"):
+            verdict, message, stage = json.loads(line[1:])
             return verdict, message, stage == "load"
     if killed and killed.startswith("output"):
         return "crash", f"killed: {killed} exceeded", not loaded
     if killed:
         return "timeout", f"timed out: {killed}", not loaded
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-    if sig in (_signal.SIGPROF, _signal.SIGXCPU) or (sig == _signal.SIGKILL and cpu_used >= limits["test_cpu"]):
+    if sig in (signal.SIGPROF, signal.SIGXCPU) or (sig == signal.SIGKILL and cpu_used >= limits["test_cpu"]):
         return "timeout", f"timed out: CPU time limit of {limits['test_cpu']:g} s", not loaded
     if sig is not None:
-        return "crash", f"the test process was killed by {_signal_name(sig)}", not loaded
+        return "crash", f"the test process was killed by {signal.Signals(sig).name}", not loaded
     return "crash", f"the test process exited with status {os.WEXITSTATUS(status)} without a result", not loaded
-
-
-def _signal_name(sig):
-    import signal  # only here: it imports enum
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
-def _dumps(value):
-    """JSON for the report: dicts, lists, str, int, float, bool, None (no json module)."""
-    if isinstance(value, str):
-        return _json_str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_dumps(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_json_str(str(k))}: {_dumps(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return "null"
-    return repr(value)
 
 
 def run_one(tests, case, limits):
@@ -468,7 +373,7 @@ def _apply_limits(limits, drop_uid):
 
 
 def main():
-    payload = marshal.loads(sys.stdin.buffer.read())
+    payload = json.loads(sys.stdin.buffer.read())
     report = os.fdopen(os.dup(1), "w")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -477,7 +382,6 @@ def main():
     program, tests, limits = payload["program"], payload["tests"], payload["limits"]
     results, inherited = [], None
     static = _compile_all(program, tests)
-    _warm(program, tests["source"], *(source for _, source in tests["support"]))
     for case in tests["cases"]:
         if static:
             results.append([case[0], "error", static, 0.0, 0.0, ""])
@@ -486,11 +390,9 @@ def main():
         else:
             row, at_load = run_one(tests, case, limits)
             results.append(row)
-            if row[1] in ("fail", "error"):
-                _traceback()  # the next failing tests' children inherit it
             if at_load and row[1] != "pass":
                 inherited = row
-    report.write(_dumps({"verdicts": results}))
+    report.write(json.dumps({"verdicts": results}))
     report.flush()
 
 

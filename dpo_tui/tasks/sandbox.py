@@ -21,7 +21,6 @@ Safe to call from many threads or processes at once (no shared state, no preexec
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import secrets
 import shutil
@@ -202,7 +201,7 @@ def run_tests(task: Task, program: str, *, limits: Limits | None = None,
 def run_sandboxed(script: Path, payload: Callable[[int, int | None], dict], backstop: float,
                   sandbox: Sandbox, *, refusal: str, advice: str = NO_BWRAP_ADVICE) -> tuple[bytes, str, bool]:
     """Run the stdlib-only `script` under bubblewrap with `payload(nproc_base, drop_uid)` as
-    marshal on stdin (the script applies the limits and drops to `drop_uid` itself). Returns its
+    JSON on stdin (the script applies the limits and drops to `drop_uid` itself). Returns its
     stdout (what it wrote before a backstop kill, too), an error ("" when it exited 0) and
     whether it was sandboxed. Without bwrap: SandboxUnavailable unless the sandbox opts in."""
     bwrap = sandbox.resolve()
@@ -276,17 +275,11 @@ def _run_as(script: Path, payload: Callable[[int, int | None], dict], backstop: 
         else:
             cmd = [sandbox.python, "-s", "-S", "-B", str(script)]
         nproc_base = 0 if as_root else _own_process_count()
-        raw, error = _spawn(cmd, _stdin(payload(nproc_base, drop_uid)), work if not bwrap else None,
+        raw, error = _spawn(cmd, json.dumps(payload(nproc_base, drop_uid)).encode(), work if not bwrap else None,
                             backstop, env=_child_env(str(work)))
         if drop_uid is not None:
             reap_uid(drop_uid)  # before its work directory goes
     return raw, error, bwrap is not None
-
-
-def _stdin(payload: dict) -> bytes:
-    """The payload as the script reads it: marshal (builtin, so the sandboxed interpreter
-    need not import json), of its JSON form (lists, str, numbers: what json would give)."""
-    return marshal.dumps(json.loads(json.dumps(payload)), 4)
 
 
 def _spawn(cmd: list[str], stdin: bytes, cwd: Path | None, backstop: float,
