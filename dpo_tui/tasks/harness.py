@@ -215,7 +215,9 @@ def _where(tb):
 
 
 def _format_error(exc):
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != HARNESS][-8:]
+    # the last frames only (a RecursionError has ~1000, each looked up in linecache); the
+    # harness's own frames are the outermost ones, bar one or two (pytest.raises)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__, limit=-16) if f.filename != HARNESS][-8:]
     text = "".join(traceback.StackSummary.from_list(frames).format())
     text += "".join(traceback.format_exception_only(type(exc), exc))
     if isinstance(exc, AssertionError):
