@@ -32,6 +32,17 @@ class EvalServing:
 
     base_endpoint_id: str | None = None
     keep_base: bool = False  # set by the command while another run's eval follows this one
+    runs: tuple[str, ...] = ()  # the runs this command evaluates, in order
+
+    def mine(self, run_id: str) -> tuple[str, ...]:
+        """This run first, then the command's others: whose base endpoint, left running by a
+        crash, this run's eval reuses."""
+        return tuple(dict.fromkeys((run_id, *self.runs)))
+
+    def needs_base(self, campaign: Any, run_id: str) -> bool:
+        """This run or another of the command's still has its gate open."""
+        evals = campaign.state.part(EVAL).runs
+        return any(r not in evals or evals[r].gate_decision is None for r in self.mine(run_id))
 
     def base(self, campaign: Any) -> dict[str, Any] | None:
         ep = campaign.state.part(ENDPOINTS).by_id.get(self.base_endpoint_id or "")
@@ -51,9 +62,10 @@ async def _clear_leftovers(ctx: Any, client: Any, pool: EvalServing, open_gate: 
     _base_model, instance, cents = _hardware(ctx)
     unlogged = await asyncio.to_thread(serving.adopt_unlogged, ctx.campaign, client, instance=instance or "?",
                                        price_cents_per_hour=cents)
-    mine = (lambda ep: ep["endpoint_id"] == pool.base_endpoint_id or (
-        open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") in ("base", "tuned")
-        and bool(ep.get("deployment_id"))))
+    needed = pool.needs_base(ctx.campaign, ctx.run_id)
+    mine = (lambda ep: ep["endpoint_id"] == pool.base_endpoint_id or (bool(ep.get("deployment_id")) and (
+        (open_gate and ep.get("run_id") == ctx.run_id and ep.get("role") == "tuned")
+        or (needed and ep.get("role") == "base" and ep.get("run_id") in pool.mine(ctx.run_id)))))
     left = await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="left running by an earlier run",
                                    keep=mine)
     if left:
@@ -70,12 +82,15 @@ def _what(ctx: Any, endpoints: int, instance: str | None, cents: int, endpoint_u
 
 
 async def _endpoint(ctx: Any, client: Any, role: str, ref: str, config: str | None, abort: Any,
-                    instance: str | None, cents: int, actor: str) -> dict[str, Any]:
-    ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=ctx.run_id, role=role, poll_s=0.1,
-                                 abort=abort)
-    if ep is not None:
-        ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
-        return ep
+                    instance: str | None, cents: int, actor: str, reusable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The run's endpoint of `role`: one a crashed run of this command left running (`reusable`
+    names whose), else a new one."""
+    for run_id in reusable or (ctx.run_id,):
+        ep = await asyncio.to_thread(serving.reuse, ctx.campaign, client, run_id=run_id, role=role, poll_s=0.1,
+                                     abort=abort)
+        if ep is not None:
+            ctx.progress.say(f"eval: reusing the {role} endpoint {ep['chat_model']} an earlier run left running")
+            return ep
     return await asyncio.to_thread(serving.start, ctx.campaign, client, run_id=ctx.run_id, role=role, model_ref=ref,
                                    config=config, price_cents_per_hour=cents, instance=instance or "?", actor=actor,
                                    poll_s=0.1, abort=abort)
@@ -98,7 +113,8 @@ async def _serve(ctx: Any, client: Any, pool: EvalServing, meter: EndpointMeter,
     base = pool.base(ctx.campaign)
     if base is None:
         refuse()
-        base = await _endpoint(ctx, client, "base", base_ref, config, abort, instance, cents, actor)
+        base = await _endpoint(ctx, client, "base", base_ref, config, abort, instance, cents, actor,
+                               reusable=pool.mine(ctx.run_id))
         pool.base_endpoint_id = base["endpoint_id"]
     else:
         ctx.progress.say(f"eval: the base endpoint {base['chat_model']} serves run {ctx.run_id} too")

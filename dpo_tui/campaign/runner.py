@@ -584,6 +584,7 @@ async def run_stages(ctx: Ctx, until: str | None, also: tuple[Ctx, ...] = ()) ->
     """The stages in order for `ctx`'s run; `also`: more runs of this command (e.g. its
     control), trained after it and evaluated after it on the same base endpoint (their
     train and eval stages only: the rollouts and pairs are the campaign's)."""
+    ctx.eval_serving.runs = tuple(c.run_id for c in (ctx, *also))
     try:
         for stage in STAGES:
             if stage not in STAGE_FUNCS:

@@ -5,7 +5,10 @@ command the base endpoint serves every run it evaluates (a run and its label-swa
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from dpo_tui.campaign.budget import budget_inputs, eval_endpoints, shared_eval_deployment
 from dpo_tui.campaign.plan import load_plan
@@ -14,6 +17,7 @@ from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import open_store
 from dpo_tui.provider.offers import snapshot_offers
 from dpo_tui.provider.prices import load_prices
+from tests.campaign.test_train_eval import _run_until_event
 from tests.conftest import run_dpo_tui, small_demo_plan
 
 EVAL_BASE = "Qwen/Qwen2.5-7B-Instruct"
@@ -79,6 +83,27 @@ def test_a_run_and_its_control_are_evaluated_on_one_base_deployment_with_both_ad
         served = result.payload["serving"]
         assert served["base"] == base["chat_model"]
         assert served["tuned"] == next(a["chat_model"] for a in attached if a["run_id"] == run)
+    with open_store(db, readonly=True) as store:
+        report = audit(store)
+    assert report.ok, report.problems
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_controls_eval_resumes_on_the_same_base_deployment(tmp_path):
+    db = tmp_path / "c.db"
+    cmd = [sys.executable, "-m", "dpo_tui.cli", "train", "--plan", str(_plan(tmp_path)), "--db", str(db),
+           "--run-id", "run-2", "--control", "ctl-2", "--yes"]
+    # the second adapter attached is the control's: its eval is under way on run-2's base
+    assert _run_until_event(cmd, db, "endpoint.adapter_attached", after=1), "the command ended before the kill"
+    res = run_dpo_tui(*cmd[3:], timeout=400)
+    assert res.returncode == 0, res.stderr
+    started = [e.payload for e in _events(db, "endpoint.started") if e.payload["role"] == "base"]
+    assert len(started) == 1, started  # not deployed again by the resume
+    assert [e.payload["endpoint_id"] for e in _events(db, "endpoint.reused")] == [started[0]["endpoint_id"]]
+    assert len(_events(db, "endpoint.adapter_attached")) == 2  # the control's attachment used, not doubled
+    assert {e.payload["run_id"] for e in _events(db, "decision.gate")} == {"run-2", "ctl-2"}
+    with Campaign.open(db, readonly=True) as c:
+        assert c.state.part("endpoint").running() == []
     with open_store(db, readonly=True) as store:
         report = audit(store)
     assert report.ok, report.problems
