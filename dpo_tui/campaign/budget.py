@@ -59,6 +59,19 @@ def shared_eval_deployment(plan: Plan, prices: PriceTable) -> bool:
             and prices.hosts_adapters(base))
 
 
+def run_shares_deployment(plan: Plan, prices: PriceTable, run: Any) -> bool:
+    """This run's eval shares one deployment: the plan and catalogue allow it and its job
+    logged an adapter to attach (one logged before adapters were recorded has none)."""
+    return shared_eval_deployment(plan, prices) and bool(getattr(run, "adapter_object_id", None)
+                                                         and getattr(run, "adapter_object_name", None))
+
+
+def serving_words(shared: bool) -> str:
+    """What the eval starts, in the words its confirmation uses."""
+    return ("1 dedicated endpoint for base and tuned (the tuned LoRA attached to the base's deployment)" if shared
+            else "2 dedicated endpoints (base and tuned)")
+
+
 def eval_endpoints(plan: Plan, prices: PriceTable) -> int:
     """Dedicated endpoints the eval bills: one shared deployment, else base and tuned apart."""
     return 1 if shared_eval_deployment(plan, prices) else 2

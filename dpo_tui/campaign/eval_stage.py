@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dpo_tui.campaign import evaluation, preflight, serving
-from dpo_tui.campaign.budget import shared_eval_deployment
+from dpo_tui.campaign.budget import run_shares_deployment, serving_words
 from dpo_tui.campaign.cap import EndpointMeter, hold_stage, meter_loop
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.eval import EVAL
@@ -75,9 +75,7 @@ async def _clear_leftovers(ctx: Any, client: Any, pool: EvalServing, open_gate: 
 
 def _what(ctx: Any, endpoints: int, instance: str | None, cents: int, endpoint_usd: float, shared: bool) -> str:
     minutes = endpoint_usd / (endpoints * cents / 100 / 60) if cents else 0.0
-    how = ("1 dedicated endpoint for base and tuned (the tuned LoRA attached to the base's deployment)" if shared
-           else "2 dedicated endpoints (base and tuned)")
-    return (f"start {how} on {instance}, ${endpoints * cents / 100 / 60:.3f}/min together, {minutes:g} min each "
+    return (f"start {serving_words(shared)} on {instance}, ${endpoints * cents / 100 / 60:.3f}/min together, {minutes:g} min each "
             f"estimated, and run the eval")
 
 
@@ -158,8 +156,7 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
-    # a job logged before adapters were recorded has none to attach: its tuned model gets an endpoint
-    shared = shared_eval_deployment(ctx.plan, ctx.prices) and bool(run.adapter_object_id and run.adapter_object_name)
+    shared = run_shares_deployment(ctx.plan, ctx.prices, run)
     try:
         _decide(ctx, shared)
     except BaseException:  # a kept endpoint never outlives the command

@@ -101,8 +101,11 @@ def training(campaign: Campaign, plan: Plan, run_id: str, *, decision: str, stal
 
 
 def evaluation(campaign: Campaign, plan: Plan, prices: PriceTable, run_id: str, *, decision: str) -> dict[str, Any]:
-    """What "eval" would do for `run_id`: the endpoint minutes' estimate (base and tuned, each
-    on its own dedicated endpoint) against the cap. Refused before the run's job completed."""
+    """What "eval" would do for `run_id`: what it starts (one shared deployment or base and
+    tuned apart), the endpoint minutes' estimate against the cap. Refused before the run's job
+    completed."""
+    from dpo_tui.campaign.budget import run_shares_deployment, serving_words
+
     st = campaign.state
     part = st.parts.get("training")
     run = part.runs.get(run_id) if part is not None else None
@@ -112,9 +115,11 @@ def evaluation(campaign: Campaign, plan: Plan, prices: PriceTable, run_id: str, 
     endpoint = latest["by_stage"].get("endpoint", {}).get("usd")
     instance = prices.dedicated.get(plan.models.eval_base or plan.models.policy_base)
     per_min = prices.instances[instance].price_cents_per_hour / 100 / 60 if instance in prices.instances else 0.0
-    return {"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
+    shared = run_shares_deployment(plan, prices, run)
+    endpoints = 1 if shared else 2
+    return {"serving": serving_words(shared), "endpoints": endpoints,"endpoint_usd": endpoint, "spend_usd": st.parts["spend"].total_usd,
             "cap_usd": cap_in_force(campaign, plan),
-            "minutes": (endpoint or 0) / (2 * per_min) if per_min else 0.0, "approved": st.part(PLAN).has(decision),
+            "minutes": (endpoint or 0) / (endpoints * per_min) if per_min else 0.0, "approved": st.part(PLAN).has(decision),
             "run_id": run_id, "decision": decision}
 
 

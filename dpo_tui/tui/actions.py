@@ -347,7 +347,7 @@ class OperatorActions:
         if not self.fits_cap(p["endpoint_usd"], "The eval's endpoint minutes", p["cap_usd"], p["spend_usd"]):
             return
         est = f"${p['endpoint_usd']:.3f}" if p["endpoint_usd"] is not None else "unknown"
-        body = (f"Start two dedicated endpoints (base and tuned, billed per minute, always stopped) and run the "
+        body = (f"Start {p['serving']}, billed per minute and always stopped, and run the "
                 f"eval: estimated {est} for ~{p['minutes']:g} minutes each.\nSpend so far ${p['spend_usd']:.3f} of "
                 f"the ${p['cap_usd']:.2f} cap.")
 

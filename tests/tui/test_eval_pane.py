@@ -60,6 +60,7 @@ async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_p
         await pilot.pause()
         modal = screen_text(app)
         assert "Run the eval?" in modal and f"estimated ${endpoint_usd:.3f}" in modal
+        assert "Start 1 dedicated endpoint for base and tuned" in " ".join(modal.split())  # one shared deployment
         await pilot.press("y")
         await wait_for(pilot, lambda: app.working is None and app.session.gate() is not None, timeout=180)
         await settle(pilot)

@@ -134,7 +134,7 @@ class TrainPane(StagePane):
             title = (f"Endpoints: {e['running']} running (s stops the selected one), {e['minutes']:.0f} minutes "
                      f"billed")
         else:
-            title = "Endpoints: none started (the eval starts base and tuned, and always stops them)"
+            title = "Endpoints: none started (the eval starts its own, and always stops them)"
         self.set_text("#train-endpoints-title", title)
         if rows != self._endpoints:
             table = self.query_one("#train-endpoints", DataTable)
