@@ -17,6 +17,7 @@ from typing import Any
 from dpo_tui.campaign import evaluation, preflight, serving
 from dpo_tui.campaign.budget import run_shares_deployment, serving_words
 from dpo_tui.campaign.cap import EndpointMeter, hold_stage, meter_loop
+from dpo_tui.campaign.rollouts_stage import run_specs
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.eval import EVAL
 from dpo_tui.campaign.state.split import SPLIT
@@ -144,8 +145,6 @@ def _decide(ctx: Any, shared: bool) -> None:
 
 
 async def stage_eval(ctx: Any) -> None:
-    from dpo_tui.campaign.runner import _run_specs
-
     pool: EvalServing = ctx.eval_serving
     done = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
     await preflight.before_stage(ctx)
@@ -181,7 +180,7 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path"
                          + (" (one deployment, the tuned adapter attached)" if shared else ""))
         specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
-        await _run_specs(ctx, specs, "eval", engines=engines)
+        await run_specs(ctx, specs, "eval", engines=engines)
         finished = True
     finally:
         metering.cancel()

@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import json
 import fcntl
-import math
-import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,14 +25,12 @@ import together
 
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign import generator, warmup
-from dpo_tui.campaign.budget import (budget_inputs, generator_hardware, inputs_json, pilot_outcomes, plan_estimate,
-                                     record_estimate)
+from dpo_tui.campaign.budget import plan_estimate, record_estimate
 from dpo_tui.campaign.cap import cap_warning, hold_stage
 from dpo_tui.campaign.decisions import record_decision
-from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
+from dpo_tui.campaign.engine import RolloutEngine
 from dpo_tui.campaign.eval_stage import EvalServing, stage_eval
-from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
+from dpo_tui.campaign.rollouts_stage import power_text, stage_rollouts
 from dpo_tui.campaign.plan import Plan, load_checked_plan
 from dpo_tui.campaign.progress import Progress
 from dpo_tui.campaign.split import approve_split, propose_split
@@ -47,7 +43,6 @@ from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.suites import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
-from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
 from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BackendUnavailable,
                             BudgetCapReached, DpoTuiError, InputError, Stopped, StoreError)
 from dpo_tui.events.campaign import Campaign
@@ -55,7 +50,6 @@ from dpo_tui.provider.catalog import build_price_book
 from dpo_tui.provider.prices import PriceTable, load_prices
 from dpo_tui.provider.provider import Provider
 from dpo_tui.provider.tokenizer import get_tokenizer
-from dpo_tui.tasks.sandbox import Limits
 
 RUN_ID = "run-1"  # the plan's training run; more runs from the same export get their own ids
 
@@ -220,214 +214,6 @@ async def stage_split(ctx: Ctx) -> None:
     s = ctx.campaign.state.part(SPLIT)
     ctx.progress.say(f"split: frozen {s.frozen_hash[:12]} ({len(s.split.train)} train, {len(s.split.test)} test, "
                      f"{len(s.split.excluded)} excluded, {len(s.findings)} leakage findings)")
-
-
-def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
-    """Every paid rollout, round-robin over the train tasks in a seeded order (the pilot is
-    chosen from these by `pilot_specs`). Seeds are distinct and fixed by the plan."""
-    r = ctx.plan.rollouts
-    train = sorted(ctx.campaign.state.part(SPLIT).split.train)
-    random.Random(f"{r.seed}:order").shuffle(train)
-    specs = []
-    for k in range(r.rollouts_per_task):
-        for task_id in train:
-            specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
-                                     r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
-    return specs
-
-
-async def _run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
-                     engines: list[RolloutEngine] | None = None) -> None:
-    engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
-                           limits=Limits(test_cpu_seconds=ctx.plan.rollouts.test_cpu_seconds),
-                           on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign))
-    if engines is not None:
-        engines.append(engine)
-    if ctx.on_engine is not None:
-        ctx.on_engine(engine)
-    try:
-        progress = await engine.run(specs)
-    finally:
-        engine.close()
-        ctx.progress.done()
-    if progress.status == "cancelled":
-        raise Stopped(f"{label}: cancelled by the operator after {progress.finished} of {progress.total} rollouts; "
-                      "the next start resumes the unfinished ones")
-    if progress.errors:  # errored rollouts are no data: nothing downstream may use a stage with holes
-        raise StageFailed(f"{label}: {progress.errors} of {progress.total} rollouts errored (a call gave up: "
-                          f"{progress.failures[-1]}); run again to retry them")
-
-
-def _rollout_seconds(campaign: Campaign, ids: set[str]) -> dict[str, float]:
-    """Wall seconds from each rollout's start to its finish, from the events' timestamps (a
-    rollout resumed after a crash counts the downtime too: the pilot takes the median)."""
-    from datetime import datetime
-
-    def parse_ts(ts: str) -> datetime:
-        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
-
-    started: dict[str, float] = {}
-    out: dict[str, float] = {}
-    for e in campaign.store.read(verify=False):
-        rid = e.payload.get("rollout_id") if e.type in ("rollout.started", "rollout.finished") else None
-        if rid not in ids:
-            continue
-        t = parse_ts(e.ts).timestamp()
-        if e.type == "rollout.started":
-            started[rid] = t
-        elif rid in started:
-            out[rid] = max(0.0, t - started[rid])
-    return out
-
-
-def _calibrate(ctx: Ctx, pilot_specs: list[RolloutSpec], cost_specs: list[RolloutSpec]) -> None:
-    """The pilot's calibration: cost, calls and tokens from `cost_specs` (one rollout per task),
-    the per-task pair yield from every pilot rollout."""
-    if ctx.campaign.state.part(BUDGET).calibrated is not None or not pilot_specs:
-        return
-    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
-    seconds = _rollout_seconds(ctx.campaign, {s.rollout_id for s in cost_specs})
-    pilot, cost_ids = [], []
-    for spec in cost_specs:
-        f = by_id[spec.rollout_id].finished if spec.rollout_id in by_id else None
-        if f is None:  # errored or unfinished: no measurement
-            continue
-        cost_ids.append(spec.rollout_id)
-        pilot.append(PilotRollout(calls=f["calls"], iterations=f["iterations"],
-                                  reflections=max(0, f["calls"] - f["iterations"]), prompt_tokens=f["prompt_tokens"],
-                                  completion_tokens=f["completion_tokens"], cost_usd=f["cost_usd"], passed=f["passed"],
-                                  seconds=seconds.get(spec.rollout_id)))
-    if not pilot:
-        ctx.progress.say("pilot: no finished rollout to calibrate on; the estimate stays uncalibrated")
-        return
-    summary = summarize_pilot(pilot, seed=ctx.plan.rollouts.seed)
-    split = ctx.campaign.state.part(SPLIT).split
-    inp = budget_inputs(ctx.plan, ctx.prices, train_tasks=len(split.train), eval_tasks=_eval_tasks(ctx))
-    provisioning = generator.measured_provisioning_minutes(ctx.campaign) if generator.dedicated(ctx.plan) else None
-    if provisioning is not None:  # the dedicated generator's start to ready, as measured
-        inp = dataclasses.replace(inp, generator_provisioning_minutes=provisioning)
-    ids = [s.rollout_id for s in pilot_specs if by_id[s.rollout_id].finished is not None]
-    inp = dataclasses.replace(inp, **warmup.eval_inputs(ctx.campaign, ctx, ids))
-    per_task = pilot_outcomes(ctx.campaign, ids)
-    if not any(len(o) >= 2 for o in per_task.values()):
-        per_task = {}  # no task ran twice: its spread is unknown, the mean-based forecast stays
-    yld = pair_yield(summary.pass_rate, train_tasks=len(split.train), rollouts_per_task=ctx.plan.rollouts.rollouts_per_task,
-                     target_pairs=ctx.plan.pairs.target_pairs, per_task_cap=ctx.plan.pairs.per_task_cap,
-                     pilot_tasks=per_task or None, min_margin=ctx.plan.pairs.min_margin, seed=ctx.plan.rollouts.seed)
-    # training is priced on the pairs the pilot's yield expects, not the target
-    inp = dataclasses.replace(inp, expected_pairs=yld.expected_pairs)
-    est = calibrated_estimate(inp, summary)
-    ctx.campaign.append("budget.pilot_calibrated", {
-        "pilot": summary.__dict__ | {"notes": list(summary.notes)}, "inputs": inputs_json(inp),
-        "rollout_ids": ids, "cost_rollout_ids": cost_ids,
-        "estimate": est.to_json(), "pair_yield": yld.__dict__}, actor="system")
-    first = ctx.campaign.state.part(BUDGET).first
-    for note in est.notes:
-        if note.startswith("dedicated generator"):
-            ctx.progress.say(f"pilot: {note}")
-    ctx.progress.say(f"pilot: {len(ids)} rollouts ({summary.rollouts} of them, one per task, price the calibration), "
-                     f"pass rate {summary.pass_rate:.0%}; rollout stage "
-                     f"estimate ${first['by_stage']['rollouts']['usd']:.3f} uncalibrated -> "
-                     f"${est.by_stage['rollouts'].usd:.3f} calibrated "
-                     f"(${est.by_stage['rollouts'].low_usd:.3f}-${est.by_stage['rollouts'].high_usd:.3f})")
-    if yld.model == "per-task":
-        ctx.progress.say(f"pair yield: ~{yld.expected_pairs:.1f} pairs expected from the pilot's per-task outcomes "
-                         f"({yld.tasks_yielding} of {yld.pilot_tasks} pilot tasks disagree enough to pair; the mean "
-                         f"pass rate alone would say ~{yld.mean_based_pairs:.1f})")
-    if yld.warning:
-        ctx.progress.say(f"pair yield: {yld.warning}")
-
-
-def power_text(ctx: Ctx) -> str:
-    """What the planned eval can detect, for a confirmation (campaign/power.py)."""
-    from dpo_tui.campaign.power import campaign_power, power_summary
-
-    return power_summary(campaign_power(ctx.campaign, ctx.plan, ctx.prices, n_pool=len(ctx.tasks.pool),
-                                        n_heldout=len(ctx.tasks.heldout)))
-
-
-def _eval_tasks(ctx: Ctx) -> int:
-    split = ctx.campaign.state.part(SPLIT).split
-    n = len(split.test) if "test" in ctx.plan.eval.suites else 0
-    return n + (len(ctx.tasks.heldout) if "heldout" in ctx.plan.eval.suites else 0)
-
-
-def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any]) -> float:
-    """The point estimate of the rollouts in `specs` not finished yet (the stage's estimate per
-    rollout); on a dedicated generator, its provisioning minutes in full and the rest pro rata."""
-    total = len(rollout_specs(ctx)) or 1
-    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
-    todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
-    usd = estimate["by_stage"]["rollouts"]["usd"]
-    running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
-    if not generator.dedicated(ctx.plan) or not todo or running:
-        return rollouts_usd(estimate, todo, total)
-    fixed = min(usd, math.ceil(ctx.plan.rollouts.provisioning_minutes) * generator_hardware(ctx.plan, ctx.prices)[1]
-                / 100 / 60)
-    return fixed + (usd - fixed) * todo / total
-
-
-def _todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
-    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
-    return any(by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None for s in specs)
-
-
-async def stage_rollouts(ctx: Ctx) -> None:
-    specs = rollout_specs(ctx)
-    await preflight.before_stage(ctx, specs)
-    left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
-    if _todo(ctx, specs) or left_running:  # a finished stage makes no call (the eval stops what is left by name)
-        await generator.stop_leftovers(ctx, keep_one=_todo(ctx, specs))
-    engines: list[RolloutEngine] = []
-    try:
-        await _rollouts_served(ctx, specs, engines)
-    finally:  # a generator kept for reuse never outlives the command, however the stage ended
-        await generator.stop_running(ctx)
-    r = ctx.campaign.state.part(ROLLOUTS).to_json()
-    ctx.progress.say(f"rollouts: {r['finished']}/{r['total']} finished, {r['passed']} passed")
-
-
-async def _rollouts_served(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine]) -> None:
-    async with contextlib.AsyncExitStack() as serving_stack:
-        served: list[generator.Served] = []
-
-        async def with_model(todo: list[RolloutSpec]) -> list[RolloutSpec]:
-            """The specs calling the generator as served: a dedicated one starts on first need."""
-            if not served and _todo(ctx, todo):
-                served.append(await serving_stack.enter_async_context(generator.generator_model(ctx, engines)))
-            if not served:
-                return todo
-            served[0].check()
-            return [dataclasses.replace(s, model=served[0].model) for s in todo]
-
-        await _rollouts_phases(ctx, specs, engines, with_model)
-
-
-async def _rollouts_phases(ctx: Ctx, specs: list[RolloutSpec], engines: list[RolloutEngine], with_model) -> None:  # noqa: ANN001
-    """The pilot, its calibration, the decision, the remaining rollouts."""
-    pilot, cost_specs = pilot_plan(ctx.plan, specs)
-    n_pilot = len(pilot)
-    b = ctx.campaign.state.part(BUDGET)
-    if b.calibrated is None:
-        if warmed := await warmup.warm_up(ctx):
-            ctx.progress.say(f"warm-up: ran the buggy program of {warmed} eval tasks in the sandbox (no call): "
-                             "their test time prices the eval's endpoint minutes")
-        ctx.progress.say(f"pilot: {power_text(ctx)}")
-    hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, pilot, b.calibrated or b.latest),
-               f"the pilot ({n_pilot} rollouts)")
-    await _run_specs(ctx, await with_model(pilot), "pilot", engines=engines)
-    _calibrate(ctx, pilot, cost_specs)
-    if n_pilot < len(specs):
-        cal = ctx.campaign.state.part(BUDGET).calibrated or ctx.campaign.state.part(BUDGET).latest
-        cost = cal["by_stage"]["rollouts"]["usd"]
-        power = power_text(ctx)
-        if not ctx.campaign.state.part(PLAN).has("approve_rollouts"):
-            ctx.progress.say(f"rollouts: {power}")
-        ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
-                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage; {power})", cost)
-        hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
-                   f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
-        await _run_specs(ctx, await with_model(specs), "rollouts", engines=engines)
 
 
 async def stage_pairs(ctx: Ctx) -> None:
