@@ -406,14 +406,13 @@ async def test_an_operators_cap_set_before_the_pilot_is_not_replaced_by_the_plan
         await settle(pilot)
         await pilot.press("c")
         await pilot.pause()
-        # the pilot fits (its dedicated generator runs while its next minute fits: 2 x $0.183); the campaign ($0.41)
-        # does not
+        # the pilot fits (its dedicated generator runs while its next minute fits: 2 x $0.183)
         app.screen.query_one("#cap-amount").value = "0.38"
         await pilot.press("enter")
         await _type(pilot, "a tiny pilot budget")
         await pilot.press("enter")
         await wait_for(pilot, lambda: events_of(planned_db, "budget.cap_set"), timeout=30)
-        await wait_for(pilot, lambda: "warning: the campaign is estimated at" in screen_text(app), timeout=30)
+        await wait_for(pilot, lambda: "/$0.38 cap" in screen_text(app), timeout=30)
         await pilot.press("2")
         await settle(pilot, 0.1)
         await pilot.press("P")
