@@ -74,7 +74,7 @@ async def _clear_leftovers(ctx: Any, client: Any, pool: EvalServing, open_gate: 
                          + (f" ({len(unlogged)} of them never logged by it)" if unlogged else ""))
 
 
-def _what(ctx: Any, endpoints: int, instance: str | None, cents: int, endpoint_usd: float, shared: bool) -> str:
+def _what(endpoints: int, instance: str | None, cents: int, endpoint_usd: float, shared: bool) -> str:
     minutes = endpoint_usd / (endpoints * cents / 100 / 60) if cents else 0.0
     return (f"start {serving_words(shared)} on {instance}, ${endpoints * cents / 100 / 60:.3f}/min together, {minutes:g} min each "
             f"estimated, and run the eval")
@@ -138,7 +138,7 @@ def _decide(ctx: Any, shared: bool) -> None:
     b = ctx.campaign.state.part(BUDGET)
     endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
     endpoints = 1 if shared else 2
-    what = _what(ctx, endpoints, instance, cents, endpoint_usd, shared)
+    what = _what(endpoints, instance, cents, endpoint_usd, shared)
     ctx.decide("run_eval", "eval", ctx.plan.decisions.run_eval, what, endpoint_usd,
                label=run_decision("run_eval", ctx.run_id))
     hold_stage(ctx.campaign, "eval", endpoint_usd, "the eval's endpoint minutes")
