@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord, RolloutsState
+from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.errors import BudgetCapReached
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import NewEvent
-from dpo_tui.provider.provider import CallGaveUp, CallKey, Provider
+from dpo_tui.provider.provider import CallGaveUp, CallKey, ChatResult, Provider
 from dpo_tui.tasks import agent
 from dpo_tui.tasks.model import Task
 from dpo_tui.campaign.state.tasks import calibrated_limits, calibration_payload
@@ -72,13 +74,15 @@ class RolloutEngine:
     def __init__(self, campaign: Campaign, provider: Provider, *, concurrency: int = 8,
                  test_workers: int | None = None, limits: Limits | None = None, sandbox: Sandbox | None = None,
                  templates: agent.PromptTemplates | None = None, actor: str = "system",
-                 on_progress: Callable[[EngineProgress], None] | None = None) -> None:
+                 on_progress: Callable[[EngineProgress], None] | None = None,
+                 controller: ThroughputController | None = None) -> None:
         self.campaign, self.provider, self.actor = campaign, provider, actor
+        self.controller = controller  # None: the concurrency stays as set (the plan's, the operator's)
         self.limits, self.sandbox = limits or Limits(), sandbox or Sandbox()
         self.templates = templates or agent.PromptTemplates()
         self._pool = ThreadPoolExecutor(max_workers=test_workers or os.cpu_count() or 2,
                                         thread_name_prefix="dpo-tui-tests")
-        self._limit = max(1, concurrency)
+        self._limit = max(1, controller.limit if controller is not None else concurrency)
         self._active = 0
         self._slots: asyncio.Condition | None = None
         self._running = asyncio.Event()
@@ -117,7 +121,12 @@ class RolloutEngine:
         self._cap_message = message
         self.cancel()
 
-    def set_concurrency(self, n: int) -> None:
+    def set_concurrency(self, n: int, *, measured: bool = False) -> None:
+        """Rollouts in flight from now on. Set by hand (the operator), it also stops the
+        measured control (domain/concurrency.py) for the rest of this run."""
+        if not measured:
+            self.controller = None
+
         async def notify() -> None:
             if self._slots is not None:
                 async with self._slots:
@@ -262,6 +271,8 @@ class RolloutEngine:
                 except CallGaveUp as exc:
                     self._append_errored(spec, exc, state.iteration, totals)
                     return None
+                if not result.from_log:
+                    self._follow_serving(spec, result)
                 totals["calls"] += 1
                 totals["prompt_tokens"] += result.usage.prompt_tokens
                 totals["completion_tokens"] += result.usage.completion_tokens
@@ -287,6 +298,21 @@ class RolloutEngine:
             "tests_passed": score.tests_passed, "iterations": score.iterations,
             "final_program": (final.program if final and final.program else ""), **totals}, actor=self.actor)
         return score.passed
+
+    def _follow_serving(self, spec: RolloutSpec, result: ChatResult) -> None:
+        """Feed the controller one answered call; a change of concurrency is applied and logged."""
+        controller = self.controller  # the operator may take over from another thread
+        if controller is None:
+            return
+        change = controller.observe(result.latency_s, result.usage.completion_tokens, time.monotonic())
+        if change is None:
+            return
+        self.set_concurrency(change.after, measured=True)
+        self.campaign.append("engine.concurrency_set", {
+            "stage": spec.stage, "run_id": spec.run_id, "before": change.before, "after": change.after,
+            "calls": change.calls, "latency_ms_per_token": round(change.latency_ms_per_token, 4),
+            "baseline_ms_per_token": round(change.baseline_ms_per_token, 4),
+            "tokens_per_s": round(change.tokens_per_s, 1), "reason": change.reason}, actor="system")
 
     def _append_errored(self, spec: RolloutSpec, exc: CallGaveUp, iterations: int, totals: dict[str, Any]) -> None:
         self.progress.errors += 1

@@ -19,9 +19,11 @@ from dpo_tui.campaign.budget import run_shares_deployment, serving_words
 from dpo_tui.campaign.cap import EndpointMeter, hold_stage, meter_loop
 from dpo_tui.campaign.rollouts_stage import run_specs
 from dpo_tui.campaign.state.budget import BUDGET
+from dpo_tui.campaign.state.concurrency import CONCURRENCY
 from dpo_tui.campaign.state.eval import EVAL
 from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.state.train import ENDPOINTS, TRAINING
+from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.stats import interval_text
 from dpo_tui.errors import BudgetCapReached
 
@@ -131,6 +133,20 @@ async def _serve(ctx: Any, client: Any, pool: EvalServing, meter: EndpointMeter,
     return models
 
 
+def _concurrency(ctx: Any) -> dict[str, Any]:
+    """The eval's rollouts in flight: the plan's number, or (auto) a controller that follows the
+    endpoints' measured latency (domain/concurrency.py), resumed where this run's last logged
+    change left it."""
+    ev = ctx.plan.eval
+    if ev.concurrency != "auto":
+        return {"concurrency": ev.concurrency}
+    last = ctx.campaign.state.part(CONCURRENCY).last("eval", ctx.run_id)
+    if last is None:
+        return {"controller": ThroughputController(ctx.plan.rollouts.concurrency, ceiling=ev.max_concurrency)}
+    return {"controller": ThroughputController(last["after"], ceiling=ev.max_concurrency,
+                                               baseline=last["baseline_ms_per_token"] / 1000)}
+
+
 def _decide(ctx: Any, shared: bool) -> None:
     from dpo_tui.campaign.runner import run_decision
 
@@ -180,7 +196,7 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path"
                          + (" (one deployment, the tuned adapter attached)" if shared else ""))
         specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
-        await run_specs(ctx, specs, "eval", engines=engines)
+        await run_specs(ctx, specs, "eval", engines=engines, **_concurrency(ctx))
         finished = True
     finally:
         metering.cancel()

@@ -36,6 +36,12 @@ class BackendSection(_Section):
     base_url: str | None = Field(None, description="override the API base URL (no /v1 suffix)")
     sim_seed: int = Field(0, description="seed of the embedded simulator")
     sim_faults: str = Field("", description="faults the embedded simulator injects, e.g. '429=0.05'")
+    sim_replica_slots: int = Field(
+        8, ge=1, le=256, description="requests one replica of a simulated dedicated deployment serves at once "
+        "(more wait their turn; sim/capacity.py)")
+    sim_serving_scale: float = Field(
+        0.01, ge=0, le=1, description="a simulated dedicated request's time as a share of the published serving "
+        "time (time to first token + tokens at the decoding speed); 0: answers at once")
 
 
 class ModelsSection(_Section):
@@ -179,6 +185,17 @@ class EvalSection(_Section):
     endpoint_tokens_per_s: float = Field(
         1500, gt=0, description="prompt + completion tokens one endpoint serves per second at the eval's concurrency "
         "(a prior)")
+    concurrency: int | Literal["auto"] = Field(
+        "auto", description="eval rollouts in flight: auto starts at rollouts.concurrency and follows the endpoints' "
+        "measured latency (more while nothing queues, fewer once requests wait; each change logged); N: fixed")
+    max_concurrency: int = Field(64, ge=1, le=512, description="the most eval rollouts in flight auto goes to")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency_auto_or_count(cls, v: Any) -> int | str:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 512):
+            return v
+        raise ValueError(f"concurrency = {v!r}: give 1..512 rollouts in flight, or \"auto\"")
 
     @model_validator(mode="after")
     def _k_fits(self) -> EvalSection:

@@ -20,6 +20,7 @@ from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.state.split import SPLIT
+from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
 from dpo_tui.errors import Stopped
 from dpo_tui.events.campaign import Campaign
@@ -44,10 +45,11 @@ def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
 
 
 async def run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
-                     engines: list[RolloutEngine] | None = None) -> None:
-    engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=ctx.plan.rollouts.concurrency,
+                    engines: list[RolloutEngine] | None = None, *, concurrency: int | None = None,
+                    controller: ThroughputController | None = None) -> None:
+    engine = RolloutEngine(ctx.campaign, ctx.provider, concurrency=concurrency or ctx.plan.rollouts.concurrency,
                            limits=Limits(test_cpu_seconds=ctx.plan.rollouts.test_cpu_seconds),
-                           on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign))
+                           on_progress=lambda p: ctx.progress.rollouts(label, p, ctx.campaign), controller=controller)
     if engines is not None:
         engines.append(engine)
     if ctx.on_engine is not None:

@@ -139,7 +139,8 @@ def backend_settings(plan: Plan, db: Path) -> Iterator[tuple[Settings, str]]:
         # the simulated models perceive the reference fixes of the plan's suites (sim/references.py)
         refs = [*plan.suites.train_test, *plan.suites.heldout]
         with SimServer(seed=plan.backend.sim_seed, faults=plan.backend.sim_faults or None, state_dir=state_dir,
-                       references=refs, **embedded_sim_options()) as sim:
+                       references=refs, replica_slots=plan.backend.sim_replica_slots,
+                       serving_scale=plan.backend.sim_serving_scale, **embedded_sim_options()) as sim:
             # The simulator needs no key; a placeholder keeps a real TOGETHER_API_KEY out of its way.
             yield load_settings(None, api_key="simulated-no-key", base_url=sim.base_url,
                                 retry_initial_s=0.2, retry_max_s=2.0, retry_jitter_s=0.1), "simulated"

@@ -38,6 +38,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state.train",
     "dpo_tui.campaign.state.metrics",
     "dpo_tui.campaign.state.eval",
+    "dpo_tui.campaign.state.concurrency",
     "dpo_tui.campaign.state.api",
     "dpo_tui.campaign.rederive",
     "dpo_tui.campaign.rederive_spend",

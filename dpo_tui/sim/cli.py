@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--state-dir", default=None, metavar="DIR", help="keep files, jobs, models, endpoints here")
     serve.add_argument("--job-stage-seconds", type=float, default=2.0, help="seconds per fine-tune job status")
     serve.add_argument("--provision-seconds", type=float, default=3.0, help="seconds to start or stop a deployment")
+    serve.add_argument("--replica-slots", type=int, default=8,
+                       help="requests one replica of a dedicated deployment serves at once (more wait; default 8)")
+    serve.add_argument("--serving-scale", type=float, default=0.01,
+                       help="a dedicated request's time as a share of the published serving time (0: at once)")
     serve.add_argument("--references", action="append", default=[], metavar="SPEC",
                        help="a task suite (quixbugs:PATH, humanevalfix:PATH, jsonl:PATH) whose reference fixes the "
                        "simulated models perceive; repeatable (the packaged fixtures are always known)")
@@ -39,12 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"port {args.port} is out of range")
-    if args.job_stage_seconds < 0 or args.provision_seconds < 0:
+    if args.job_stage_seconds < 0 or args.provision_seconds < 0 or args.serving_scale < 0:
         raise InputError("durations must be >= 0")
+    if args.replica_slots < 1:
+        raise InputError("--replica-slots must be >= 1")
     check_host(args.host, args.allow_remote, args.api_key)
     state = SimState(seed=args.seed, faults=args.faults, state_dir=args.state_dir,
                      job_stage_seconds=args.job_stage_seconds, provision_seconds=args.provision_seconds,
-                     references=args.references)
+                     references=args.references, replica_slots=args.replica_slots,
+                     serving_scale=args.serving_scale)
 
     def ready(url: str) -> None:
         print(url, flush=True)

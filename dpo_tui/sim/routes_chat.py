@@ -56,6 +56,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
         completion += used
         choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
                         "logprobs": None})
+    if served.deployment is not None:  # a dedicated deployment serves so much at once
+        refused = await state.capacity.serve(served.deployment["id"], served.deployment.get("ready", 1), completion)
+        if refused:
+            raise ApiError(503, f"The endpoint {model} is overloaded ({refused}); retry later",
+                           type_="service_unavailable", code="overloaded")
     prompt = state.tokenizer.count_chat(messages).n
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     out = {"id": state.new_id("chatcmpl-sim-", 16), "object": "chat.completion", "created": int(time.time()),

@@ -21,6 +21,7 @@ RUNNING = ("DEPLOYMENT_STATE_READY", "DEPLOYMENT_STATE_SCALING")
 class Served:
     params: dict[str, Any]
     name: str
+    deployment: dict | None = None  # the dedicated deployment serving it (its capacity: capacity.py)
 
 
 def not_serverless(model: str) -> ApiError:
@@ -84,7 +85,7 @@ def _serve_deployment(state: SimState, dep: dict, requested: str) -> Served:
     found = params_for_model_ref(state, dep["model"])
     if found is None:
         raise ApiError(500, f"deployment {dep['id']} serves an unknown model", type_="server_error")
-    return Served(found[0], requested)
+    return Served(found[0], requested, dep)
 
 
 def resolve(state: SimState, model: str) -> Served:
@@ -108,7 +109,7 @@ def resolve(state: SimState, model: str) -> Served:
             adapters = [a for a in state.store["adapters"].values() if a["deploymentId"] == dep["id"]]
             if (hosted and hosted[1] == tuned[1]) or any(
                     (params_for_model_ref(state, a["adapterModelId"]) or ({}, ""))[1] == tuned[1] for a in adapters):
-                return Served(tuned[0], model)
+                return Served(tuned[0], model, dep)
         raise not_serverless(model)
     raise unknown_model(model)
 

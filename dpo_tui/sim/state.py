@@ -11,6 +11,7 @@ from typing import Any
 
 from dpo_tui.provider.prices import PriceTable, load_prices
 from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
+from dpo_tui.sim.capacity import Capacity
 from dpo_tui.sim.faults import FaultInjector
 from dpo_tui.sim.references import References
 from dpo_tui.sim.store import Store
@@ -21,6 +22,8 @@ class SimState:
 
     job_stage_seconds: time a fine-tune job spends in each status before the next one.
     provision_seconds: time a deployment spends PROVISIONING (and STOPPING) before READY (STOPPED).
+    replica_slots, serving_scale: a dedicated deployment's capacity (capacity.py): requests a
+        replica serves at once, and the published serving time's scale (0: calls answer at once).
     references: suite specs whose reference fixes the simulated models perceive (references.py);
         the packaged fixtures are always known.
     """
@@ -28,7 +31,8 @@ class SimState:
     def __init__(self, *, seed: int = 0, faults: Any = None, state_dir: Any = None,
                  job_stage_seconds: float = 1.0, provision_seconds: float = 1.0,
                  prices: PriceTable | None = None, tokenizer: QwenTokenizer | None = None,
-                 clock: Any = time.time, references: Any = ()) -> None:
+                 clock: Any = time.time, references: Any = (), replica_slots: int = 8,
+                 serving_scale: float = 0.01) -> None:
         self.seed = seed
         self.references = References(references or ())
         self.faults = FaultInjector(faults, seed)
@@ -38,6 +42,7 @@ class SimState:
         self.job_stage_seconds = float(job_stage_seconds)
         self.provision_seconds = float(provision_seconds)
         self.clock = clock
+        self.capacity = Capacity(replica_slots=replica_slots, serving_scale=serving_scale)
         self.lock = threading.RLock()
         # ids are never reused, as Together's are not: a simulator restarted on the same state
         # (a resumed campaign) draws its ids from a stream of its own, one per start

@@ -35,6 +35,11 @@ def test_the_demo_plan_is_valid_and_hash_is_stable():
     (("dpo_beta = 0.1\n", ""), "training.dpo_beta: required field is missing"),
     (("[campaign]", "[campaign]\napi_key = 'tgp_v1_secret'"), "campaign.api_key: API keys never go in a plan file"),
     (("k = 3", "k = 5"), "eval: Value error, k=5 needs at least 5 seeds"),
+    (("k = 3", 'k = 3\nconcurrency = "fast"'), 'eval.concurrency: Value error, concurrency = \'fast\': give 1..512 '
+     'rollouts in flight, or "auto"'),
+    (("k = 3", "k = 3\nconcurrency = 0"), "eval.concurrency: Value error, concurrency = 0: give 1..512"),
+    (("sim_seed = 7", "sim_seed = 7\nsim_replica_slots = 0"),
+     "backend.sim_replica_slots: Input should be greater than or equal to 1 (got 0)"),
     (("random_seed = 42", "random_seed = 42\nrpo_alpha = -0.5"),
      "training.rpo_alpha: Input should be greater than or equal to 0 (got -0.5)"),
     (("random_seed = 42", "random_seed = 42\nsimpo_gamma = \"big\""), "training.simpo_gamma: Input should be a valid number"),
