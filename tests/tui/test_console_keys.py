@@ -134,3 +134,24 @@ def test_free_text_is_filtered_in_sqlite_and_matches_what_the_pane_matches(demo_
     want = [seq for seq, type_, actor, text in every if flt.match(type_, actor, text)]
     assert kept == want and len(want) >= 1
     assert set(typed) <= set(want) and typed
+
+
+async def test_escape_leaves_an_input_the_panes_keys_and_footer_return_and_a_digit_switches(demo_db):
+    """A digit typed in an input is text (it does not switch panes); Escape gives focus back
+    to the pane (its footer and keys at once), and then a digit switches panes."""
+    from textual.widgets import Input
+
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("1", "tab")
+        await wait_for(pilot, lambda: isinstance(app.focused, Input))
+        field = app.focused
+        await pilot.press("5")
+        await pilot.pause()
+        assert app.active_stage == "budget" and field.value.endswith("5")  # text, not a pane switch
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.focused, Input))
+        await wait_for(pilot, lambda: "Record estimate" in screen_text(app).splitlines()[-1])
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.active_stage == "train")

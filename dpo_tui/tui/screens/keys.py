@@ -29,10 +29,11 @@ def key_rows(app, pane) -> list[tuple[str, str, str]]:  # noqa: ANN001 - (DpoApp
         if app.check_action(action.split("(")[0], ()) is False:
             continue
         rows.append((f"{pane.stage.capitalize()} pane", app.get_key_display(b), b.description))
-    rows.append(("Everywhere", "1-7", "switch stage (Budget, Split, Rollouts, Pairs, Train, Eval, Log)"))
+    rows.append(("Everywhere", "1-7", "switch stage (Budget Split Rollouts Pairs Train Eval Log)"))
     for b in app.BINDINGS:
         if isinstance(b, Binding) and b.id and not b.id.startswith("stage."):
-            rows.append(("Everywhere", app.get_key_display(b), b.description))
+            shown = " / ".join(app.get_key_display(b.with_key(k.strip())) for k in b.key.split(","))
+            rows.append(("Everywhere", shown, b.description))
     rows.append(("Everywhere", "ctrl+p", "command palette: every action by name, with its key"))
     rows.append(("Everywhere", "tab", "next control in the pane"))
     return rows
