@@ -1,7 +1,8 @@
-"""Eval concurrency follows the endpoints' measured latency (domain/concurrency.py): on a
-simulated deployment that serves 2 requests at once (sim/capacity.py), the eval probes the
-unqueued latency, grows while nothing queues, falls back once requests wait, logs every
-change as `engine.concurrency_set`, and a resume starts where the log left it."""
+"""Eval concurrency follows the endpoints' measured latency (domain/concurrency.py; its
+probe, growth and settling are shown against a queueing model in tests/domain/): on a
+simulated deployment that serves 2 requests at once (sim/capacity.py), an eval running more
+than that backs off, logs every change as `engine.concurrency_set`, and a resume starts
+where the log left it."""
 
 from __future__ import annotations
 
@@ -29,22 +30,28 @@ def _plan(tmp_path: Path, replacements: dict[str, str]) -> Path:
     return path
 
 
-def test_the_eval_finds_what_a_small_endpoint_serves_and_logs_each_change(tmp_path, trained_template):  # noqa: F811
+def test_an_eval_above_what_the_endpoint_serves_backs_off_and_logs_each_change(tmp_path, trained_template):  # noqa: F811
+    """The eval resumes at 16 in flight (a logged change, with an unqueued latency below any
+    this endpoint gives) on a deployment serving 2 at once: requests wait, so it must back off."""
     db = copy_with_sim(trained_template, tmp_path)
+    with Campaign.open(db) as c:
+        c.append("engine.concurrency_set", {
+            "stage": "eval", "run_id": "run-1", "before": 8, "after": 16, "calls": 8, "latency_ms_per_token": 0.3,
+            "baseline_ms_per_token": 0.3, "tokens_per_s": 1000.0, "reason": "as if an earlier run grew it"},
+            actor="system")
     res = run_dpo_tui("run", "--plan", _plan(tmp_path, SMALL_ENDPOINT), "--db", db, "--yes", timeout=300)
     assert res.returncode == 0, res.stderr
     with Campaign.open(db, readonly=True) as c:
-        changes = [e.payload for e in c.store.read() if e.type == "engine.concurrency_set"]
+        changes = [e.payload for e in c.store.read() if e.type == "engine.concurrency_set"][1:]
         assert audit(c.store).ok
         folded = c.state.part("concurrency").to_json()
     assert changes and all(p["stage"] == "eval" and p["run_id"] == "run-1" for p in changes)
-    path = [changes[0]["before"], *(p["after"] for p in changes)]
-    assert path[0] == 2 and path[1] > 2  # the probe at 2 in flight, then growth while nothing queues
-    waits = [p for p in changes if p["after"] < p["before"]]
-    # 2 slots cannot serve the 8 a doubling reaches: requests wait, and the eval backs off
-    assert waits and all("requests wait for the endpoint" in p["reason"] for p in waits)
-    assert all(p["latency_ms_per_token"] > p["baseline_ms_per_token"] for p in waits)
-    assert max(path) <= 16 < load_plan(_plan(tmp_path, SMALL_ENDPOINT)).eval.max_concurrency
+    first = changes[0]
+    # at 16 in flight on 2 slots the calls queue: the first window backs off, and says why
+    assert first["before"] == 16 and first["after"] < 16 and "requests wait for the endpoint" in first["reason"]
+    assert first["latency_ms_per_token"] > 2 * first["baseline_ms_per_token"]
+    path = [8, 16, *(p["after"] for p in changes)]
+    assert max(path[2:]) < 16 <= load_plan(_plan(tmp_path, SMALL_ENDPOINT)).eval.max_concurrency
     assert folded["eval/run-1"]["path"] == path and folded["eval/run-1"]["concurrency"] == path[-1]
     replay = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     assert replay["concurrency"]["eval/run-1"]["path"] == path
