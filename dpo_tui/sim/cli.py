@@ -43,8 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"port {args.port} is out of range")
-    if args.job_stage_seconds < 0 or args.provision_seconds < 0 or args.serving_scale < 0:
+    if args.job_stage_seconds < 0 or args.provision_seconds < 0:
         raise InputError("durations must be >= 0")
+    if args.serving_scale < 0:
+        raise InputError("--serving-scale must be >= 0")
     if args.replica_slots < 1:
         raise InputError("--replica-slots must be >= 1")
     check_host(args.host, args.allow_remote, args.api_key)

@@ -116,6 +116,11 @@ def test_sim_serve_prints_the_url_and_refuses_remote_hosts(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "sim", "serve", "--faults", "teapot=1"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "unknown fault kind" in res.stderr
+    for flag, value, said in (("--replica-slots", "0", "--replica-slots must be >= 1"),
+                              ("--serving-scale", "-1", "--serving-scale must be >= 0")):
+        res = subprocess.run([sys.executable, "-m", "dpo_tui.cli", "sim", "serve", flag, value],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and said in res.stderr and "Traceback" not in res.stderr
 
 
 def test_a_restarted_simulator_never_reuses_an_id(tmp_path):
