@@ -13,7 +13,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.interval_s = 0.2 if self.tty else interval_s
         self._last = 0.0
-        self._start: float | None = None
+        self._rate = None  # a StableRate, keyed by the engine run's label
         self._live = False
 
     def say(self, line: str) -> None:
@@ -22,25 +22,29 @@ class Progress:
         self.stream.flush()
 
     def rollouts(self, label: str, p: Any, campaign: Any) -> None:
+        """One line of `label`'s engine run, its numbers from the one progress model
+        (campaign/stage_progress.py): finished/planned, the stable ETA and $/min."""
+        from dpo_tui.campaign.stage_progress import StableRate, campaign_progress, live_rates, run_mode
+
         now = time.monotonic()
-        if self._start is None:
-            self._start = now
+        if self._rate is None:
+            self._rate = StableRate()
+        state = campaign.state
+        cp = campaign_progress(state, mode=run_mode(p.status, working=p.status == "running"))
+        eta, rate = live_rates(self._rate, cp, state, label, now)
         finished_all = p.finished >= p.total or p.status in ("done", "cancelled")
         if now - self._last < self.interval_s and not finished_all:
             return
         self._last = now
-        state = campaign.state.to_json()
-        spend, cap = state["spend"]["total_usd"], state.get("calls", {})
-        elapsed = now - self._start
-        eta = (elapsed / p.finished * (p.total - p.finished)) if p.finished else float("nan")
+        count = cp.current(label)
+        spend, calls = state.parts["spend"].total_usd, state.parts.get("calls")
         width = 24
-        filled = int(width * p.finished / p.total) if p.total else width
+        filled = min(width, int(width * count.finished / count.planned)) if count.planned else 0
         bar = "#" * filled + "-" * (width - filled)
-        rate = spend / (elapsed / 60) if elapsed > 1 else 0.0
-        line = (f"{label:<8} [{bar}] {p.finished}/{p.total} passed {p.passed} running {p.running} "
-                f"spend ${spend:.3f} (${rate:.3f}/min) retries {cap.get('failed_attempts', 0)} "
-                f"ETA {eta:.0f}s" if eta == eta else
-                f"{label:<8} [{bar}] {p.finished}/{p.total} running {p.running} spend ${spend:.3f}")
+        line = (f"{label:<8} [{bar}] {count.text()} passed {count.passed} running {count.running} "
+                f"spend ${spend:.3f} ({rate}) retries {getattr(calls, 'attempts', 0)} {eta}")
+        if label == "eval" and cp.eval.endpoints:
+            line += "; " + ", ".join(e.text() for e in cp.eval.endpoints)
         if self.tty:
             self.stream.write("\r" + line[:200].ljust(100))
             self._live = True
@@ -52,4 +56,3 @@ class Progress:
         if self._live:
             self.stream.write("\n")
             self._live = False
-        self._start = None

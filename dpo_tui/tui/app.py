@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from dpo_tui.campaign.progress import Progress
+from dpo_tui.campaign.stage_progress import mode_text, run_mode
 from dpo_tui.errors import DpoTuiError
 from dpo_tui.events.store import StoredEvent
 from dpo_tui.tui.actions import OperatorActions
@@ -39,7 +40,7 @@ from dpo_tui.tui.screens.eval import EvalPane
 from dpo_tui.tui.screens.keys import KeysScreen, Notice, NoticesScreen, key_rows
 from dpo_tui.tui.screens.train import TrainPane
 from dpo_tui.tui.session import Session
-from dpo_tui.tui.views import conversation, gate_overridden, stage_states
+from dpo_tui.tui.views import conversation, gate_overridden, progress, stage_states
 from dpo_tui.tui.widgets.header import CampaignHeader
 
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
@@ -145,6 +146,18 @@ class DpoApp(OperatorActions, App):
             self._catch_up()
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
+
+    def run_mode(self) -> str | None:
+        """running, paused, stopping or waiting (for the operator's decision): the header's
+        mode, from the engine running now and how the last run ended."""
+        status = self.engine.progress.status if self.engine is not None else None
+        waiting = self.working is None and self.last_result is not None and self.last_result.status == "waiting"
+        return run_mode(status, working=self.working is not None, stopping=self.quitting, waiting=waiting)
+
+    @property
+    def engine_label(self) -> str | None:
+        """The running engine's label (pilot, rollouts, eval), as its progress last said."""
+        return self.pane("rollouts")._engine.get("label") if self.engine is not None else None  # type: ignore[attr-defined]
 
     def pane(self, key: str) -> StagePane:
         return self.query_one(f"#pane-{key}", StagePane)
@@ -266,10 +279,12 @@ class DpoApp(OperatorActions, App):
             name = st.parts["campaign"].name or "?"
             spend = st.parts["spend"].total_usd
             cap = st.parts["budget_guard"].cap_usd or (s.plan.plan.budget.cap_usd if s.plan else None)
-            stages = stage_states(s)
+            cp = progress(s, self.run_mode())
+            stages = stage_states(s, cp)
             overridden = gate_overridden(s)
-        working = None if self.working is None else (
-            f"stopping {self.working}" if self.quitting else f"{self.working} running")
+        what = (self.engine_label or self.working or (self.last_result.what if self.last_result else None)
+                or ("eval" if cp.eval.active else cp.phase))
+        working = mode_text(what, cp.mode)
         if s.catching_up:
             working = f"reading the log: {st.last_seq:,} of {s.log_events:,} events"
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
@@ -437,6 +452,8 @@ class DpoApp(OperatorActions, App):
 
     def on_rollouts_progressed(self, message: RolloutsProgressed) -> None:
         self.pane("rollouts").engine_progress(message.label, message.progress)  # type: ignore[attr-defined]
+        if message.progress.get("status") != "running":
+            self._refresh_header()  # paused, stopping: the header says so at once
 
     def action_verify_chain(self) -> None:
         self.action_show_stage("log")

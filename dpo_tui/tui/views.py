@@ -4,8 +4,10 @@ Nothing here computes a domain result; it reads the state under the session's lo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
+from dpo_tui.campaign.stage_progress import CampaignProgress, campaign_progress, fold_mode
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.pairs import PAIRS
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
@@ -15,22 +17,29 @@ if TYPE_CHECKING:
     from dpo_tui.tui.session import Session
 
 
-def stage_states(session: Session) -> dict[str, str]:
-    """One word or two per stage, read from the folded state (call under session.lock)."""
+def progress(session: Session, mode: str | None = None) -> CampaignProgress:
+    """The one progress model (campaign/stage_progress.py) of the session's campaign, under
+    the plan the log recorded (call under session.lock)."""
+    cp = campaign_progress(session.campaign.state, mode=mode)
+    if mode is None and session.readonly:
+        cp = dataclasses.replace(cp, mode=fold_mode(cp))  # another process writes: what the log shows
+    return cp
+
+
+def stage_states(session: Session, cp: CampaignProgress | None = None) -> dict[str, str]:
+    """One word or two per stage, read from the folded state (call under session.lock); the
+    rollouts' and the eval's counts are the progress model's (`cp`), as the panes show them."""
     st = session.campaign.state
-    b, sp, r, p = st.part(BUDGET), st.part(SPLIT), st.part(ROLLOUTS), st.part(PAIRS)
+    cp = cp or progress(session)
+    b, sp, p = st.part(BUDGET), st.part(SPLIT), st.part(PAIRS)
     out = {"budget": "calibrated" if b.calibrated else ("estimated" if b.latest else "-"),
            "split": "frozen" if sp.frozen else ("proposed" if sp.split else "-")}
-    tot, fin = r.started.get("rollouts", 0), r.finished.get("rollouts", 0)
-    pilot = r.finished.get("pilot", 0)
-    out["rollouts"] = f"{fin}/{tot}" if tot else (f"pilot {pilot}" if pilot else "-")
+    out["rollouts"] = cp.rollouts_text()
     out["pairs"] = "exported" if p.export else ("built" if p.built else "-")
     train = st.parts.get("training")
     tj = train.to_json() if train is not None and hasattr(train, "to_json") else {}
     out["train"] = tj.get("status") or "-"
-    ev = st.parts.get("eval")
-    ej = ev.to_json() if ev is not None and hasattr(ev, "to_json") else {}
-    out["eval"] = ej.get("decision") or "-"
+    out["eval"] = cp.eval_text()
     return out
 
 

@@ -226,7 +226,7 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
     assert any("concurrency set to 9" in n for n in notes)
     pilot_done = [e for e in events_of(split_db, "rollout.finished")]
     assert len(pilot_done) == 12  # 8 tasks once (the cost sample) and 4 of them twice (their spread)
-    assert "rollouts 12/12" in text and "pilot: done" in text
+    assert "rollouts 12/52" in text and "pilot: done" in text  # the plan's 13 tasks x 4
     assert "Start the rollouts?" in second and "calibrated by the pilot" in second
     assert "Power (from the pilot's per-task pass rates): this eval test (5 tasks x 3 seeds) cannot detect" in second_body
 

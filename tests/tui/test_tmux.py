@@ -131,7 +131,35 @@ def test_readonly_follows_a_headless_run(split_db, term, tmp_path):
         n1 = count(r"rollouts (\d+)/\d+", first)
         second = t.wait_for(lambda s: (count(r"rollouts (\d+)/\d+", s) or 0) > n1, timeout=90)
         assert count(r"rollouts (\d+)/\d+", second) > n1
-        assert count(r"roll:(\d+)/\d+", second) is not None
+        assert count(r"roll:(?:pilot )?(\d+)/\d+", second) is not None
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+
+
+def test_header_and_body_progress_agree_during_a_run(split_db, term, tmp_path):
+    """A headless run followed read-only: the header's `roll:` and the Rollouts line show the
+    same finished/planned (the plan's 12-rollout pilot, then 52) in one frame, mid-run."""
+    import re
+
+    run = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(demo_plan_path()),
+                            "--db", str(split_db), "--yes", "--until", "rollouts"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def agree(s: str) -> bool:
+        head = re.search(r"roll:((?:pilot )?\d+/\d+)", s)
+        body = re.search(r"(?m)^ ?((?:pilot|rollouts) \d+/\d+) \(", s)
+        if not head or not body:
+            return False
+        h, b = head.group(1), body.group(1).removeprefix("rollouts ")
+        n, planned = map(int, h.removeprefix("pilot ").split("/"))
+        return h == b and planned == (12 if h.startswith("pilot") else 52) and 0 < n < planned
+
+    try:
+        t = term("--db", str(split_db), "--readonly", cwd=tmp_path)
+        t.wait_for("[read-only]")
+        t.keys("3")
+        t.wait_for(agree, timeout=120)
     finally:
         run.kill()
         run.wait(timeout=30)

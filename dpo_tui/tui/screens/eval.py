@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 
 from dpo_tui.tui.screens.base import StagePane
 from dpo_tui.tui.screens.train import part_json
+from dpo_tui.tui.views import progress
 
 
 def _pct(x: Any) -> str:
@@ -44,6 +45,7 @@ class EvalPane(StagePane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="eval-title", classes="pane-title")
+        yield Static("", id="eval-progress", markup=False)
         yield DataTable(id="eval-table", cursor_type="row")
         yield Static("", id="eval-decision", markup=False)
         yield DataTable(id="eval-tasks", cursor_type="row")
@@ -57,17 +59,48 @@ class EvalPane(StagePane):
         for key, label, width in (("suite", "suite", 12), ("task", "task", 34), ("base", "base", 6),
                                   ("tuned", "tuned", 6), ("result", "result", 6)):
             tasks.add_column(label, key=key, width=width)
+        self.query_one("#eval-progress").display = False
         self.sync()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """While an eval runs and this pane is up: the provisioning seconds move on."""
+        if getattr(self.app, "active_stage", None) == "eval" and self.__dict__.get("_active"):
+            self.sync()
+
+    def _progress(self) -> bool:
+        """The eval under way (the one progress model's): endpoint state and provisioning
+        time, n of N samples, spend accruing; True while it runs (no gate decision yet)."""
+        with self.session.lock:
+            ep = progress(self.session, self.app.run_mode()).eval  # type: ignore[attr-defined]
+        self._active = ep.active
+        box = self.query_one("#eval-progress")
+        if box.display != ep.active:
+            box.display = ep.active
+        if ep.active:
+            s = ep.samples
+            lines = [f"eval {ep.run_id or ''} running: samples {s.text()} ({s.passed} pass, {s.running} in flight"
+                     + (f", {s.errored} errored" if s.errored else "") + ")"]
+            lines += [e.text() for e in ep.endpoints] or ["endpoints: not started yet"]
+            lines.append(f"spend so far ${ep.spend_usd:.3f} (endpoints ${ep.endpoint_usd_per_min:.3f}/min while "
+                         "they run)")
+            self.set_text("#eval-progress", "\n".join(lines))
+        return ep.active
 
     def sync(self) -> None:
+        active = self._progress()
         ev = part_json(self.session, "eval")
-        if ev == self.__dict__.get("_shown", ...):
+        if (ev, active) == self.__dict__.get("_shown", ...):
             return  # unchanged: keep the tables' cursors where the operator left them
-        self._shown = ev
+        self._shown = (ev, active)
         t = self.query_one("#eval-table", DataTable)
         t.clear()
         self.query_one("#eval-tasks", DataTable).clear()
         if not ev or not ev.get("suites"):
+            if active:
+                self.set_text("#eval-title", "Eval: running. Results and the gate come when every sample is in.")
+                self.set_text("#eval-decision", "decision: after the last sample (the gate decides)")
+                return
             self.set_text("#eval-title", "Eval: not run yet. No eval results in this campaign's log.")
             self.set_text("#eval-decision", "decision: not run yet (e runs the eval after training)")
             return

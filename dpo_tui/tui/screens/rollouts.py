@@ -11,9 +11,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, ProgressBar, Sparkline, Static
 
+from dpo_tui.campaign.stage_progress import StableRate, live_rates
 from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord
 from dpo_tui.provider.events import CALLS
 from dpo_tui.tui.screens.base import StagePane
+from dpo_tui.tui.views import progress
 
 SHOWN = 2000  # newest rollouts in the table: smooth with any number of rollouts (the log keeps all)
 
@@ -62,6 +64,7 @@ class RolloutsPane(StagePane):
         self._rows: set[str] = set()
         self._samples: deque[tuple[float, float, int, int]] = deque(maxlen=120)
         self._engine: dict = {}
+        self._meter = StableRate()  # the ETA and $/min: over finished rollouts, never 1 s samples
         self.loaded = False
         self.set_interval(1.0, self._sample)
         self._sample()
@@ -130,12 +133,17 @@ class RolloutsPane(StagePane):
             spend = st.parts["spend"].total_usd
             fin = sum(r.finished.values())
             passed = sum(r.passed.values())
+            if not self.display:  # the meter sees every finish, the pane shown or not
+                label = self._engine.get("label") if self.app.engine is not None else None  # type: ignore[attr-defined]
+                live_rates(self._meter, progress(s, self.app.run_mode()), st, label)  # type: ignore[attr-defined]
         self._samples.append((time.monotonic(), spend, fin, passed))
         if self.display and time.monotonic() - getattr(self.app, "_last_drain", 0.0) > 1.0:
             self.sync()  # the event stream's drains redraw it while events flow
 
     def sync(self) -> None:
         s = self.session
+        eng = self._engine
+        label = eng.get("label") if self.app.engine is not None else None  # type: ignore[attr-defined]
         with s.lock:
             st = s.campaign.state
             r = st.part(ROLLOUTS)
@@ -145,41 +153,21 @@ class RolloutsPane(StagePane):
                         for k in sorted(r.started)}
             retries, failed, in_flight = calls.attempts, calls.failed, len(calls.in_flight)
             tokens = calls.prompt_tokens + calls.completion_tokens
-        eng = self._engine
-        parts = [f"{k} {f}/{n} ({p} pass)" for k, (n, f, p) in by_stage.items()] or ["no rollouts yet"]
-        status = eng.get("status", "idle")
-        if eng:
-            parts.append(f"[{eng['label']}: {status}, running {eng.get('running', 0)}, "
-                         f"concurrency {eng.get('concurrency', '?')}]")
-        else:
-            parts.append("[engine idle: r starts]" if not s.readonly else "[read-only]")
-        total_rows = getattr(self, "_total_rows", 0)
-        if total_rows > SHOWN:
-            parts.append(f"(table: newest {SHOWN} of {total_rows})")
-        self.set_text("#roll-progress", "  ".join(parts), layout=False)  # fixed height: no layout pass
+            cp = progress(s, self.app.run_mode())  # type: ignore[attr-defined]
+            eta, rate = live_rates(self._meter, cp, st, label)
+        count = cp.current(label)
+        self.set_text("#roll-progress", "  ".join(self._progress_parts(cp, label, eng)), layout=False)
         bar = self.query_one("#roll-bar", ProgressBar)
-        if eng.get("total"):
-            total, done = eng["total"], eng.get("finished", 0)
-        else:
-            total, done = max(sum(v[0] for v in by_stage.values()), 1), sum(v[1] for v in by_stage.values())
+        total, done = max(count.planned or 0, count.finished, 1), count.finished  # the same count the header shows
         if (bar.total, bar.progress) != (total, done):
             bar.update(total=total, progress=done)
         samples = list(self._samples)
-        rate, eta = 0.0, "-"
-        if len(samples) >= 2:
-            t0, s0, f0, _ = samples[max(0, len(samples) - 61)]
-            t1, s1, f1, _ = samples[-1]
-            if t1 > t0:
-                rate = (s1 - s0) / ((t1 - t0) / 60)
-                if eng.get("total") and f1 > f0 and status == "running":
-                    left = eng["total"] - eng.get("finished", 0)
-                    eta = f"{left / ((f1 - f0) / (t1 - t0)):.0f}s"
         fin = sum(v[1] for v in by_stage.values())
         passed = sum(v[2] for v in by_stage.values())
         pass_s = f"{passed / fin:.0%}" if fin else "-"
         self.set_text("#roll-rates",
-                      f"pass {pass_s}  spend ${spend:.3f} (${rate:.3f}/min)  tokens {tokens:,}  retries {retries}  "
-                      f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  ETA {eta}", layout=False)
+                      f"pass {pass_s}  spend ${spend:.3f} ({rate})  tokens {tokens:,}  retries {retries}  "
+                      f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  {eta}", layout=False)
         spend_data = [x[1] for x in samples[-40:]] or [0]
         pass_data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
         if self.query_one("#roll-tasks", DataTable).display:
@@ -188,6 +176,31 @@ class RolloutsPane(StagePane):
             spark = self.query_one(sel, Sparkline)
             if list(spark.data or []) != data:
                 spark.data = data
+
+    def _progress_parts(self, cp, label: str | None, eng: dict) -> list[str]:  # noqa: ANN001 - CampaignProgress
+        """The progress line: the count the header's `roll:` shows first, finished/planned."""
+        parts = []
+        if cp.phase is not None:
+            head = cp.current(cp.phase)
+            parts.append(f"{cp.phase} {head.text()} ({head.passed} pass)")
+            if cp.phase == "pilot":
+                parts.append(f"rollouts {cp.rollouts.text()}")
+        if cp.eval.active or label == "eval":
+            parts.append(f"eval {cp.eval.samples.text()} ({cp.eval.samples.passed} pass)")
+        if not parts:
+            parts.append("no rollouts yet")
+        if eng and label is not None:
+            status = cp.mode if cp.mode in ("paused", "stopping") else eng.get("status", "running")
+            parts.append(f"[{label}: {status}, running {eng.get('running', 0)}, "
+                         f"concurrency {eng.get('concurrency', '?')}]")
+        elif eng:
+            parts.append(f"[{eng['label']}: {eng.get('status', 'idle')}]")
+        else:
+            parts.append("[engine idle: r starts]" if not self.session.readonly else "[read-only]")
+        total_rows = getattr(self, "_total_rows", 0)
+        if total_rows > SHOWN:
+            parts.append(f"(table: newest {SHOWN} of {total_rows})")
+        return parts
 
     def action_toggle_view(self) -> None:
         """Switch the table between rollouts (newest first) and progress per task."""
