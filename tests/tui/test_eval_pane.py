@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dpo_tui.campaign.plan import demo_plan_path, load_plan
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.tui.widgets.header import SHORT
@@ -48,6 +49,9 @@ async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_p
     with Campaign.open(db, readonly=True) as c:
         b = c.state.part(BUDGET)
         endpoint_usd = (b.calibrated or b.latest)["by_stage"]["endpoint"]["usd"]
+        plan, sp = load_plan(demo_plan_path()), c.state.part("split")
+        planned = 2 * len(plan.eval.seeds) * (len(sp.split.test) * ("test" in plan.eval.suites)
+                                              + len(sp.heldout) * ("heldout" in plan.eval.suites))
     app = make_app(db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await settle(pilot)
@@ -62,6 +66,13 @@ async def test_eval_asks_with_the_endpoint_cost_runs_and_shows_the_verdict_and_p
         assert "Run the eval?" in modal and f"estimated ${endpoint_usd:.3f}" in modal
         assert "Start 1 dedicated endpoint for base and tuned" in " ".join(modal.split())  # one shared deployment
         await pilot.press("y")
+
+        def running_shown() -> bool:  # the Eval pane while it runs: n of the plan's N, the endpoint
+            shown = re.search(r"running: samples (\d+)/(\d+)", screen_text(app))
+            return bool(shown) and int(shown.group(2)) == planned and "base endpoint" in screen_text(app)
+
+        await wait_for(pilot, lambda: running_shown() or app.session.gate() is not None, timeout=180, step=0.05)
+        assert running_shown(), screen_text(app)
         await wait_for(pilot, lambda: app.working is None and app.session.gate() is not None, timeout=180)
         await settle(pilot)
         text = screen_text(app)
