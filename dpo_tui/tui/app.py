@@ -132,7 +132,7 @@ class DpoApp(OperatorActions, App):
             for key, label, cls in STAGES:
                 with TabPane(label, id=key):
                     yield cls(id=f"pane-{key}")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.session.readonly:

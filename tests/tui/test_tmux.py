@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -58,6 +59,42 @@ def test_keys_1_to_7_show_every_stage(demo_db, term):
         time.sleep(0.2)
     assert t.dead()
     assert "Traceback" not in t.capture()
+
+
+def test_question_mark_on_each_pane_lists_every_key_at_80x24_and_esc_closes(demo_db, term):
+    """`?` on each pane: every binding of that pane, hidden ones too, with the console's own
+    (down to the last row, `tab`), all on one 80x24 screen; Escape closes it."""
+    from dpo_tui.tui.app import STAGES
+
+    t = term("--db", str(demo_db), cwd=demo_db.parent)
+    t.wait_for(lambda s: "$ est" in s and "[simulated]" in s)
+    for i, (key, label, pane) in enumerate(STAGES, start=1):
+        t.keys(str(i))
+        t.wait_for(lambda s, label=label: f"{label.split()[1]} pane" not in s and "esc or ? closes" not in s)
+        t.keys("?")
+        wanted = [b.tooltip or b.description for b in pane.BINDINGS]
+        screen = t.wait_for(lambda s, key=key: f"{key.capitalize()} pane" in s and "next control in the pane" in s)
+        flat = " ".join(screen.split())
+        missing = [w for w in wanted if " ".join(w.split()) not in flat]
+        assert not missing, f"{key}: {missing} not listed:\n{screen}"
+        assert "esc or ? closes" in flat and "switch stage" in flat
+        t.keys("Escape")
+        t.wait_for(lambda s: "esc or ? closes" not in s)
+
+
+def test_escape_out_of_an_input_then_a_digit_switches_panes(demo_db, term):
+    """A digit typed in the Budget's roll/task input is text; after Escape the pane's keys
+    are back (the footer shows them) and a digit switches panes."""
+    t = term("--db", str(demo_db), cwd=demo_db.parent)
+    t.wait_for(lambda s: "$ est" in s and "c Set cap" in s.splitlines()[-1])
+    t.keys("Tab")  # the first input, iters: its footer has only what works in a text field
+    t.wait_for(lambda s: "c Set cap" not in s.splitlines()[-1])
+    t.type("5")
+    t.wait_for(lambda s: re.search(r"iters 5 ", s) and "$ est" in s)  # text in the field, still on Budget
+    t.keys("Escape")
+    t.wait_for(lambda s: "c Set cap" in s.splitlines()[-1])  # the pane's keys are back
+    t.keys("2")
+    t.wait_for(lambda s: "Approve" in s.splitlines()[-1] and "leak" in s)
 
 
 def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operator(split_db, term):
@@ -140,7 +177,6 @@ def test_readonly_follows_a_headless_run(split_db, term, tmp_path):
 def test_header_and_body_progress_agree_during_a_run(split_db, term, tmp_path):
     """A headless run followed read-only: the header's `roll:` and the Rollouts line show the
     same finished/planned (the plan's 12-rollout pilot, then 52) in one frame, mid-run."""
-    import re
 
     run = subprocess.Popen([sys.executable, "-m", "dpo_tui.cli", "run", "--plan", str(demo_plan_path()),
                             "--db", str(split_db), "--yes", "--until", "rollouts"],

@@ -20,6 +20,11 @@ class Notice:
     text: str
 
 
+def _keys_shown(app, b: Binding) -> str:  # noqa: ANN001 - DpoApp
+    """Every key of a binding as the footer draws keys: `+ / =`, not `plus,equals_sign`."""
+    return " / ".join(app.get_key_display(b.with_key(k.strip())) for k in b.key.split(","))
+
+
 def key_rows(app, pane) -> list[tuple[str, str, str]]:  # noqa: ANN001 - (DpoApp, StagePane)
     """(section, key, description) for every binding the operator can use now: the pane's,
     then the console's; what --readonly does not offer is left out."""
@@ -28,12 +33,11 @@ def key_rows(app, pane) -> list[tuple[str, str, str]]:  # noqa: ANN001 - (DpoApp
         action = b.action.removeprefix("app.")
         if app.check_action(action.split("(")[0], ()) is False:
             continue
-        rows.append((f"{pane.stage.capitalize()} pane", app.get_key_display(b), b.description))
+        rows.append((f"{pane.stage.capitalize()} pane", _keys_shown(app, b), b.tooltip or b.description))
     rows.append(("Everywhere", "1-7", "switch stage (Budget Split Rollouts Pairs Train Eval Log)"))
     for b in app.BINDINGS:
         if isinstance(b, Binding) and b.id and not b.id.startswith("stage."):
-            shown = " / ".join(app.get_key_display(b.with_key(k.strip())) for k in b.key.split(","))
-            rows.append(("Everywhere", shown, b.description))
+            rows.append(("Everywhere", _keys_shown(app, b), b.description))
     rows.append(("Everywhere", "ctrl+p", "command palette: every action by name, with its key"))
     rows.append(("Everywhere", "tab", "next control in the pane"))
     return rows

@@ -38,7 +38,7 @@ class PairsPane(StagePane):
     BINDINGS = [Binding("a", "app.pair_decision('accept')", "Accept", id="pairs.accept"),
                 Binding("x", "app.pair_decision('reject')", "Reject", id="pairs.reject"),
                 Binding("e", "app.export_pairs", "Export", id="pairs.export"),
-                Binding("b", "app.build_pairs", "Build", id="pairs.build", show=False)]
+                Binding("b", "app.build_pairs", "Build", id="pairs.build")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pairs-funnel", classes="pane-title")

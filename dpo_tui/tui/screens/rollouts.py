@@ -29,10 +29,13 @@ def _status(rec: RolloutRecord) -> str:
 class RolloutsPane(StagePane):
     stage = "rollouts"
     BINDINGS = [Binding("r", "app.start_rollouts", "Start", id="rollouts.start"),
-                Binding("space", "app.pause_resume", "Pause/resume", id="rollouts.pause"),
+                Binding("space", "app.pause_resume", "Pause", id="rollouts.pause",
+                        tooltip="Pause or resume the rollouts"),
                 Binding("c", "app.cancel_rollouts", "Cancel", id="rollouts.cancel"),
-                Binding("plus,equals_sign", "app.concurrency(1)", "Conc+", id="rollouts.more"),
-                Binding("minus", "app.concurrency(-1)", "Conc-", id="rollouts.less"),
+                Binding("plus,equals_sign", "app.concurrency(1)", "Conc+", id="rollouts.more", show=False,
+                        tooltip="Concurrency up: one more rollout in flight"),
+                Binding("minus", "app.concurrency(-1)", "Conc-", id="rollouts.less", show=False,
+                        tooltip="Concurrency down: one fewer rollout in flight"),
                 Binding("o", "open_rollout", "Conversation", id="rollouts.open"),
                 Binding("v", "toggle_view", "Per task", id="rollouts.view")]
 
@@ -192,7 +195,7 @@ class RolloutsPane(StagePane):
         if eng and label is not None:
             status = cp.mode if cp.mode in ("paused", "stopping") else eng.get("status", "running")
             parts.append(f"[{label}: {status}, running {eng.get('running', 0)}, "
-                         f"concurrency {eng.get('concurrency', '?')}]")
+                         f"concurrency {eng.get('concurrency', '?')} (+/- sets)]")
         elif eng:
             parts.append(f"[{eng['label']}: {eng.get('status', 'idle')}]")
         else:

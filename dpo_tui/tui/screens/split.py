@@ -21,7 +21,7 @@ class SplitPane(StagePane):
                 Binding("x", "app.exclude_task", "Exclude", id="split.exclude"),
                 Binding("A", "app.approve_split", "Approve", id="split.approve"),
                 Binding("U", "app.unfreeze_split", "Unfreeze", id="split.unfreeze"),
-                Binding("P", "app.propose_split", "Propose", id="split.propose", show=False)]
+                Binding("P", "app.propose_split", "Propose", id="split.propose")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="split-title", classes="pane-title")

@@ -32,7 +32,7 @@ def _event_row(e: dict[str, Any]) -> tuple[str, str, str]:
 class TrainPane(StagePane):
     stage = "train"
     BINDINGS = [Binding("t", "app.start_training", "Prepare/launch", id="train.start"),
-                Binding("c", "app.cancel_training", "Cancel job", id="train.cancel"),
+                Binding("c", "app.cancel_training", "Cancel", id="train.cancel", tooltip="Cancel the DPO job"),
                 Binding("n", "app.new_run", "New run", id="train.new_run"),
                 Binding("s", "app.stop_endpoint", "Stop endpoint", id="train.stop_endpoint")]
 
