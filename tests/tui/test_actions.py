@@ -68,7 +68,7 @@ async def test_move_a_task_to_the_other_side(split_db):
         await _goto_task(pilot, task)
         await pilot.press("m")
         await settle(pilot)
-        row = next(line for line in screen_text(app).splitlines() if line.lstrip().startswith(task[:24]))
+        row = next(line for line in screen_text(app).splitlines() if line.split()[:2] == task.split("/", 1)[::-1])
     ev = events_of(split_db, "split.task_moved")
     assert [(e.payload["task_id"], e.payload["to"], e.actor) for e in ev] == [(task, "test", ACTOR)]
     assert " test " in row
@@ -95,7 +95,7 @@ async def test_exclude_asks_for_a_reason_and_logs_it(split_db):
     ev = events_of(split_db, "split.task_excluded")
     assert [(e.payload["task_id"], e.payload["reason"], e.actor) for e in ev] == [
         (task, "shares inputs with a train task", ACTOR)]
-    row = next(line for line in text.splitlines() if line.lstrip().startswith(task[:24]))
+    row = next(line for line in text.splitlines() if line.split()[:2] == task.split("/", 1)[::-1])
     assert "excluded" in row and "1 excluded" in text
 
 

@@ -51,7 +51,8 @@ async def test_every_stage_shows_its_content_at_80x24(demo_db):
     assert "frozen" in split
     for task in state["split"]["train"] + state["split"]["test"]:
         side = "train" if task in state["split"]["train"] else "test"
-        row = next(line for line in split.splitlines() if line.lstrip().startswith(task[:24]))
+        suite, name = task.split("/", 1)  # the name whole, its suite in a column of its own
+        row = next(line for line in split.splitlines() if line.split()[:2] == [name, suite])
         assert re.search(rf"\b{side}\b", row), row
 
     rollouts = seen["3"]

@@ -124,15 +124,19 @@ def test_approve_split_and_start_rollouts_by_keys_then_the_log_shows_the_operato
         return "filter: type:call.completed" not in s and any(
             line.strip() == "actor:operator" for line in s.splitlines())
 
-    for _ in range(3):  # on a loaded machine a key can beat the focus: clear and retype until the field shows it
-        t.keys("/", "C-u")
-        t.type("actor:operator")
-        try:
-            t.wait_for(typed, timeout=30)
-            break
-        except AssertionError:
-            t.keys("Escape")
+    def footer(s: str) -> str:
+        return s.splitlines()[-1] if s.strip() else ""
+
+    # every key waits for what the screen shows it did: the Log pane's keys in the footer before
+    # `/`; the footer reduced to a text field's keys before typing (a key never beats the focus)
+    t.wait_for(lambda s: "/ Filter" in footer(s) and "v Verify chain" in footer(s))
+    t.keys("/")
+    t.wait_for(lambda s: "v Verify chain" not in footer(s))
+    t.keys("C-u")
+    t.type("actor:operator")
+    t.wait_for(typed, timeout=60)
     t.keys("Escape")
+    t.wait_for(lambda s: "v Verify chain" in footer(s))
     screen = t.wait_for("decision.recorded", timeout=120)
     assert "split.approved" in screen
     t.keys("q")
@@ -256,5 +260,24 @@ def test_true_colour_or_256_colours_and_resizing(demo_db, colorterm, escape):
                                 and "split:frozen" in s and "$ est" in s and "7 Log" in s)
             assert max(len(line) for line in screen.splitlines()) <= width
             assert "total" in screen  # the estimate table's last row: nothing cut at any size
+    finally:
+        t.close()
+
+
+def test_the_pairs_list_shows_at_least_8_pairs_at_120x40(evaluated_template, tmp_path):
+    """In a real 120x40 terminal the Pairs table takes its share of the height: 8 pairs or more,
+    each named as `task rN>rM`, with the chosen/rejected diff below."""
+    import re
+
+    from tests.tui.conftest import copy_campaign
+
+    db = copy_campaign(evaluated_template, tmp_path)
+    t = Tmux([*TUI, "--db", str(db), "--readonly"], cwd=tmp_path, width=120, height=40)
+    try:
+        t.wait_for("$ est")
+        t.keys("4")
+        rows = re.compile(r"(?m)^ \w+ r\d+>r\d+ ")
+        screen = t.wait_for(lambda s: len(rows.findall(s)) >= 8 and "rejected" in s)
+        assert len(rows.findall(screen)) >= 8
     finally:
         t.close()

@@ -55,13 +55,13 @@ class RolloutsPane(StagePane):
 
     def on_mount(self) -> None:
         tasks = self.query_one("#roll-tasks", DataTable)
-        for key, label, width in (("task", "task", 26), ("stage", "stage", 8), ("done", "done", 7),
+        for key, label, width in (("task", "task", None), ("stage", "stage", 8), ("done", "done", 7),
                                   ("pass", "passed", 6), ("rate", "pass", 5), ("usd", "$", 8)):
             tasks.add_column(label, key=key, width=width)
         tasks.display = False
         self._task_rows: dict[str, tuple] = {}
         t = self.query_one("#roll-table", DataTable)
-        for key, label, width in (("id", "rollout", 26), ("stage", "stage", 8), ("status", "result", 7),
+        for key, label, width in (("id", "rollout", None), ("stage", "stage", 8), ("status", "result", 7),
                                   ("tests", "tests", 6), ("iters", "iters", 5), ("usd", "$", 8)):
             t.add_column(label, key=key, width=width)
         self._rows: set[str] = set()

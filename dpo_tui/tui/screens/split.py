@@ -31,11 +31,11 @@ class SplitPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#split-table", DataTable)
-        t.add_column("task", key="task", width=24)
-        t.add_column("suite", key="suite", width=8)
-        t.add_column("split", key="split", width=8)
-        t.add_column("tests", key="tests", width=5)
-        t.add_column("leak", key="leak", width=6)
+        t.add_column("task", key="task")  # sized to its names: the suite prefix is its own column
+        t.add_column("suite", key="suite")
+        t.add_column("split", key="split")
+        t.add_column("tests", key="tests")
+        t.add_column("leak", key="leak")
         self._shown: tuple = ()
         self.sync()
 
@@ -64,18 +64,20 @@ class SplitPane(StagePane):
             for tid in (f["train_id"], f["test_id"]):
                 by_task.setdefault(tid, []).append(f)
         self._findings = by_task
-        rows = []
+        rows, tid_of = [], {}
         for tid, info in sorted(tasks.items()):
             side = split.side_of(tid) if split else "-"
             flags = ",".join(sorted({FLAG.get(f["kind"], f["kind"]) for f in by_task.get(tid, [])}))
-            rows.append((tid, info["suite"], side or "-", str(info["tests"]), flags))
+            row = (tid.removeprefix(f"{info['suite']}/"), info["suite"], side or "-", str(info["tests"]), flags)
+            rows.append(row)
+            tid_of[row] = tid
         self._tasks = tasks
         if tuple(rows) != self._shown:
             t = self.query_one("#split-table", DataTable)
             cursor = t.cursor_row
             t.clear()
             for row in rows:
-                t.add_row(*row, key=row[0])
+                t.add_row(*row, key=tid_of[row])
             if rows:
                 t.move_cursor(row=min(cursor, len(rows) - 1))
             self._shown = tuple(rows)

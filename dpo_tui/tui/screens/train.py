@@ -29,6 +29,24 @@ def _event_row(e: dict[str, Any]) -> tuple[str, str, str]:
     return ts[11:19] or "-", f"{e.get('type') or '-'}{step}", str(e.get("message") or "")
 
 
+ROOMY = 34  # terminal rows from which the Train pane lists every hyperparameter
+KEY_HP = ("training_method", "n_epochs", "learning_rate", "dpo_beta", "batch_size", "lora", "lora_r", "lora_alpha",
+          "max_seq_length")
+
+
+def _hyperparameters(hp: dict[str, Any], *, every: bool) -> str:
+    """The job's hyperparameters, the ones that decide a DPO run first; the rest follow where
+    there is room, else their count and where the log has them."""
+    key = [k for k in KEY_HP if k in hp]
+    rest = sorted(k for k in hp if k not in KEY_HP)
+    text = "hyperparameters: " + ", ".join(f"{k}={hp[k]}" for k in key)
+    if rest and every:
+        text += "; " + ", ".join(f"{k}={hp[k]}" for k in rest)
+    elif rest:
+        text += f" (+{len(rest)} more in a taller terminal)"
+    return text
+
+
 class TrainPane(StagePane):
     stage = "train"
     BINDINGS = [Binding("t", "app.start_training", "Prepare/launch", id="train.start"),
@@ -49,7 +67,7 @@ class TrainPane(StagePane):
 
     def on_mount(self) -> None:
         ev = self.query_one("#train-events", DataTable)
-        for key, label, width in (("time", "time", 8), ("type", "job event", 22), ("message", "message", 44)):
+        for key, label, width in (("time", "time", 8), ("type", "job event", None), ("message", "message", 44)):
             ev.add_column(label, key=key, width=width)
         eps = self.query_one("#train-endpoints", DataTable)
         for key, label, width in (("id", "endpoint", 20), ("role", "role", 5), ("state", "state", 12),
@@ -89,7 +107,10 @@ class TrainPane(StagePane):
             f"output model {t.get('model') or '-'}",
             f"price: estimated {_usd(t.get('estimated_usd'))}, charged {_usd(t.get('price_usd'))}   "
             f"job events {t.get('job_events', 0)}",
-            "hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(hp.items()))])
+            _hyperparameters(hp, every=self.app.size.height >= ROOMY)])
+
+    def on_resize(self) -> None:
+        self.sync()  # every hyperparameter where the terminal has the rows, the ones that matter where not
 
     def _sync_metrics(self, m: dict[str, Any]) -> None:
         """Loss and reward accuracy per step as the log has them, and the failure signs."""
