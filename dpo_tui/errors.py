@@ -26,10 +26,16 @@ class DpoTuiError(Exception):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, *, exit_code: int | None = None, console: str | None = None) -> None:
         super().__init__(message)
+        self.console = console  # the same fact in the console's words (its keys, not commands and flags)
         if exit_code is not None:
             self.exit_code = exit_code
+
+    @property
+    def console_text(self) -> str:
+        """What the console says: its own words where the error has them, else the message."""
+        return self.console or self.message
 
     @property
     def message(self) -> str:

@@ -50,10 +50,13 @@ def pending(campaign: Campaign, plan: Plan, prices: PriceTable, stage: str, run_
             raise InputError(f"{run_id}'s launch is already approved ({decision} is in the log)")
         if p["stale"]:
             raise InputError(f"the export is stale ({p['stale']}): export the pairs again (dpo-tui pairs export) "
-                             "before approving the launch")
+                             "before approving the launch",
+                             console=f"the export is stale ({p['stale']}): export the pairs again (e on Pairs) first")
         if p["phase"] == "prepare":
             raise InputError("nothing to launch yet: `dpo-tui run --until train` uploads the pairs and asks Together's "
-                             "price (free), which this approves")
+                             "price (free), which this approves",
+                             console="nothing to launch yet: t on Train uploads the pairs and asks Together's price "
+                             "(free) first")
         what, est = f"Training {run_id}", p["estimated_usd"]
         hold = est
     elif stage == "eval":

@@ -37,10 +37,11 @@ def remaining_usd(campaign: Campaign) -> float:
     return cap - campaign.state.part("spend").total_usd - campaign.state.part("calls").in_flight_usd()
 
 
-def refusal(stage: str, what: str, estimate: float, remaining: float, cap: float) -> str:
+def refusal(stage: str, what: str, estimate: float, remaining: float, cap: float, *, console: bool = False) -> str:
+    how = ("c on Budget raises it, with a reason" if console else
+           "raise the cap with `dpo-tui cap --db D --usd X --reason ...` or `c` on Budget, then run again")
     return (f"budget cap ${cap:.4f}: {what} is estimated at ${estimate:.4f} but only ${max(remaining, 0):.4f} of the "
-            f"cap remains; nothing was started (raise the cap with `dpo-tui cap --db D --usd X --reason ...` or "
-            f"`c` on Budget, then run again)")
+            f"cap remains; nothing was started ({how})")
 
 
 def hold_stage(campaign: Campaign, stage: str, estimate_usd: float, what: str, *, actor: str = "system") -> None:
@@ -50,7 +51,8 @@ def hold_stage(campaign: Campaign, stage: str, estimate_usd: float, what: str, *
         return
     campaign.append("budget.stage_refused", StageRefused(stage=stage, what=what, estimate_usd=max(0.0, estimate_usd),
                                                          remaining_usd=remaining, cap_usd=cap), actor=actor)
-    raise BudgetCapReached(refusal(stage, what, estimate_usd, remaining, cap))
+    raise BudgetCapReached(refusal(stage, what, estimate_usd, remaining, cap),
+                           console=refusal(stage, what, estimate_usd, remaining, cap, console=True))
 
 
 def cap_warning(total_estimate_usd: float, cap: float | None) -> str | None:

@@ -87,6 +87,7 @@ class Ctx:
     on_engine: Callable[[RolloutEngine], None] | None = None  # a front end's handle on the running engine
     stop: threading.Event | None = None  # set by a front end that quits: stop following a training job
     eval_serving: EvalServing = field(default_factory=EvalServing)  # the command's, shared by the runs it evaluates
+    console: bool = False  # the console runs it: say what happened in its words, not the command line's
 
     def client(self):
         """The SDK client for management calls (files, fine-tunes, endpoints), made once."""
@@ -105,7 +106,7 @@ class Ctx:
             return
         if not (self.yes and allowed):
             raise Waiting(f"waiting for an operator decision: {what} (in the TUI, or run with --yes and "
-                          f"decisions.{decision} = true in the plan)")
+                          f"decisions.{decision} = true in the plan)", console=f"waiting for your decision: {what}")
         record_decision(self.campaign, label or decision, stage,
                         reason=f"plan {self.plan_path.name}: decisions.{decision} = true", actor="plan",
                         estimate_usd=estimate_usd)
@@ -339,6 +340,10 @@ PER_RUN = ("train", "eval")  # the stages each run of a command has of its own
 async def _run_stage(ctx: Ctx, stage: str) -> tuple[int, str, str] | None:
     """One stage of one run; (exit code, status, message) when it ends the command."""
     func = STAGE_FUNCS[stage]
+
+    def said(exc: DpoTuiError) -> str:  # the console's words in the console, the command line's elsewhere
+        return exc.console_text if ctx.console else exc.message
+
     try:
         try:
             await func(ctx)
@@ -346,19 +351,19 @@ async def _run_stage(ctx: Ctx, stage: str) -> tuple[int, str, str] | None:
             ctx.campaign.seal("stage")
     except Waiting as exc:
         ctx.stages[stage] = "waiting"
-        return EXIT_WAITING, "waiting", exc.message
+        return EXIT_WAITING, "waiting", said(exc)
     except Stopped as exc:
         ctx.stages[stage] = "stopped"
-        return EXIT_WAITING, "stopped", exc.message
+        return EXIT_WAITING, "stopped", said(exc)
     except BudgetCapReached as exc:
         ctx.stages[stage] = "budget_cap"
-        return EXIT_BUDGET_CAP, "budget_cap", exc.message
+        return EXIT_BUDGET_CAP, "budget_cap", said(exc)
     except BackendUnavailable as exc:  # the preflight or the circuit breaker: shown as `dpo-tui: error: ...`
         ctx.stages[stage] = "failed"
-        return EXIT_STAGE_FAILED, "error", exc.message
+        return EXIT_STAGE_FAILED, "error", said(exc)
     except (InputError, StageFailed) as exc:
         ctx.stages[stage] = "failed"
-        return EXIT_STAGE_FAILED, "failed", f"{stage}: {exc.message}"
+        return EXIT_STAGE_FAILED, "failed", f"{stage}: {said(exc)}"
     except (together.APIError, json.JSONDecodeError, pydantic.ValidationError) as exc:  # malformed bodies too
         ctx.stages[stage] = "failed"
         message = ctx.provider.redactor.redact(str(exc).splitlines()[0] if str(exc) else "")
@@ -384,7 +389,8 @@ async def run_stages(ctx: Ctx, until: str | None, also: tuple[Ctx, ...] = ()) ->
                 if ended is not None:
                     return ended
             if stage == until:
-                return EXIT_OK, "done", f"stopped after {stage} as asked (--until {until})"
+                return EXIT_OK, "done", (f"{stage} done; the next stage starts when you ask" if ctx.console
+                                         else f"stopped after {stage} as asked (--until {until})")
         return EXIT_OK, "done", "the campaign completed every stage"
     finally:  # the command's shared base endpoint never outlives it
         if ctx.eval_serving.base(ctx.campaign) is not None:

@@ -109,7 +109,8 @@ def fresh_export(campaign: Campaign, *, label_swap: bool = False) -> dict[str, A
     why = stale_export(campaign, label_swap=label_swap)
     if why:
         raise StaleExport(f"{why}: training does not upload it; re-export the pairs (Pairs: e in the console, "
-                          "`dpo-tui pairs export`, or `run --yes` with decisions.export_pairs = true)")
+                          "`dpo-tui pairs export`, or `run --yes` with decisions.export_pairs = true)",
+                          console=f"{why}: training does not upload it; export the pairs again (e on Pairs)")
     return x
 
 

@@ -92,7 +92,7 @@ class OperatorActions:
         try:
             s = self.session.split_to_approve()
         except DpoTuiError as exc:
-            self.notify(f"{exc.message} (P on Split)", severity="warning")
+            self.notify(f"{exc.console_text} (P on Split)", severity="warning")
             return
         split, findings = s.split, len(s.findings)
         if s.frozen:
@@ -112,7 +112,7 @@ class OperatorActions:
         try:
             fhash = self.session.frozen_split().frozen_hash
         except DpoTuiError as exc:
-            self.notify(exc.message, severity="warning")
+            self.notify(exc.console_text, severity="warning")
             return
         done = self.session.built_on_split()
         rollouts = ", ".join(f"{n} {STAGE_WORD.get(k, k)}" for k, n in done["rollouts"].items())
@@ -134,7 +134,7 @@ class OperatorActions:
         try:
             p = self.session.rollout_plan()
         except DpoTuiError as exc:
-            self.notify(exc.message, severity="error")
+            self.notify(exc.console_text, severity="error")
             return
         money = f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap (remaining " \
                 f"${p['cap_usd'] - p['spend_usd']:.3f}); the cap stops every call before it is crossed."
@@ -168,7 +168,7 @@ class OperatorActions:
                 self.session.approve(decision, "rollouts", reason=f"confirmed in the TUI ({title[:-1].lower()})",
                                      estimate_usd=estimate)
             except DpoTuiError as exc:
-                self.notify(exc.message, severity="error")
+                self.notify(exc.console_text, severity="error")
                 return
             self._stage_work("pilot" if decision == "run_pilot" else "rollouts", "rollouts")
         self.push_screen(ConfirmScreen(title, body, yes="Start"), answer)
@@ -244,7 +244,7 @@ class OperatorActions:
         try:
             p = self.session.train_plan()
         except DpoTuiError as exc:
-            self.notify(exc.message, severity="error")
+            self.notify(exc.console_text, severity="error")
             return
         if p["status"] == "completed":
             self.notify("training has completed")
@@ -292,7 +292,7 @@ class OperatorActions:
             try:
                 self.session.new_run(run_id, raw)
             except DpoTuiError as exc:
-                self.notify(exc.message, severity="error")
+                self.notify(exc.console_text, severity="error")
                 return
             self.pane("train").sync()  # type: ignore[attr-defined]
             self.notify(f"Train and Eval now act on {run_id}: t prepares it", timeout=6)
@@ -302,7 +302,7 @@ class OperatorActions:
         try:
             self.session.cancellable()
         except DpoTuiError as exc:
-            self.notify(exc.message, severity="warning")
+            self.notify(exc.console_text, severity="warning")
             return
         run = self.session.training_run()
         body = (f"Cancel DPO job {run['job_id']} ({run['status']})? Together stops it; steps it already ran may "
@@ -339,7 +339,7 @@ class OperatorActions:
         try:
             p = self.session.eval_plan()
         except DpoTuiError as exc:
-            self.notify(exc.message, severity="error")
+            self.notify(exc.console_text, severity="error")
             return
         if p["approved"]:
             self._stage_work("eval", "eval")

@@ -220,7 +220,7 @@ class DpoApp(OperatorActions, App):
         try:
             new = self.session.campaign.refresh()
         except DpoTuiError as exc:
-            self.notify(f"cannot follow the log: {exc.message}", severity="error")
+            self.notify(f"cannot follow the log: {exc.console_text}", severity="error")
             return
         if new:
             self._dispatch(new)
@@ -394,7 +394,7 @@ class DpoApp(OperatorActions, App):
         try:
             fn()
         except DpoTuiError as exc:
-            self.post_message(ActionFailed(what, exc.message))
+            self.post_message(ActionFailed(what, exc.console_text))
             return
         if done or then:
             self.post_message(ActionDone(done or "", then))
@@ -429,7 +429,7 @@ class DpoApp(OperatorActions, App):
         try:
             code, status, message = self.session.run_stages(until, progress=TuiProgress(self), on_engine=hold)
         except DpoTuiError as exc:
-            code, status, message = exc.exit_code, "failed", exc.message
+            code, status, message = exc.exit_code, "failed", exc.console_text
         self.post_message(StagesFinished(what, code, status, message))
 
     def on_stages_finished(self, message: StagesFinished) -> None:

@@ -362,7 +362,7 @@ class Session:
         ctx = make_ctx(pc.plan, pc.path, self.campaign, pc.tasks, settings, backend, yes=False, progress=progress,
                        run_id=self.run_id, train_plan=training_plan(pc.plan, self.train_overrides),
                        label_swap=self.label_swap, client=self._mgmt)  # the console's client, once it exists
-        ctx.on_engine, ctx.stop = on_engine, self.stop
+        ctx.on_engine, ctx.stop, ctx.console = on_engine, self.stop, True
         return asyncio.run(run_plan_stages(ctx, until))
 
     def train_plan(self) -> dict[str, Any]:

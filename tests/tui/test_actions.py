@@ -204,9 +204,8 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
         await wait_for(pilot, lambda: app.engine is not None, timeout=60)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.engine is None or app.engine.progress.status == "paused", timeout=10)
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: "pilot: paused" in screen_text(app), timeout=10)
         assert app.engine is not None and app.engine.progress.status == "paused"
-        assert "pilot: paused" in screen_text(app)
         await pilot.press("plus")
         await pilot.pause()
         assert app.engine.concurrency == 9
@@ -214,6 +213,7 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
         await wait_for(pilot, lambda: app.working is None, timeout=120)
         await settle(pilot)
         text = screen_text(app)
+        said = [n.text for n in app.notices]
         await pilot.press("r")
         await pilot.pause()
         second = screen_text(app)
@@ -227,6 +227,8 @@ async def test_pilot_asks_with_its_cost_then_runs_and_pause_resume_are_logged(sp
     pilot_done = [e for e in events_of(split_db, "rollout.finished")]
     assert len(pilot_done) == 12  # 8 tasks once (the cost sample) and 4 of them twice (their spread)
     assert "rollouts 12/52" in text and "pilot: done" in text  # the plan's 13 tasks x 4
+    assert any("waiting for your decision" in n for n in said), said  # the console's words, not the CLI's:
+    assert not [n for n in said if any(w in n for w in ("--yes", "--until", "dpo-tui ", "decisions."))], said
     assert "Start the rollouts?" in second and "calibrated by the pilot" in second
     assert "Power (from the pilot's per-task pass rates): this eval test (5 tasks x 3 seeds) cannot detect" in second_body
 
