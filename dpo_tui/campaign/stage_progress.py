@@ -169,9 +169,13 @@ def campaign_progress(state: CampaignState, *, plan: Plan | None = None, run_id:
     fin, started = r.finished.get(stage, 0), r.started.get(stage, 0)
     err = r.errored.get(stage, 0)
     rollouts = Count(fin, planned, max(0, started - fin - err), r.passed.get(stage, 0), err)
-    calibrated = state.part(BUDGET).calibrated is not None
+    budget = state.part(BUDGET)
+    calibrated = budget.calibrated is not None
     if pilot_planned is not None and (calibrated or fin >= pilot_planned):
-        pilot = Count(pilot_planned, pilot_planned)
+        ids = budget.pilot_rollout_ids  # the rollouts the pilot calibrated on: how many of them passed
+        pilot_passed = sum(1 for i in ids if (rec := r.by_id.get(i)) is not None and rec.finished
+                           and rec.finished["passed"]) if ids else min(r.passed.get(stage, 0), pilot_planned)
+        pilot = Count(pilot_planned, pilot_planned, 0, pilot_passed)
     else:
         pilot = Count(fin, pilot_planned, rollouts.running, rollouts.passed, err)
     phase = None if not started and not calibrated else ("rollouts" if calibrated or not pilot_planned else "pilot")

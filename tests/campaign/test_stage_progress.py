@@ -49,6 +49,9 @@ def test_finished_against_planned_at_every_point_of_a_folded_log(finished_demo_t
             assert cp.pilot.finished == cp.rollouts.finished <= cp.pilot.planned
         elif cp.phase == "rollouts":
             assert calibrated and cp.rollouts_text() == f"{done.count('rollouts')}/{planned}"
+            ids = next(e for e in head if e.type == "budget.pilot_calibrated").payload["rollout_ids"]
+            passed = {e.payload["rollout_id"] for e in head if e.type == "rollout.finished" and e.payload["passed"]}
+            assert cp.pilot.passed == len(passed & set(ids))  # the pilot's own passes, not 0 once calibrated
         seen_phases.add(cp.phase)
         if cp.eval.active:
             assert cp.eval_text() == f"{done.count('eval')}/{eval_planned}"
