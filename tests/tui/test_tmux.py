@@ -37,7 +37,7 @@ def test_keys_1_to_7_show_every_stage(demo_db, term):
     # Each pane is waited on until everything it must show is drawn: a pane is mounted before
     # its table is filled, so waiting on its title alone races the rest of the frame.
     expect = {
-        "2": ("leak", "frozen", "fixtures/", " train "),
+        "2": ("leak", "frozen", "suite fixtures", " train "),
         "3": ("result", "fail", "pass", "/r0"),
         "4": ("Funnel",),
         "5": ("Train:", "not run yet"),

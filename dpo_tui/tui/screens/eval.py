@@ -56,7 +56,7 @@ class EvalPane(StagePane):
                                   ("delta", "delta", 7), ("ci", "CI", 16), ("p", "p", 6), ("mde", "MDE", 6)):
             t.add_column(label, key=key, width=width)
         tasks = self.query_one("#eval-tasks", DataTable)
-        for key, label, width in (("suite", "suite", 12), ("task", "task", None), ("base", "base", 6),
+        for key, label, width in (("suite", "suite", 12), ("task", "task", 34), ("base", "base", 6),
                                   ("tuned", "tuned", 6), ("result", "result", 6)):
             tasks.add_column(label, key=key, width=width)
         self.query_one("#eval-progress").display = False

@@ -101,7 +101,7 @@ class LogPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#log-table", DataTable)
-        for key, label, width in (("seq", "seq", 6), ("ts", "time", 8), ("type", "type", None), ("actor", "actor", 14),
+        for key, label, width in (("seq", "seq", 6), ("ts", "time", 8), ("type", "type", 24), ("actor", "actor", 14),
                                   ("payload", "payload", 60)):
             t.add_column(label, key=key, width=width)
         self.filter = LogFilter()

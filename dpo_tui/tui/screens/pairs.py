@@ -57,7 +57,7 @@ class PairsPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#pairs-table", DataTable)
-        for key, label, width in (("pair", "pair (task chosen>rejected)", None), ("chosen", "chosen", 6),
+        for key, label, width in (("pair", "pair (task chosen>rejected)", 32), ("chosen", "chosen", 6),
                                   ("rejected", "rej.", 5), ("tokens", "tokens", 6), ("state", "filter", 12),
                                   ("decision", "operator", 8)):
             t.add_column(label, key=key, width=width)

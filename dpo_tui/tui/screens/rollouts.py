@@ -17,6 +17,7 @@ from dpo_tui.provider.events import CALLS
 from dpo_tui.tui.screens.base import StagePane
 from dpo_tui.tui.views import progress
 
+NAME_W = 30  # `suite/task` names: QuixBugs' and HumanEvalFix's longest fit, with `/r12` after them
 SHOWN = 2000  # newest rollouts in the table: smooth with any number of rollouts (the log keeps all)
 
 
@@ -55,13 +56,13 @@ class RolloutsPane(StagePane):
 
     def on_mount(self) -> None:
         tasks = self.query_one("#roll-tasks", DataTable)
-        for key, label, width in (("task", "task", None), ("stage", "stage", 8), ("done", "done", 7),
+        for key, label, width in (("task", "task", NAME_W), ("stage", "stage", 8), ("done", "done", 7),
                                   ("pass", "passed", 6), ("rate", "pass", 5), ("usd", "$", 8)):
             tasks.add_column(label, key=key, width=width)
         tasks.display = False
         self._task_rows: dict[str, tuple] = {}
         t = self.query_one("#roll-table", DataTable)
-        for key, label, width in (("id", "rollout", None), ("stage", "stage", 8), ("status", "result", 7),
+        for key, label, width in (("id", "rollout", NAME_W + 4), ("stage", "stage", 8), ("status", "result", 7),
                                   ("tests", "tests", 6), ("iters", "iters", 5), ("usd", "$", 8)):
             t.add_column(label, key=key, width=width)
         self._rows: set[str] = set()

@@ -31,11 +31,11 @@ class SplitPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#split-table", DataTable)
-        t.add_column("task", key="task")  # sized to its names: the suite prefix is its own column
-        t.add_column("suite", key="suite")
-        t.add_column("split", key="split")
-        t.add_column("tests", key="tests")
-        t.add_column("leak", key="leak")
+        t.add_column("task", key="task", width=23)  # the suite prefix is its own column
+        t.add_column("suite", key="suite", width=8)
+        t.add_column("split", key="split", width=8)
+        t.add_column("tests", key="tests", width=5)
+        t.add_column("leak", key="leak", width=6)
         self._shown: tuple = ()
         self.sync()
 
@@ -90,7 +90,8 @@ class SplitPane(StagePane):
             box.update("")
             return
         info = self._tasks.get(tid, {})
-        lines = [tid, f"suite {info.get('suite')}, {info.get('tests')} tests", ""]
+        name = tid.removeprefix(f"{info.get('suite')}/")  # its suite on the next line: no word broken at 80 columns
+        lines = [name, f"suite {info.get('suite')}, {info.get('tests')} tests", ""]
         found = self._findings.get(tid, [])
         lines.append(f"leakage findings: {len(found)}" if found else "no leakage findings")
         for f in found:

@@ -67,7 +67,7 @@ class TrainPane(StagePane):
 
     def on_mount(self) -> None:
         ev = self.query_one("#train-events", DataTable)
-        for key, label, width in (("time", "time", 8), ("type", "job event", None), ("message", "message", 44)):
+        for key, label, width in (("time", "time", 8), ("type", "job event", 32), ("message", "message", 44)):
             ev.add_column(label, key=key, width=width)
         eps = self.query_one("#train-endpoints", DataTable)
         for key, label, width in (("id", "endpoint", 20), ("role", "role", 5), ("state", "state", 12),
