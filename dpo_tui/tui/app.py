@@ -387,15 +387,17 @@ class DpoApp(OperatorActions, App):
     # -- running services ------------------------------------------------------------------
 
     @work(thread=True, group="actions")
-    def act(self, what: str, fn: Callable[[], Any], done: str | None = None,
+    def act(self, what: str, fn: Callable[[], Any], done: str | Callable[[Any], str] | None = None,
             then: Callable[[], Any] | None = None) -> None:
-        """One operator action through a service, off the UI thread; `then` runs on the UI
-        thread once it went through (the next step of what the operator confirmed)."""
+        """One operator action through a service, off the UI thread; `done` is the notice (or
+        makes it from what the service returned); `then` runs on the UI thread once it went
+        through (the next step of what the operator confirmed)."""
         try:
-            fn()
+            result = fn()
         except DpoTuiError as exc:
             self.post_message(ActionFailed(what, exc.console_text))
             return
+        done = done(result) if callable(done) else done
         if done or then:
             self.post_message(ActionDone(done or "", then))
 
