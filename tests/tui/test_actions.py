@@ -381,3 +381,8 @@ async def test_build_and_export_on_unfinished_rollouts_warn_with_the_counts(spli
         await pilot.press("n")
         await settle(pilot, 0.2)
     assert len(events_of(split_db, "pairs.built")) == 1 and events_of(split_db, "pairs.exported") == []
+    from tests.conftest import run_dpo_tui
+
+    res = run_dpo_tui("pairs", "build", "--db", split_db)  # the CLI's twin says the same, on stderr
+    assert res.returncode == 0, res.stderr
+    assert f"warning: the rollout stage is unfinished: 0/{planned} rollouts finished" in res.stderr
