@@ -157,10 +157,12 @@ class CapScreen(FormScreen["tuple[str, str] | None"]):
         self._submit()
 
 
-SCROLL_KEYS = [Binding("home", "scroll('home')", "Top", id="text.top"),
-               Binding("end", "scroll('end')", "End", id="text.end"),
-               Binding("pageup", "scroll('page_up')", "Page up", id="text.pageup"),
-               Binding("pagedown", "scroll('page_down')", "Page down", id="text.pagedown")]
+# priority: ahead of the scroll's own (hidden) keys, so the footer shows them and they work
+# wherever the focus is
+SCROLL_KEYS = [Binding("home", "scroll('home')", "Top", id="text.top", priority=True),
+               Binding("end", "scroll('end')", "End", id="text.end", priority=True),
+               Binding("pageup", "scroll('page_up')", "Page up", id="text.pageup", priority=True),
+               Binding("pagedown", "scroll('page_down')", "Page down", id="text.pagedown", priority=True)]
 KEYS_HINT = "Home/End top/end · PgUp/PgDn page · Esc close"
 
 
