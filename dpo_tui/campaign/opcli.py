@@ -132,6 +132,7 @@ def cmd_pairs_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_pairs_build(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import outlook
     from dpo_tui.campaign import pairs as pairs_stage
     from dpo_tui.campaign.state.pairs import PAIRS
     from dpo_tui.provider.tokenizer import get_tokenizer
@@ -139,14 +140,18 @@ def cmd_pairs_build(args: argparse.Namespace) -> int:
     actor = _actor(args)
     with _writer(args.db) as campaign:
         plan, tasks = open_plan(campaign, args.plan, actor=actor)
+        unfinished = outlook.rollout_stage(campaign, plan)["unfinished"]
         pairs_stage.build(campaign, plan, tasks, get_tokenizer(), actor=actor)
         built = campaign.state.part(PAIRS).built
+    if unfinished:
+        print(f"warning: {unfinished}", file=sys.stderr)
     kept = sum(1 for x in built["pairs"] if x["dropped_by"] is None) if built else 0
     print(f"pairs built by {actor} from the finished rollouts: {kept} kept of {len(built['pairs']) if built else 0}")
     return EXIT_OK
 
 
 def cmd_pairs_export(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import outlook
     from dpo_tui.campaign import pairs as pairs_stage
     from dpo_tui.provider.secrets import operator_text
     from dpo_tui.provider.tokenizer import get_tokenizer
@@ -154,8 +159,11 @@ def cmd_pairs_export(args: argparse.Namespace) -> int:
     actor = _actor(args)
     with _writer(args.db) as campaign:
         plan, tasks = open_plan(campaign, args.plan, actor=actor)
+        unfinished = outlook.rollout_stage(campaign, plan)["unfinished"]
         x = pairs_stage.export_decided(campaign, plan, tasks, get_tokenizer(), actor=actor,
                                        reason=operator_text(args.reason))
+    if unfinished:
+        print(f"warning: {unfinished}", file=sys.stderr)
     out = {k: x[k] for k in ("pairs", "together_path", "together_sha256", "trl_path", "manifest_path",
                              "decisions_sha256", "supersedes")}
     if args.json:
@@ -163,6 +171,7 @@ def cmd_pairs_export(args: argparse.Namespace) -> int:
     else:
         print(f"exported {x['pairs']} pairs to {x['together_path']} (sha256 {x['together_sha256'][:12]})"
               + (f", replacing the stale export {x['supersedes'][:12]}" if x["supersedes"] else ""))
+        print("files written:\n" + "\n".join(f"  {f}" for f in outlook.exported_files(x)))
     return EXIT_OK
 
 

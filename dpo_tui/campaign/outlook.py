@@ -135,10 +135,73 @@ def gate(campaign: Campaign) -> dict[str, Any] | None:
             "choices": [d for d in get_args(Decision) if d != run.decision]}
 
 
-def export(campaign: Campaign, *, stale: str | None) -> dict[str, Any] | None:
-    """What "export the pairs" would write: the kept pairs, and why the current export is stale
-    (None: current, or none yet); None before the pairs are built."""
+def rollout_stage(campaign: Campaign, plan: Plan | None) -> dict[str, Any]:
+    """The paid rollout stage's progress: finished against planned (the frozen train split x
+    rollouts per task; None before the split is frozen or without a plan), and `unfinished`,
+    the warning pairs built or exported now carry (None when the stage is complete)."""
+    st = campaign.state
+    split = st.part(SPLIT)
+    finished = st.part(ROLLOUTS).finished.get("rollouts", 0)
+    planned = (len(split.split.train) * plan.rollouts.rollouts_per_task
+               if plan is not None and split.frozen and split.split is not None else None)
+    short = planned is not None and finished < planned
+    return {"finished": finished, "planned": planned,
+            "unfinished": (f"the rollout stage is unfinished: {finished}/{planned} rollouts finished; pairs come "
+                           f"only from the finished ones") if short else None}
+
+
+def build(campaign: Campaign, plan: Plan | None) -> dict[str, Any]:
+    """What "build the pairs" would work from: the rollout stage's counts (`rollout_stage`)."""
+    return {"rollouts": rollout_stage(campaign, plan), "rebuild": campaign.state.part(PAIRS).built is not None}
+
+
+def export(campaign: Campaign, *, stale: str | None, plan: Plan | None = None) -> dict[str, Any] | None:
+    """What "export the pairs" would write: the kept pairs, where (the campaign file's folder),
+    why the current export is stale (None: current, or none yet) and the rollout stage's
+    counts; None before the pairs are built."""
     built = campaign.state.part(PAIRS).built
     if built is None:
         return None
-    return {"kept": sum(1 for x in built["pairs"] if x["dropped_by"] is None), "stale": stale}
+    return {"kept": sum(1 for x in built["pairs"] if x["dropped_by"] is None), "stale": stale,
+            "out_dir": str(campaign.store.path.parent.resolve()), "rollouts": rollout_stage(campaign, plan)}
+
+
+def exported_files(x: dict[str, Any]) -> list[str]:
+    """The files an export (a pairs.exported payload) wrote, each with its sha256's head."""
+    return [f"{x[f'{k}_path']} (sha256 {x[f'{k}_sha256'][:12]})" for k in ("together", "trl", "manifest")]
+
+
+LAUNCH_HP = ("n_epochs", "learning_rate", "dpo_beta", "batch_size", "max_seq_length", "lora", "lora_r",
+             "lora_alpha", "warmup_ratio", "validation_share")
+
+
+def launch(campaign: Campaign, plan: Plan, run_id: str) -> dict[str, Any]:
+    """What a launch of `run_id` commits to, from its price estimate and the upload it priced:
+    the exported pairs against the plan's target, the base model, the hyperparameters priced
+    (the plan's when none were logged), and the training file (name, Together's file id, the
+    sha256 of the bytes uploaded)."""
+    from dpo_tui.campaign.train import hyperparameters
+
+    st = campaign.state
+    part = st.parts.get("training")
+    run = part.runs.get(run_id) if part is not None else None
+    upload = next((up for up in part.files.values() if run is not None and up["file_id"] == run.file_id), None) \
+        if part is not None else None
+    x = st.part(PAIRS).export
+    hp = dict(getattr(run, "estimated_hyperparameters", None) or hyperparameters(plan))
+    return {"pairs": x["pairs"] if x else 0, "target_pairs": plan.pairs.target_pairs,
+            "model": plan.models.policy_base, "hyperparameters": hp,
+            "file_id": getattr(run, "file_id", None), "filename": upload["filename"] if upload else None,
+            "file_sha256": (upload.get("sha256") or upload["export_sha256"]) if upload else None,
+            "export_sha256": x["together_sha256"] if x else None}
+
+
+def launch_lines(d: dict[str, Any]) -> list[str]:
+    """`launch`'s figures as the confirmation (and `dpo-tui run`'s waiting message) says them."""
+    hp = d["hyperparameters"]
+    shown = ", ".join(f"{k}={hp[k]:g}" if isinstance(hp[k], float) else f"{k}={hp[k]}"
+                      for k in LAUNCH_HP if k in hp and (k not in ("lora_r", "lora_alpha") or hp.get("lora")))
+    file = (f"{d['filename']} (file {d['file_id']}, sha256 {d['file_sha256'][:16]})" if d["filename"]
+            else f"file {d['file_id'] or '(not uploaded yet)'}")
+    return [f"pairs: {d['pairs']} against the plan's target of {d['target_pairs']}", f"base model: {d['model']}",
+            f"hyperparameters: {shown}", f"training file: {file}"]

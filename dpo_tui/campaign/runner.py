@@ -250,7 +250,7 @@ def ensure_current_export(ctx: Ctx, *, label_swap: bool = False) -> None:
 
 
 async def stage_train(ctx: Ctx) -> None:
-    from dpo_tui.campaign import train
+    from dpo_tui.campaign import outlook, train
     from dpo_tui.campaign.state.train import TRAINING
 
     run = ctx.campaign.state.part(TRAINING).runs.get(ctx.run_id)
@@ -277,6 +277,8 @@ async def stage_train(ctx: Ctx) -> None:
             hold_stage(ctx.campaign, "train", est["estimated_usd"], f"training {ctx.run_id} (Together's estimate)")
             ctx.progress.say(f"train {ctx.run_id}: Together's estimate ${est['estimated_usd']:.4f} for "
                              f"{est['estimated_tokens']:,} tokens; ${est['remaining_budget_usd']:.2f} of the cap left")
+            for line in outlook.launch_lines(outlook.launch(ctx.campaign, plan, ctx.run_id)):
+                ctx.progress.say(f"train {ctx.run_id}: {line}")
             power = power_text(ctx)
             ctx.progress.say(f"train {ctx.run_id}: {power}")
             ctx.decide("launch_training", "train", ctx.plan.decisions.launch_training,

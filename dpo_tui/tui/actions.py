@@ -211,7 +211,18 @@ class OperatorActions:
         self.notify(f"concurrency {n}")
 
     def action_build_pairs(self) -> None:
-        self.act("build pairs", self.session.build_pairs, "pairs built")
+        b = self.session.build_plan()
+        if b["rollouts"]["unfinished"] is None:
+            self.act("build pairs", self.session.build_pairs, "pairs built")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act("build pairs", self.session.build_pairs, "pairs built")
+        body = (f"Warning: {b['rollouts']['unfinished']}.\nBuilding now uses {b['rollouts']['finished']} of the "
+                f"{b['rollouts']['planned']} planned rollouts; the rest can still finish (r on Rollouts) and the "
+                "pairs be built again.")
+        self.push_screen(ConfirmScreen("Build pairs from unfinished rollouts?", body, yes="Build anyway"), answer)
 
     def action_pair_decision(self, decision: str) -> None:
         pid = self.pane("pairs").selected_pair()  # type: ignore[attr-defined]
@@ -223,15 +234,18 @@ class OperatorActions:
     def action_export_pairs(self, then_train: bool = False) -> None:
         def answer(yes: bool | None) -> None:
             if yes:
-                self.act("export pairs", self.session.export_pairs, "pairs exported",
+                self.act("export pairs", self.session.export_pairs,
+                         lambda x: f"{x['pairs']} pairs exported:\n" + "\n".join(self.session.exported_files(x)),
                          then=self.action_start_training if then_train else None)
         x = self.session.export_plan()
         if x is None:
             self.notify("no pairs built yet (b builds them)", severity="warning")
             return
         kept, stale = x["kept"], x["stale"]
-        body = (f"Writes {kept} kept pairs as Together preference JSONL, TRL JSONL and a lineage manifest beside "
-                "the campaign file; their sha256 are logged.")
+        body = (f"Writes {kept} kept pairs as Together preference JSONL, TRL JSONL and a lineage manifest into "
+                f"{x['out_dir']} (beside the campaign file); their sha256 are logged.")
+        if x["rollouts"]["unfinished"]:
+            body = f"Warning: {x['rollouts']['unfinished']}.\n\n{body}"
         if stale:
             body = f"The export is stale: {stale}.\nTraining never uploads a stale export.\n\n{body}"
         title = "Re-export the pairs?" if stale else "Export the pairs?"
@@ -262,7 +276,9 @@ class OperatorActions:
             return
         left = p["cap_usd"] - p["spend_usd"]
         changed = ", ".join(f"{k}={v}" for k, v in p["overrides"].items()) or "the plan's hyperparameters"
-        body = (f"Launch DPO training {p['run_id']} ({changed}).\nTogether's estimate ${p['estimated_usd']:.4f}.\n"
+        commits = "\n".join(self.session.launch_lines(p["launch"]))
+        body = (f"Launch DPO training {p['run_id']} ({changed}).\n{commits}\n"
+                f"Together's estimate ${p['estimated_usd']:.4f}.\n"
                 f"Spend so far ${p['spend_usd']:.3f} of the ${p['cap_usd']:.2f} cap; ${left:.3f} remains.\n\n"
                 f"{self.session.power_text()}")
 

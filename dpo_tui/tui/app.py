@@ -32,7 +32,7 @@ from dpo_tui.tui.messages import ActionDone, ActionFailed, EventsAppended, Rollo
 from dpo_tui.tui.screens.base import StagePane
 from dpo_tui.tui.screens.budget import BudgetPane
 from dpo_tui.tui.screens.log import LogPane
-from dpo_tui.tui.screens.modals import ConfirmScreen, TextScreen
+from dpo_tui.tui.screens.modals import ConfirmScreen, ConversationScreen, TextScreen
 from dpo_tui.tui.screens.pairs import PairsPane
 from dpo_tui.tui.screens.rollouts import RolloutsPane
 from dpo_tui.tui.screens.split import SplitPane
@@ -40,7 +40,7 @@ from dpo_tui.tui.screens.eval import EvalPane
 from dpo_tui.tui.screens.keys import KeysScreen, Notice, NoticesScreen, key_rows
 from dpo_tui.tui.screens.train import TrainPane
 from dpo_tui.tui.session import Session
-from dpo_tui.tui.views import conversation, gate_overridden, progress, stage_states
+from dpo_tui.tui.views import conversation_blocks, gate_overridden, progress, stage_states
 from dpo_tui.tui.widgets.header import CampaignHeader
 
 STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
@@ -387,15 +387,17 @@ class DpoApp(OperatorActions, App):
     # -- running services ------------------------------------------------------------------
 
     @work(thread=True, group="actions")
-    def act(self, what: str, fn: Callable[[], Any], done: str | None = None,
+    def act(self, what: str, fn: Callable[[], Any], done: str | Callable[[Any], str] | None = None,
             then: Callable[[], Any] | None = None) -> None:
-        """One operator action through a service, off the UI thread; `then` runs on the UI
-        thread once it went through (the next step of what the operator confirmed)."""
+        """One operator action through a service, off the UI thread; `done` is the notice (or
+        makes it from what the service returned); `then` runs on the UI thread once it went
+        through (the next step of what the operator confirmed)."""
         try:
-            fn()
+            result = fn()
         except DpoTuiError as exc:
             self.post_message(ActionFailed(what, exc.console_text))
             return
+        done = done(result) if callable(done) else done
         if done or then:
             self.post_message(ActionDone(done or "", then))
 
@@ -462,7 +464,7 @@ class DpoApp(OperatorActions, App):
     # -- detail views ----------------------------------------------------------------------
 
     def open_rollout(self, rollout_id: str) -> None:
-        self.push_screen(TextScreen(f"Rollout {rollout_id}", conversation(self.session, rollout_id)))
+        self.push_screen(ConversationScreen(f"Rollout {rollout_id}", *conversation_blocks(self.session, rollout_id)))
 
     def open_event(self, seq: int) -> None:
         ev = self.session.event_at(seq)

@@ -371,8 +371,16 @@ class Session:
         pc = self.need_plan()
         stale = self.export_staleness()
         with self.lock:
-            return outlook.training(self.campaign, pc.plan, self.run_id, overrides=self.train_overrides, stale=stale,
-                                    decision=run_decision("launch_training", self.run_id))
+            p = outlook.training(self.campaign, pc.plan, self.run_id, overrides=self.train_overrides, stale=stale,
+                                 decision=run_decision("launch_training", self.run_id))
+            if p["phase"] == "launch":
+                p["launch"] = outlook.launch(self.campaign, training_plan(pc.plan, self.train_overrides), self.run_id)
+            return p
+
+    @staticmethod
+    def launch_lines(launch: dict[str, Any]) -> list[str]:
+        """What a launch commits to, as the service words it (the CLI's waiting message too)."""
+        return outlook.launch_lines(launch)
 
     def eval_plan(self) -> dict[str, Any]:
         pc = self.need_plan()
@@ -429,7 +437,16 @@ class Session:
         """What an export would write (kept pairs, why the current one is stale); None before pairs are built."""
         stale = self.export_staleness()
         with self.lock:
-            return outlook.export(self.campaign, stale=stale)
+            return outlook.export(self.campaign, stale=stale, plan=self.plan.plan if self.plan else None)
+
+    def build_plan(self) -> dict[str, Any]:
+        """What building the pairs works from: the rollout stage's finished/planned counts."""
+        with self.lock:
+            return outlook.build(self.campaign, self.plan.plan if self.plan else None)
+
+    @staticmethod
+    def exported_files(export: dict[str, Any]) -> list[str]:
+        return outlook.exported_files(export)
 
     def export_staleness(self) -> str | None:
         """Why the current export misses a later accept or reject (None when it is current)."""

@@ -50,8 +50,17 @@ def gate_overridden(session: Session) -> bool:
 
 
 def conversation(session: Session, rollout_id: str) -> str:
-    """A rollout as the log has it: the first prompt, each reply (call.completed text) and
-    each candidate's test output (rollout.iteration report), in order."""
+    """A rollout's conversation as one plain text (the blocks below, joined)."""
+    head, blocks = conversation_blocks(session, rollout_id)
+    return "\n".join([*head, *(f"\n── {title}" + (f":\n{body}" if kind == "message" else f"\n{body}" if body else "")
+                                for title, body, kind in blocks)])
+
+
+def conversation_blocks(session: Session, rollout_id: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """A rollout as the log has it: its header lines, then (title, body, kind) blocks in
+    order: the first prompt's messages and each reply (call.completed text), kind "message";
+    each candidate's test output (rollout.iteration report), kind "output"; a call started
+    and not completed, kind "note"."""
     from dpo_tui.provider.events import CALLS
     from dpo_tui.provider.provider import CallKey
 
@@ -59,7 +68,7 @@ def conversation(session: Session, rollout_id: str) -> str:
         st = session.campaign.state
         rec = st.part(ROLLOUTS).by_id.get(rollout_id)
         if rec is None:
-            return f"no rollout {rollout_id}"
+            return [f"no rollout {rollout_id}"], []
         calls = st.part(CALLS)
         cid = session.campaign.store.campaign_id
         iterations = {i["iteration"]: i["seq"] for i in rec.iterations}
@@ -71,12 +80,17 @@ def conversation(session: Session, rollout_id: str) -> str:
                 key = CallKey(rollout_id, it, step).idempotency_key(cid, rec.stage)
                 steps.append((it, step, calls.started_seq.get(key), calls.completed_seq.get(key)))
             steps.append((it, "test", iterations.get(it), None))
-    out = [f"rollout {rollout_id}  task {rec.task_id}  stage {rec.stage}  model {rec.model}  seed {rec.seed}"]
+    head = [f"rollout {rollout_id}  task {rec.task_id}  stage {rec.stage}  model {rec.model}  seed {rec.seed}"]
     if finished:
-        out.append(f"outcome {finished['outcome']}: {finished['tests_passed']}/{finished['tests']} tests, "
-                   f"{finished['iterations']} iterations, {finished['calls']} calls, ${finished['cost_usd']:.5f}")
+        head.append(f"outcome {finished['outcome']}: {finished['tests_passed']}/{finished['tests']} tests, "
+                    f"{finished['iterations']} iterations, {finished['calls']} calls, ${finished['cost_usd']:.5f}")
     else:
-        out.append("running (or stopped unfinished)")
+        head.append("running (or stopped unfinished)")
+    return head, _blocks(session, steps)
+
+
+def _blocks(session: Session, steps: list[tuple[int, str, int | None, int | None]]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
     shown_prompt = False
     for it, step, seq, done_seq in steps:
         if step == "test":
@@ -84,22 +98,21 @@ def conversation(session: Session, rollout_id: str) -> str:
                 continue
             rep = session.event_at(seq).payload
             report = rep.get("report") or {}
-            out.append(f"\n── iteration {it}: tests "
-                       + (f"{report.get('tests_passed')}/{report.get('tests')} passed" if report else
-                          f"not run ({rep.get('extract_problem') or 'no program'})"))
-            if report.get("output"):
-                out.append(report["output"].rstrip())
+            out.append((f"iteration {it}: tests "
+                        + (f"{report.get('tests_passed')}/{report.get('tests')} passed" if report else
+                           f"not run ({rep.get('extract_problem') or 'no program'})"),
+                        (report.get("output") or "").rstrip(), "output"))
             continue
         if seq is None:
             continue
         if not shown_prompt:
             for m in session.event_at(seq).payload.get("messages", []):
-                out.append(f"\n── {m.get('role')}:\n{str(m.get('content', '')).rstrip()}")
+                out.append((str(m.get("role")), str(m.get("content", "")).rstrip(), "message"))
             shown_prompt = True
         if done_seq is not None:
             p = session.event_at(done_seq).payload
-            out.append(f"\n── assistant ({step}, iteration {it}, {p['usage']['completion_tokens']} tokens):\n"
-                       f"{p['text'].rstrip()}")
+            out.append((f"assistant ({step}, iteration {it}, {p['usage']['completion_tokens']} tokens)",
+                        p["text"].rstrip(), "message"))
         else:
-            out.append(f"\n── {step} call for iteration {it}: started, not completed")
-    return "\n".join(out)
+            out.append((f"{step} call for iteration {it}: started, not completed", "", "note"))
+    return out

@@ -151,6 +151,11 @@ def test_run_yes_re_exports_a_stale_export_and_trains_without_the_rejected_pair(
                    if e.payload["together_sha256"] == upload.payload["export_sha256"])
     assert trained["supersedes"] == stale["together_sha256"] and rejected not in _manifest_ids(trained)
     assert sha256(Path(trained["together_path"]).read_bytes()) == upload.payload["export_sha256"]
+    # what the launch commits to, said as the console's confirmation says it (issue 19, point 5)
+    assert f"pairs: {trained['pairs']} against the plan's target of " in res.stderr and "base model: " in res.stderr
+    assert "hyperparameters: n_epochs=" in res.stderr
+    up = upload.payload
+    assert f"training file: {up['filename']} (file {up['file_id']}, sha256 {up['sha256'][:16]})" in res.stderr
     assert ("export_pairs:2", "plan") in [(e.payload["decision"], e.actor) for e in _events(db, "decision.recorded")]
     state = json.loads(run_dpo_tui("replay", "--db", db, "--json").stdout)
     assert state["training"]["export_sha256"] == upload.payload["export_sha256"] != stale["together_sha256"]

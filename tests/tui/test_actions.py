@@ -150,10 +150,15 @@ async def test_export_asks_then_writes_and_logs(demo_db):
         await pilot.press("4", "e")
         await pilot.pause()
         assert "Export the pairs?" in screen_text(app)
+        body = " ".join(app.screen.body.split())
+        assert f"into {demo_db.parent.resolve()}" in body and "Warning" not in body  # every rollout finished
         await pilot.press("y")
         await settle(pilot)
         text = screen_text(app)
+        said = [n.text for n in app.notices if "pairs exported" in n.text]
     ex = events_of(demo_db, "pairs.exported")[-1]
+    assert said and all(ex.payload[f"{k}_path"] in said[-1] for k in ("together", "trl", "manifest"))
+    assert f"sha256 {ex.payload['together_sha256'][:12]}" in said[-1]
     assert ex.actor == ACTOR and Path(ex.payload["together_path"]).exists()
     assert Path(ex.payload["together_path"]).parent == demo_db.parent
     assert f"exported {ex.payload['pairs']} ({ex.payload['together_sha256'][:12]})" in text
@@ -284,6 +289,19 @@ async def test_training_prepares_free_then_launches_after_a_confirmation_with_it
         assert "price: estimated $" in screen_text(app)
         modal = await open_launch(pilot)
         assert "Launch training?" in modal and "Together's estimate $" in modal and "remains" in modal
+        assert "Launch (y)" in modal and "No (n)" in modal  # the longer body still leaves the buttons on screen
+        launch = app.screen.body  # what the launch commits to (issue 19, point 5)
+        with Campaign.open(demo_db, readonly=True) as c:
+            x = c.state.parts["pairs"].export
+            up = next(u for u in c.state.parts["training"].files.values() if u["export_sha256"] == x["together_sha256"])
+        plan = app.session.plan.plan
+        assert f"pairs: {x['pairs']} against the plan's target of {plan.pairs.target_pairs}" in launch
+        assert f"base model: {plan.models.policy_base}" in launch
+        assert f"n_epochs={plan.training.n_epochs}" in launch and f"dpo_beta={plan.training.dpo_beta:g}" in launch
+        assert f"learning_rate={plan.training.learning_rate:g}" in launch
+        assert f"batch_size={plan.training.batch_size}" in launch
+        assert f"{up['filename']} (file {up['file_id']}, sha256 {(up.get('sha256') or up['export_sha256'])[:16]})" \
+            in launch
         assert "this eval test (5 tasks x 3 seeds) cannot detect any effect" in app.screen.body and "Power (" in modal
         await pilot.press("y")
         await wait_for(pilot, lambda: app.working is None, timeout=180)
@@ -332,3 +350,39 @@ def test_the_palette_names_real_actions_and_offers_every_pane_action():
     pane_actions = {b.action.removeprefix("app.").split("(")[0] for _k, _l, cls in STAGES for b in cls.BINDINGS
                     if b.action.startswith("app.")}
     assert pane_actions <= names, pane_actions - names  # every key's action is in the palette too
+
+
+async def test_build_and_export_on_unfinished_rollouts_warn_with_the_counts(split_db):
+    """Issue 19, point 5: pairs built (or exported) before the paid rollouts finished say so,
+    with finished/planned, in a confirmation; declining builds nothing, confirming builds."""
+    from dpo_tui.campaign import outlook
+
+    app = make_app(split_db)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        app.session.approve_split()  # frozen; no paid rollout has run
+        planned = outlook.rollout_stage(app.session.campaign, app.session.plan.plan)["planned"]
+        assert planned and planned > 0
+        await pilot.press("4", "b")
+        await wait_for(pilot, lambda: "Build pairs from unfinished rollouts?" in screen_text(app))
+        body = " ".join(app.screen.body.split())
+        assert f"0/{planned} rollouts finished" in body and f"uses 0 of the {planned} planned" in body
+        await pilot.press("n")
+        await settle(pilot, 0.2)
+        assert events_of(split_db, "pairs.built") == []
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "Build pairs from unfinished rollouts?" in screen_text(app))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(n.text == "pairs built" for n in app.notices))
+        await pilot.press("e")  # the export says the same
+        await wait_for(pilot, lambda: "Export the pairs?" in screen_text(app))
+        body = " ".join(app.screen.body.split())
+        assert body.startswith(f"Warning: the rollout stage is unfinished: 0/{planned} rollouts finished")
+        await pilot.press("n")
+        await settle(pilot, 0.2)
+    assert len(events_of(split_db, "pairs.built")) == 1 and events_of(split_db, "pairs.exported") == []
+    from tests.conftest import run_dpo_tui
+
+    res = run_dpo_tui("pairs", "build", "--db", split_db)  # the CLI's twin says the same, on stderr
+    assert res.returncode == 0, res.stderr
+    assert f"warning: the rollout stage is unfinished: 0/{planned} rollouts finished" in res.stderr

@@ -91,8 +91,9 @@ async def test_rollout_conversation_and_event_payload(demo_db):
         await settle(pilot, 0.1)
         text = screen_text(app)
         assert "Rollout fixtures/" in text and "outcome" in text
-        body = str(app.screen.query_one("#text-body").render())
-        assert "── assistant (repair, iteration 1" in body and "── iteration 1: tests" in body
+        titles = [str(w.render()) for w in app.screen.query(".conv-title")]
+        assert any(t.startswith("── assistant (repair, iteration 1") for t in titles), titles
+        assert any(t.startswith("── iteration 1: tests") for t in titles), titles
         await pilot.press("escape")
         await pilot.press("7")
         await settle(pilot)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.highlight import highlight
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from dpo_tui.errors import DpoTuiError, InputError
 
@@ -155,10 +157,20 @@ class CapScreen(FormScreen["tuple[str, str] | None"]):
         self._submit()
 
 
-class TextScreen(ModalScreen[None]):
-    """A read-only view of a long text (an event's payload, a conversation)."""
+# priority: ahead of the scroll's own (hidden) keys, so the footer shows them and they work
+# wherever the focus is
+SCROLL_KEYS = [Binding("home", "scroll('home')", "Top", id="text.top", priority=True),
+               Binding("end", "scroll('end')", "End", id="text.end", priority=True),
+               Binding("pageup", "scroll('page_up')", "Page up", id="text.pageup", priority=True),
+               Binding("pagedown", "scroll('page_down')", "Page down", id="text.pagedown", priority=True)]
+KEYS_HINT = "Home/End top/end · PgUp/PgDn page · Esc close"
 
-    BINDINGS = [Binding("escape,q", "close", "Close", id="text.close")]
+
+class TextScreen(ModalScreen[None]):
+    """A read-only view of a long text (an event's payload): Home/End jump to the top or the
+    end, PgUp/PgDn page, Escape (or q) closes; the keys are in its title and footer."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close", id="text.close"), *SCROLL_KEYS]
 
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
@@ -166,12 +178,73 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal wide"):
-            yield Label(self.title_text, classes="modal-title")
+            yield Label(f"{self.title_text}   [{KEYS_HINT}]", classes="modal-title", markup=False)
             with VerticalScroll(id="text-scroll"):
-                yield Static(self.text, id="text-body", markup=False)
+                yield from self.body_widgets()
+            yield Footer(show_command_palette=False)
+
+    def body_widgets(self) -> ComposeResult:
+        yield Static(self.text, id="text-body", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#text-scroll", VerticalScroll).focus()
+
+    def action_scroll(self, where: str) -> None:
+        scroll = self.query_one("#text-scroll", VerticalScroll)
+        {"home": scroll.scroll_home, "end": scroll.scroll_end, "page_up": scroll.scroll_page_up,
+         "page_down": scroll.scroll_page_down}[where](animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+FENCE = re.compile(r"```([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def fenced(text: str) -> list[tuple[str, str | None]]:
+    """`text` cut at its ``` fences: (prose, None) and (code, language) pieces in order (an
+    unlabelled fence is taken as python: the campaign's programs are)."""
+    out: list[tuple[str, str | None]] = []
+    at = 0
+    for m in FENCE.finditer(text):
+        if text[at:m.start()].strip():
+            out.append((text[at:m.start()].strip("\n"), None))
+        out.append((m.group(2).rstrip("\n"), m.group(1) or "python"))
+        at = m.end()
+    if text[at:].strip():
+        out.append((text[at:].strip("\n"), None))
+    return out
+
+
+class CodeBlock(Static):
+    """A program, syntax-highlighted as `language` by Textual's highlighter."""
+
+    def __init__(self, code: str, language: str) -> None:
+        super().__init__(highlight(code, language=language), classes="conv-code")
+        self.code, self.language = code, language
+
+
+class ConversationScreen(TextScreen):
+    """A rollout's conversation: each message under its heading, its fenced programs
+    syntax-highlighted (Textual's highlighter), each candidate's test output apart."""
+
+    def __init__(self, title: str, head: list[str], blocks: list[tuple[str, str, str]]) -> None:
+        super().__init__(title, "\n".join(head))
+        self.blocks = blocks
+
+    def body_widgets(self) -> ComposeResult:
+        yield Static(self.text, id="text-body", classes="conv-head", markup=False)
+        for title, body, kind in self.blocks:
+            yield Static(f"── {title}", classes=f"conv-title conv-{kind}", markup=False)
+            if kind == "output":
+                if body:
+                    yield Static(body, classes="conv-output", markup=False)
+                continue
+            for piece, language in fenced(body):
+                if language is None:
+                    yield Static(piece, classes="conv-text", markup=False)
+                else:
+                    yield CodeBlock(piece, language)
 
 
 class OverrideScreen(FormScreen["tuple[str, str] | None"]):
