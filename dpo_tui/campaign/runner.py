@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import fcntl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,10 @@ from dpo_tui.campaign.engine import RolloutEngine
 from dpo_tui.campaign.eval_stage import EvalServing, stage_eval
 from dpo_tui.campaign.rollouts_stage import power_text, stage_rollouts
 from dpo_tui.campaign.plan import Plan, load_checked_plan
+from dpo_tui.campaign.lock import campaign_lock  # noqa: F401 - re-exported: where the runner's callers find it
 from dpo_tui.campaign.progress import Progress
+from dpo_tui.campaign.runids import (RUN_ID, TRAINING_OVERRIDES, check_run_id, run_decision,  # noqa: F401
+                                     training_plan)
 from dpo_tui.campaign.split import approve_split, propose_split
 from dpo_tui.campaign.stages import STAGES
 from dpo_tui.campaign.state.budget import BUDGET, plan_cap_applies
@@ -44,20 +46,12 @@ from dpo_tui.campaign.suites import check_unchanged
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
 from dpo_tui.config import Settings, load_settings
 from dpo_tui.errors import (EXIT_BUDGET_CAP, EXIT_OK, EXIT_STAGE_FAILED, EXIT_WAITING, BackendUnavailable,
-                            BudgetCapReached, DpoTuiError, InputError, Stopped, StoreError)
+                            BudgetCapReached, DpoTuiError, InputError, Stopped)
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.provider.catalog import build_price_book
 from dpo_tui.provider.prices import PriceTable, load_prices
 from dpo_tui.provider.provider import Provider
 from dpo_tui.provider.tokenizer import get_tokenizer
-
-RUN_ID = "run-1"  # the plan's training run; more runs from the same export get their own ids
-
-
-def run_decision(decision: str, run_id: str) -> str:
-    """The name a per-run decision is logged under: run-1's plain, another run's suffixed."""
-    return decision if run_id == RUN_ID else f"{decision}:{run_id}"
-
 
 class Waiting(DpoTuiError):
     exit_code = EXIT_WAITING
@@ -110,24 +104,6 @@ class Ctx:
         record_decision(self.campaign, label or decision, stage,
                         reason=f"plan {self.plan_path.name}: decisions.{decision} = true", actor="plan",
                         estimate_usd=estimate_usd)
-
-
-@contextlib.contextmanager
-def campaign_lock(db: Path) -> Iterator[None]:
-    """One writer per campaign: a second run on the same file is refused, not interleaved."""
-    lock_path = db.with_name(f"{db.name}.lock")
-    fh = open(lock_path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise StoreError(f"{db}: another dpo-tui run is writing this campaign (lock {lock_path}); "
-                         f"wait for it, or open it with `dpo-tui tui --db {db} --readonly`") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
 
 
 @contextlib.contextmanager
@@ -418,31 +394,6 @@ def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, 
     provider = Provider(settings, campaign, book, get_tokenizer(), actor="system")
     return Ctx(plan, plan_path, campaign, tasks, prices, provider, yes, progress, backend,
                settings=settings, run_id=run_id, train_plan=train_plan, label_swap=label_swap, _client=client)
-
-
-TRAINING_OVERRIDES = ("dpo_beta", "learning_rate", "n_epochs")  # what another run may change (dpo-tui train)
-
-
-def training_plan(plan: Plan, overrides: dict[str, Any] | None) -> Plan:
-    """The plan with one run's training hyperparameters changed, validated like the plan."""
-    if not overrides:
-        return plan
-    from pydantic import ValidationError
-
-    from dpo_tui.campaign.plan import TrainingSection
-
-    try:
-        training = TrainingSection.model_validate({**plan.training.model_dump(), **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(f"training.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    return plan.model_copy(update={"training": training})
-
-
-def check_run_id(run_id: str) -> str:
-    if not run_id.replace("-", "").isalnum() or len(run_id) > 20:
-        raise InputError(f"run id {run_id!r}: letters, digits and '-', at most 20 characters")
-    return run_id
 
 
 def run_campaign(plan_path: Path, db: Path, *, until: str | None = None, yes: bool = False,

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from dpo_tui.campaign.plan import Plan
-from dpo_tui.campaign.runner import RUN_ID, TRAINING_OVERRIDES, check_run_id, training_plan
+from dpo_tui.campaign.runids import RUN_ID, TRAINING_OVERRIDES, check_run_id, training_plan
 from dpo_tui.errors import InputError
 from dpo_tui.events.campaign import Campaign
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.state.metrics import METRICS, metric_row, row_key
@@ -22,12 +22,14 @@ from dpo_tui.campaign.state.pairs import PAIRS
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.state.train import TERMINAL, TRAINING, TrainingRun
-from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.domain.export import check_together_jsonl, hold_back_tasks, sha256, split_lines
 from dpo_tui.domain.preference_format import pair_problem
 from dpo_tui.errors import InputError, Stopped
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.core import SPEND
+
+if TYPE_CHECKING:  # the SDK is not imported to read the state: the console's first frame starts without it
+    from dpo_tui.campaign.mgmt import Mgmt
 
 
 class Detached(Stopped):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import shutil
@@ -13,19 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from dpo_tui.config import SIM_DUMMY_KEY, Settings, load_settings
 from dpo_tui.errors import InputError
 from dpo_tui.provider.needs import NEEDS
 
+# Settings (pydantic), the tokenizer, the SDK and the catalogue (which imports the SDK and
+# the store) are imported inside the commands that use them, not here: `dpo-tui --help`
+# and argument errors start on the standard library (tests/test_cli_start.py).
 if TYPE_CHECKING:
+    from dpo_tui.config import Settings
     from dpo_tui.provider.catalog import Availability, PriceBook
-
-# The SDK and the catalogue (which imports the SDK and the store) are imported inside the
-# commands that call the API, not here: `dpo-tui --help` starts without them.
-from dpo_tui.provider.secrets import Redactor
-from dpo_tui.provider.tokenizer import QwenTokenizer, get_tokenizer
+    from dpo_tui.provider.tokenizer import QwenTokenizer
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct-Turbo"
 APPROX_LABEL = "APPROXIMATE (Qwen BPE ranks not found: install dpo-tui[qwen] or set qwen_ranks_path)"
@@ -65,6 +61,10 @@ def _common(p: argparse.ArgumentParser, *, network: bool = True) -> None:
 @contextlib.contextmanager
 def settings_from(args: argparse.Namespace) -> Iterator[tuple[Settings, bool]]:
     """Settings for a command; with --sim an in-process simulator runs for its duration."""
+    from pydantic import SecretStr
+
+    from dpo_tui.config import SIM_DUMMY_KEY, load_settings
+
     if getattr(args, "sim", False):
         from dpo_tui.sim.server import SimServer
 
@@ -80,6 +80,8 @@ def settings_from(args: argparse.Namespace) -> Iterator[tuple[Settings, bool]]:
 
 
 def _redacted_error(settings: Settings, exc: BaseException) -> str:
+    from dpo_tui.provider.secrets import Redactor
+
     key = settings.api_key.get_secret_value() if settings.api_key else None
     return Redactor([key]).redact(f"{type(exc).__name__}: {exc}")[:300]
 
@@ -177,6 +179,8 @@ def _as_messages(text: str) -> list[dict[str, Any]] | None:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
+    from dpo_tui.config import load_settings
+
     settings = load_settings(args.config)
     if "qwen" not in args.model.lower():
         raise InputError(f"no tokenizer known for model {args.model!r} (only the Qwen2.5 family)")
@@ -196,6 +200,8 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(settings: Settings) -> QwenTokenizer:
+    from dpo_tui.provider.tokenizer import get_tokenizer
+
     try:
         return get_tokenizer(str(settings.qwen_ranks_path) if settings.qwen_ranks_path else None)
     except FileNotFoundError as exc:
@@ -314,6 +320,8 @@ def _live_call(settings: Settings, model: str, json_out: bool) -> dict[str, Any]
             print(f"live call: {model}, {est.n} prompt tokens + at most 4 completion tokens "
                   f"costs at most ${worst:.8f} ({price.source}); making it now", flush=True,
                   file=sys.stderr if json_out else sys.stdout)
+            import asyncio
+
             result = asyncio.run(provider.chat(CallKey("doctor"), stage="doctor", model=model, messages=messages,
                                                temperature=0.0, seed=0, max_tokens=4))
         except (CallGaveUp, InputError) as exc:

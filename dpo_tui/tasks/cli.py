@@ -8,13 +8,15 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from dpo_tui.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
-from dpo_tui.tasks.calibrate import calibrate_with_report, run_tests_calibrated
-from dpo_tui.tasks.model import Task
-from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport
-from dpo_tui.tasks.suites import load_suite
+
+# The suites, the sandbox and the calibration are imported inside the commands: `dpo-tui
+# --help` and argument errors start on the standard library (tests/test_cli_start.py).
+if TYPE_CHECKING:
+    from dpo_tui.tasks.model import Task
+    from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from dpo_tui.tasks.suites import load_suite
+
     tasks = load_suite(args.suite)
     rows = [{"id": t.id, "suite": t.suite, "name": t.name, "tests": len(t.tests.cases),
              "has_fixed": t.fixed_program is not None, "content_hash": t.content_hash} for t in tasks]
@@ -59,6 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def check_task(task: Task, variant: str, base: Limits, sandbox: Sandbox) -> TestReport:
     """Run one task's variant. The fixed variant is the calibration run (generous limits);
     the buggy one runs with the base limit, timeouts re-checked against the calibration."""
+    from dpo_tui.tasks.calibrate import calibrate_with_report, run_tests_calibrated
+
     if variant == "fixed":
         if task.fixed_program is None:
             raise InputError(f"task {task.id} has no fixed program")
@@ -71,6 +77,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise InputError("--jobs must be at least 1")
     if args.cpu_limit <= 0:
         raise InputError("--cpu-limit must be positive")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dpo_tui.tasks.sandbox import Limits, Sandbox
+    from dpo_tui.tasks.suites import load_suite
+
     tasks = load_suite(args.suite)
     sandbox = Sandbox(allow_unsandboxed=args.unsandboxed)
     base = Limits(test_cpu_seconds=args.cpu_limit)

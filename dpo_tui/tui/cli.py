@@ -18,7 +18,7 @@ def _need_terminal() -> None:
 
 def run_tui(db: str | Path, *, plan: str | None = None, readonly: bool = False) -> int:
     """Open the console on one campaign; the writer's lock is held while it runs (not with --readonly)."""
-    from dpo_tui.campaign.runner import campaign_lock
+    from dpo_tui.campaign.lock import campaign_lock
     from dpo_tui.events.commands import operator_actor
     from dpo_tui.tui.app import DpoApp
     from dpo_tui.tui.session import Session

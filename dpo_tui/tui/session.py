@@ -19,8 +19,7 @@ from dpo_tui.campaign import budget, outlook, runs
 from dpo_tui.campaign import pairs as pairs_stage
 from dpo_tui.campaign.decisions import add_note
 from dpo_tui.campaign.plan import Plan, load_plan
-from dpo_tui.campaign.runner import RUN_ID, backend_settings, make_ctx, record_plan, run_decision, training_plan
-from dpo_tui.campaign.runner import run_stages as run_plan_stages
+from dpo_tui.campaign.runids import RUN_ID, run_decision, training_plan
 from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
                                     propose_split, split_to_approve, unfreeze_split)
 from dpo_tui.campaign.state.plan import PLAN
@@ -140,6 +139,8 @@ class Session:
             self.plan_error = exc.message
             return
         if plan_path is not None and not self.readonly and recorded.hash != plan.hash():
+            from dpo_tui.campaign.runner import record_plan  # the runner (and the SDK) only when writing
+
             record_plan(self.campaign, plan, path, actor=self.actor)
 
     def _recorded_path(self) -> str | None:
@@ -185,6 +186,8 @@ class Session:
         """(settings, backend label) for this console's life: the embedded simulator started
         once (stages and management actions share it, as jobs and endpoints live in it), or
         the real API's settings. Stopped by close()."""
+        from dpo_tui.campaign.runner import backend_settings
+
         pc = self.need_plan()
         with self._backend_lock:
             if self._backend is None:
@@ -356,6 +359,9 @@ class Session:
         """Run the plan's stages up to `until` through the runner's own path (blocking: call it
         from a worker thread). Decisions the operator has not recorded stop it (waiting)."""
         import asyncio
+
+        from dpo_tui.campaign.runner import make_ctx
+        from dpo_tui.campaign.runner import run_stages as run_plan_stages
 
         pc = self.need_plan()
         settings, backend = self.backend()

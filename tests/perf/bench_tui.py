@@ -5,8 +5,11 @@
    Rollouts pane, whose table holds every rollout.
 2. The rollout engine's events/s with the console showing the Rollouts pane, against the
    same stage headless, in the same run (alternating, twice each; target >= 90%).
+3. Start (bench_start.py): `dpo-tui --help` vs `python -c "import argparse"` (goal <= 8x) and
+   the console's first frame on the demo campaign vs a bare Textual app (goal <= 3x).
 
-    .venv/bin/python tests/perf/bench_tui.py [--events 100000] [--rounds 2]
+    .venv/bin/python tests/perf/bench_tui.py [--events 100000] [--rounds 2] [--start-rounds 5]
+                                             [--only-start] [--json]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dpo_tui.campaign.plan import demo_plan_path  # noqa: E402
 from dpo_tui.campaign.runner import run_campaign  # noqa: E402
 from dpo_tui.events.campaign import Campaign  # noqa: E402
 from dpo_tui.events.store import NewEvent  # noqa: E402
+from tests.perf.bench_start import bench_start  # noqa: E402
 from tests.tui.conftest import copy_campaign, make_app  # noqa: E402
 from tests.tui.screen_text import screen_text  # noqa: E402
 
@@ -120,6 +124,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--start-rounds", type=int, default=5, help="runs of each start measurement")
+    ap.add_argument("--only-start", action="store_true", help="only the start ratios (3)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line (the start figures)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     try:
@@ -129,34 +136,42 @@ def main() -> None:
         t0 = time.perf_counter()
         assert run_campaign(demo_plan_path(), demo, until="pairs", yes=True).exit_code == 0
         print(f"demo campaign through pairs: {time.perf_counter() - t0:.1f}s")
-
-        big = tmp / "big.db"
-        t0 = time.perf_counter()
-        n, rollouts = big_campaign(demo, big, args.events)
-        print(f"built a campaign of {n:,} events ({rollouts:,} rollouts) in {time.perf_counter() - t0:.1f}s")
-        for key, marker, label in ((None, "$ est", "Budget"), ("3", "result", "Rollouts")):
-            t_open, t = asyncio.run(first_frame(big, key, marker))
-            print(f"first full frame, {label} pane: {t:.2f}s (open and fold {t_open:.2f}s)")
-
-        ratios = []
-        for r in range(args.rounds):
-            a = copy_campaign(split, tmp, f"h{r}.db")
-            b = copy_campaign(split, tmp, f"t{r}.db")
-            order = [("headless", a), ("tui", b)] if r % 2 == 0 else [("tui", b), ("headless", a)]
-            rates = {}
-            for kind, db in order:
-                if kind == "headless":
-                    (n, dt), ui = headless_rate(db), ""
-                else:
-                    n, dt, cpu = asyncio.run(tui_rate(db))
-                    ui = f" (the console's UI thread used {cpu:.2f} CPU s, {cpu / dt:.0%} of a core)"
-                rates[kind] = n / dt
-                print(f"round {r + 1} {kind:<8}: {n} events in {dt:.1f}s = {n / dt:.1f} events/s{ui}")
-            ratios.append(rates["tui"] / rates["headless"])
-        print(f"engine events/s with the console on Rollouts / headless: "
-              f"{', '.join(f'{x:.0%}' for x in ratios)} (median {statistics.median(ratios):.0%}; target >= 90%)")
+        start = bench_start(demo, args.start_rounds)
+        if not args.only_start:
+            bench_console(tmp, split, demo, args)
+        if args.json:
+            print(json.dumps({"start": start}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_console(tmp: Path, split: Path, demo: Path, args: argparse.Namespace) -> None:
+    """(1) and (2): the first frame on a large log, the engine's rate under the console."""
+    big = tmp / "big.db"
+    t0 = time.perf_counter()
+    n, rollouts = big_campaign(demo, big, args.events)
+    print(f"built a campaign of {n:,} events ({rollouts:,} rollouts) in {time.perf_counter() - t0:.1f}s")
+    for key, marker, label in ((None, "$ est", "Budget"), ("3", "result", "Rollouts")):
+        t_open, t = asyncio.run(first_frame(big, key, marker))
+        print(f"first full frame, {label} pane: {t:.2f}s (open and fold {t_open:.2f}s)")
+
+    ratios = []
+    for r in range(args.rounds):
+        a = copy_campaign(split, tmp, f"h{r}.db")
+        b = copy_campaign(split, tmp, f"t{r}.db")
+        order = [("headless", a), ("tui", b)] if r % 2 == 0 else [("tui", b), ("headless", a)]
+        rates = {}
+        for kind, db in order:
+            if kind == "headless":
+                (n, dt), ui = headless_rate(db), ""
+            else:
+                n, dt, cpu = asyncio.run(tui_rate(db))
+                ui = f" (the console's UI thread used {cpu:.2f} CPU s, {cpu / dt:.0%} of a core)"
+            rates[kind] = n / dt
+            print(f"round {r + 1} {kind:<8}: {n} events in {dt:.1f}s = {n / dt:.1f} events/s{ui}")
+        ratios.append(rates["tui"] / rates["headless"])
+    print(f"engine events/s with the console on Rollouts / headless: "
+          f"{', '.join(f'{x:.0%}' for x in ratios)} (median {statistics.median(ratios):.0%}; target >= 90%)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str], str]] = {
     "sim": ([], [], r"^concurrency"),
     "provider": ([], ["--calls", "600", "--rounds", "1"], r"^(ideal|direct|stock|provider)\b|calls x"),
     "runner": ([], ["--skip-busy"], r"pytest .* ours|target"),
-    "tui": ([], ["--events", "20000", "--rounds", "1"], r"^(first full frame|round \d|engine events)"),
+    "tui": ([], ["--events", "20000", "--rounds", "1"], r"^(first full frame|round \d|engine events|dpo-tui --help|console first frame)"),
     "learning": ([], ["--seeds", "2", "--rollout-seeds", "1"], r"solved|pass@1|accuracy"),
     "gate": ([], ["--comparisons", "1000"], r"^(comparisons|slowest|A/A|target)"),
 }
