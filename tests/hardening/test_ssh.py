@@ -83,7 +83,7 @@ def test_the_console_over_ssh_shows_the_campaign_and_answers_keys(sshd, tmp_path
         # waited on until all of it is drawn: a pane is mounted before its table is filled
         t.wait_for(lambda s: all(x in s for x in ("$ est", "[simulated]", "calls")), timeout=60)
         t.keys("2")
-        t.wait_for(lambda s: all(x in s for x in ("leak", "fixtures/", "frozen", " train ")))
+        t.wait_for(lambda s: all(x in s for x in ("leak", "suite fixtures", "frozen", " train ")))
         t.keys("7")
         screen = t.wait_for("chain: ok")
         t.keys("q")

@@ -264,15 +264,12 @@ def test_true_colour_or_256_colours_and_resizing(demo_db, colorterm, escape):
         t.close()
 
 
-def test_the_pairs_list_shows_at_least_8_pairs_at_120x40(evaluated_template, tmp_path):
+def test_the_pairs_list_shows_at_least_8_pairs_at_120x40(demo_db, tmp_path):
     """In a real 120x40 terminal the Pairs table takes its share of the height: 8 pairs or more,
     each named as `task rN>rM`, with the chosen/rejected diff below."""
     import re
 
-    from tests.tui.conftest import copy_campaign
-
-    db = copy_campaign(evaluated_template, tmp_path)
-    t = Tmux([*TUI, "--db", str(db), "--readonly"], cwd=tmp_path, width=120, height=40)
+    t = Tmux([*TUI, "--db", str(demo_db), "--readonly"], cwd=tmp_path, width=120, height=40)
     try:
         t.wait_for("$ est")
         t.keys("4")
