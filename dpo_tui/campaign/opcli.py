@@ -1,5 +1,5 @@
 """The console's budget and pairs actions as commands (scripts and CI are operators too):
-`dpo-tui cap` and `dpo-tui pairs list|accept|reject|export`.
+`dpo-tui cap` and `dpo-tui pairs list|accept|reject|thresholds|build|export`.
 
 Each takes the campaign's writer lock, is logged as `operator:<name>` (--actor, default the
 login name) and goes through the same service function as the console, so it refuses what
@@ -131,6 +131,27 @@ def cmd_pairs_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pairs_thresholds(args: argparse.Namespace) -> int:
+    from dpo_tui.campaign import pairs as pairs_stage
+    from dpo_tui.campaign.state.pairs import PAIRS
+    from dpo_tui.provider.secrets import operator_text
+    from dpo_tui.provider.tokenizer import get_tokenizer
+
+    actor = _actor(args)
+    with _writer(args.db) as campaign:
+        plan, tasks = open_plan(campaign, args.plan, actor=actor)
+        funnel = pairs_stage.set_thresholds(campaign, plan, tasks, get_tokenizer(), min_margin=args.min_margin,
+                                            per_task_cap=args.per_task_cap, reason=operator_text(args.reason),
+                                            actor=actor)
+        stale = campaign.state.part(PAIRS).stale_reason
+    print(f"pair thresholds set by {actor}: min margin {args.min_margin:g}, per-task cap {args.per_task_cap}; "
+          + (f"the funnel rebuilt: {funnel.get('manual', 0)} kept" if funnel else "the next build uses them"))
+    if stale:
+        print(f"the export is now stale ({stale}); training waits for `dpo-tui pairs export --db {args.db}`",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_pairs_build(args: argparse.Namespace) -> int:
     from dpo_tui.campaign import outlook
     from dpo_tui.campaign import pairs as pairs_stage
@@ -211,6 +232,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--reason", required=True, help="why (logged with your name)")
         q.add_argument("--plan", help=PLAN_HELP)
         q.set_defaults(func=cmd_pairs_decide, decision=decision)
+    q = psub.add_parser("thresholds", help="set the pair thresholds as a decision (the console's T on Pairs)",
+                        description="Log pairs.thresholds_set (min margin, per-task cap, reason, by operator:<name>) "
+                        "and rebuild the funnel with them; every later build uses them over the plan's. Needs the "
+                        "plan: " + PLAN_HELP + ".")
+    _common(q)
+    q.add_argument("--min-margin", type=float, required=True, help="least score gap between chosen and rejected, 0..1")
+    q.add_argument("--per-task-cap", type=int, required=True, help="pairs per task at most, 1 or more")
+    q.add_argument("--reason", required=True, help="why (logged with your name)")
+    q.add_argument("--plan", help=PLAN_HELP)
+    q.set_defaults(func=cmd_pairs_thresholds)
     q = psub.add_parser("build", help="build the pairs from the finished rollouts (the console's b on Pairs)",
                         description="Build every pair the finished train rollouts give and run the funnel "
                         "(pairs.built, by operator:<name>). Needs the plan (its filters): " + PLAN_HELP + ".")

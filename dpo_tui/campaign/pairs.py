@@ -104,6 +104,50 @@ def plan_filters(plan: Plan) -> PairFilters:
                        near_duplicate_threshold=plan.pairs.near_duplicate_threshold)
 
 
+def filters_in_force(campaign: Campaign, plan: Plan) -> PairFilters:
+    """The plan's filters with the operator's thresholds (pairs.thresholds_set) over them."""
+    from dataclasses import replace
+
+    t = campaign.state.part(PAIRS).thresholds
+    return replace(plan_filters(plan), **t) if t else plan_filters(plan)
+
+
+def check_thresholds(min_margin: float, per_task_cap: int) -> None:
+    """InputError naming the threshold out of range."""
+    if not 0 <= min_margin <= 1:
+        raise InputError(f"min margin: {min_margin:g} is not in 0..1 (the score gap, as a fraction of the tests)")
+    if per_task_cap < 1:
+        raise InputError(f"per-task cap: {per_task_cap} is not at least 1 (pairs per task at most)")
+
+
+def set_thresholds(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, min_margin: float,
+                   per_task_cap: int, reason: str, actor: str) -> dict[str, int] | None:
+    """The operator's thresholds as a logged decision: pairs.thresholds_set and, when pairs are
+    built, the funnel rebuilt with them, in one transaction. Returns the new funnel (None
+    before any build: the next build uses them). An export from before becomes stale."""
+    check_thresholds(min_margin, per_task_cap)
+    if not reason.strip():
+        raise InputError("a reason is required to set the pair thresholds (it is logged with your name)")
+    decided = NewEvent("pairs.thresholds_set", {"min_margin": float(min_margin), "per_task_cap": int(per_task_cap),
+                                                "reason": reason}, actor)
+    if campaign.state.part(PAIRS).built is None:
+        campaign.append_batch([decided])
+        return None
+    split = _frozen_split(campaign)
+    filters = replace_filters(plan, min_margin, per_task_cap)
+    _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, filters=filters)
+    rebuilt = NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": filters.__dict__,
+                                       "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
+    campaign.append_batch([decided, rebuilt])
+    return ordered_funnel(result.funnel)
+
+
+def replace_filters(plan: Plan, min_margin: float, per_task_cap: int) -> PairFilters:
+    from dataclasses import replace
+
+    return replace(plan_filters(plan), min_margin=float(min_margin), per_task_cap=int(per_task_cap))
+
+
 def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
                   filters: PairFilters | None = None, extra_decisions: dict[str, str] | None = None):
     split = _frozen_split(campaign)
@@ -120,7 +164,7 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
     test_programs = [t.buggy_program for t in (logged_task(campaign.state, tid) or tasks.pool.get(tid)
                                                for tid in split.split.test) if t is not None]
     state: PairsState = campaign.state.part(PAIRS)
-    result = filter_pairs(pairs, filters or plan_filters(plan), pair_tokens=pair_tokens,
+    result = filter_pairs(pairs, filters or filters_in_force(campaign, plan), pair_tokens=pair_tokens,
                           test_tasks=set(split.split.test),
                           test_programs=test_programs, decisions={**state.decisions, **(extra_decisions or {})})
     infos = [{"pair_id": p.pair_id, "task_id": p.task_id, "chosen": p.chosen.rollout_id,
@@ -132,12 +176,9 @@ def compute_pairs(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer,
 def preview_funnel(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, *, min_margin: float,
                    per_task_cap: int) -> dict[str, int]:
     """The funnel these thresholds would give, in the funnel's order (nothing is logged: the
-    plan's thresholds are what pairs.built records). InputError naming a threshold out of range."""
-    from dataclasses import replace
-
-    if not 0 <= min_margin <= 1 or per_task_cap < 1:
-        raise InputError("min margin is 0..1 and the per-task cap at least 1")
-    filters = replace(plan_filters(plan), min_margin=min_margin, per_task_cap=per_task_cap)
+    thresholds in force are what pairs.built records). InputError naming a threshold out of range."""
+    check_thresholds(min_margin, per_task_cap)
+    filters = replace_filters(plan, min_margin, per_task_cap)
     _pairs, result, _infos, _prompts = compute_pairs(campaign, plan, tasks, tokenizer, filters=filters)
     return ordered_funnel(result.funnel)
 
@@ -146,7 +187,7 @@ def build_event(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, act
                 extra_decisions: dict[str, str] | None = None) -> NewEvent:
     split = _frozen_split(campaign)
     _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, extra_decisions=extra_decisions)
-    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": plan_filters(plan).__dict__,
+    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": filters_in_force(campaign, plan).__dict__,
                                     "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
 
 

@@ -224,6 +224,27 @@ class OperatorActions:
                 "pairs be built again.")
         self.push_screen(ConfirmScreen("Build pairs from unfinished rollouts?", body, yes="Build anyway"), answer)
 
+    def action_apply_pair_thresholds(self) -> None:
+        pane = self.pane("pairs")
+        margin_s, cap_s = pane.thresholds_typed()  # type: ignore[attr-defined]
+        try:
+            margin, cap = float(margin_s), int(cap_s)
+        except ValueError:
+            self.notify("pair thresholds: type a min margin (0..1) and a per-task cap (1 or more) first",
+                        severity="warning")
+            return
+
+        def got(reason: str | None) -> None:
+            if reason:
+                self.act("apply pair thresholds", lambda: self.session.set_pair_thresholds(margin, cap, reason),
+                         lambda f: f"pair thresholds applied (min margin {margin:g}, per-task cap {cap}): " + (
+                             f"{f.get('manual', 0)} pairs kept" if f else "the next build uses them"),
+                         then=pane.show_thresholds)  # type: ignore[attr-defined]
+        body = (f"Apply min margin {margin:g} and per-task cap {cap} as your decision (logged with your name and "
+                "reason)? The funnel is rebuilt with them now and every later build uses them; an export from "
+                "before becomes stale.")
+        self.push_screen(ReasonScreen("Apply the pair thresholds?", body, ok="Apply"), got)
+
     def action_pair_decision(self, decision: str) -> None:
         pid = self.pane("pairs").selected_pair()  # type: ignore[attr-defined]
         if pid is None:

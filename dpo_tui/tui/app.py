@@ -48,7 +48,7 @@ STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), (
           ("log", "7 Log", LogPane))
 WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "set_cap", "propose_split", "move_task",
                  "exclude_task", "approve_split", "unfreeze_split", "start_rollouts", "pause_resume", "cancel_rollouts",
-                 "concurrency", "build_pairs", "pair_decision", "export_pairs", "cancel_training", "stop_endpoint",
+                 "concurrency", "build_pairs", "pair_decision", "apply_pair_thresholds", "export_pairs", "cancel_training", "stop_endpoint",
                  "override_gate", "new_run"}
 DRAIN_INTERVAL_S = 0.5  # at most two redraws a second from the event stream (rendering costs the engine CPU)
 POLL_INTERVAL_S = 0.5   # --readonly: how often to fold what another process appended

@@ -32,6 +32,7 @@ ACTIONS = (
     ("Build pairs", "build_pairs", "from the finished rollouts, through the filters"),
     ("Accept the selected pair", "pair_decision('accept')", "kept whatever the filters say; logged"),
     ("Reject the selected pair", "pair_decision('reject')", "never trained on; logged"),
+    ("Apply the pair thresholds", "apply_pair_thresholds", "the min margin and per-task cap typed on Pairs; logged"),
     ("Export pairs", "export_pairs", "Together and TRL JSONL with a manifest"),
     ("Prepare / launch DPO training", "start_training", "upload and price estimate, then launch (asks first)"),
     ("Cancel the training job", "cancel_training", "asks for a reason; the job is cancelled at Together"),

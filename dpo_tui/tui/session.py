@@ -22,6 +22,7 @@ from dpo_tui.campaign.plan import Plan, load_plan
 from dpo_tui.campaign.runids import RUN_ID, run_decision, training_plan
 from dpo_tui.campaign.split import (already_frozen, approve_split, exclude_task, frozen_split, move_task, other_side,
                                     propose_split, split_to_approve, unfreeze_split)
+from dpo_tui.campaign.state.pairs import PAIRS
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks, load_plan_tasks
@@ -424,6 +425,24 @@ class Session:
         with self.lock:
             return pairs_stage.preview_funnel(self.campaign, pc.plan, pc.tasks, self.tokenizer(),
                                               min_margin=min_margin, per_task_cap=per_task_cap)
+
+    def set_pair_thresholds(self, min_margin: float, per_task_cap: int, reason: str) -> dict[str, int] | None:
+        """Apply the Pairs pane's thresholds as a logged decision (the service `dpo-tui pairs
+        thresholds` calls): the funnel is rebuilt with them."""
+        pc = self.need_plan()
+        with self.lock:
+            return pairs_stage.set_thresholds(self.campaign, pc.plan, pc.tasks, self.tokenizer(), min_margin=min_margin,
+                                              per_task_cap=per_task_cap, reason=reason, actor=self.actor)
+
+    def pair_thresholds(self) -> dict[str, Any] | None:
+        """The thresholds in force, the operator's (`operator`: True) else the plan's; None
+        without either."""
+        with self.lock:
+            t = self.campaign.state.part(PAIRS).thresholds
+            if t is None and self.plan is not None:
+                f = pairs_stage.filters_in_force(self.campaign, self.plan.plan)
+                t = {"min_margin": f.min_margin, "per_task_cap": f.per_task_cap}
+        return None if t is None else {**t, "operator": self.campaign.state.part(PAIRS).thresholds is not None}
 
     def build_pairs(self) -> None:
         pc = self.need_plan()

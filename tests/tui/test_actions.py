@@ -337,7 +337,7 @@ async def test_pair_thresholds_preview_the_funnel_without_logging(demo_db):
         _p, result, _i, _pr = compute_pairs(s.campaign, s.plan.plan, s.plan.tasks, s.tokenizer(), filters=filters)
     finally:
         s.close()
-    assert f"→ {result.funnel['manual']} kept (low_margin {result.funnel['low_margin']}" in text
+    assert f"what if: → {result.funnel['manual']} kept" in text and "T applies" not in text  # read-only: no apply
     assert _count(demo_db) == before
 
 

@@ -45,6 +45,16 @@ class PairDecided(Payload):
     reason: str = ""
 
 
+@event_type("pairs.thresholds_set", version=1)
+class PairThresholdsSet(Payload):
+    """The operator's pair thresholds, in force from here on over the plan's: every later
+    pairs.built uses them (the funnel is rebuilt with this event)."""
+
+    min_margin: float = Field(ge=0, le=1)
+    per_task_cap: int = Field(ge=1)
+    reason: str = ""
+
+
 @event_type("pairs.exported", version=2)
 class PairsExported(Payload):
     """An export and the pair decisions it reflects: a later accept or reject makes it stale
@@ -86,6 +96,8 @@ class PairsState:
     decisions: dict[str, str] = field(default_factory=dict)
     exports: list[dict[str, Any]] = field(default_factory=list)
     decided: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, pair id, decision), in log order
+    thresholds: dict[str, Any] | None = None  # the operator's pairs.thresholds_set in force (None: the plan's)
+    thresholds_seq: int | None = None
 
     @property
     def export(self) -> dict[str, Any] | None:
@@ -99,8 +111,13 @@ class PairsState:
         return swapped[-1] if swapped else None
 
     def staleness(self, x: dict[str, Any] | None) -> str | None:
-        """Why export `x` no longer reflects the pair decisions in force (None when it does)."""
-        if x is None or x["decisions_in_force"] == self.decisions:
+        """Why export `x` no longer reflects the pair decisions or thresholds in force (None when it does)."""
+        if x is None:
+            return None
+        if x.get("thresholds_in_force") != self.thresholds:
+            return (f"the export {x['together_sha256'][:12]} (seq {x['seq']}) was built before the pair thresholds "
+                    f"set at seq {self.thresholds_seq}")
+        if x["decisions_in_force"] == self.decisions:
             return None
         changed = []
         for seq, pair_id, decision in self.decided:
@@ -133,7 +150,8 @@ class PairsState:
                 "decisions": len(self.decisions), "export_path": x["together_path"] if x else None,
                 "export_trl_path": x["trl_path"] if x else None, "manifest_path": x["manifest_path"] if x else None,
                 "export_sha256": x["together_sha256"] if x else None, "exports": len(self.exports),
-                "export_stale": self.stale, "export_stale_reason": self.stale_reason}
+                "export_stale": self.stale, "export_stale_reason": self.stale_reason,
+                "thresholds": self.thresholds}
 
 
 def ordered_funnel(funnel: dict[str, int]) -> dict[str, int]:
@@ -160,7 +178,25 @@ def _decided(state: CampaignState, event: StoredEvent) -> None:
 def _exported(state: CampaignState, event: StoredEvent) -> None:
     p: PairsState = state.part(PAIRS)
     # what the export reflects, as the log has it when it was written (version-1 payloads say nothing)
-    p.exports.append({**event.payload, "seq": event.seq, "decisions_in_force": dict(p.decisions)})
+    p.exports.append({**event.payload, "seq": event.seq, "decisions_in_force": dict(p.decisions),
+                      "thresholds_in_force": p.thresholds})
+
+
+@on("pairs.thresholds_set")
+def _thresholds(state: CampaignState, event: StoredEvent) -> None:
+    p: PairsState = state.part(PAIRS)
+    p.thresholds = {"min_margin": event.payload["min_margin"], "per_task_cap": event.payload["per_task_cap"]}
+    p.thresholds_seq = event.seq
+
+
+@invariant("pairs-built-thresholds", "pairs.built")
+def _built_with_thresholds(state: CampaignState, event: StoredEvent) -> str | None:
+    """A build after the operator set thresholds used them (audit proves the funnel is the one decided)."""
+    t = state.part(PAIRS).thresholds
+    if t is None:
+        return None
+    used = {k: event.payload["filters"].get(k) for k in t}
+    return None if used == t else f"pairs.built used thresholds {used}, not the operator's {t} in force"
 
 
 @invariant("pairs-export-decisions", "pairs.exported")

@@ -54,7 +54,7 @@ class BudgetPane(StagePane):
         t.add_column("$ est", key="usd", width=8)
         t.add_column("range", key="range", width=15)
         t.add_column("$ calib", key="cal", width=8)
-        t.add_column("$ edited", key="edit", width=9)
+        t.add_column("$ what if", key="edit", width=9)
         pc = self.session.plan
         for fid, sec, field, _label in FIELDS:
             inp = self.query_one(f"#in-{fid}", Input)
@@ -103,11 +103,12 @@ class BudgetPane(StagePane):
         self.query_one("#budget-error", Static).update(error or warning or "")
         title = "Budget: estimate per stage"
         if base is None:
-            title += " (none logged yet: the plan's estimate is in '$ edited'"
+            title += " (none logged yet: the plan's estimate is in '$ what if'"
             title += ")" if s.readonly else "; ctrl+r records it)"
         by = f" ({cap_by})" if cap_by and cap_by != "plan" else ""
         sets = "" if s.readonly else " (c sets)"
-        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}{by}{sets}")
+        what_if = "\nthe inputs below are a what-if ($ what if): the plan sets what runs"
+        self.query_one("#budget-title", Static).update(f"{title}   cap {_usd(cap)}{by}{sets}{what_if}")
         t = self.query_one("#budget-table", DataTable)
         t.clear()
         stages = list((base or edited or {"by_stage": {}})["by_stage"])

@@ -38,12 +38,14 @@ class PairsPane(StagePane):
     BINDINGS = [Binding("a", "app.pair_decision('accept')", "Accept", id="pairs.accept"),
                 Binding("x", "app.pair_decision('reject')", "Reject", id="pairs.reject"),
                 Binding("e", "app.export_pairs", "Export", id="pairs.export"),
-                Binding("b", "app.build_pairs", "Build", id="pairs.build")]
+                Binding("b", "app.build_pairs", "Build", id="pairs.build"),
+                Binding("T", "app.apply_pair_thresholds", "Apply thresholds", id="pairs.thresholds",
+                        tooltip="Apply the typed thresholds (logged; the funnel rebuilt)")]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pairs-funnel", classes="pane-title")
         with Horizontal(id="pairs-thresholds"):
-            yield Label("what if: min margin", classes="field-label")
+            yield Label("thresholds: min margin", classes="field-label")
             yield Input(id="th-margin", classes="field", restrict=r"[0-9.]*")
             yield Label("per-task cap", classes="field-label")
             yield Input(id="th-cap", classes="field", restrict=r"[0-9]*")
@@ -63,12 +65,20 @@ class PairsPane(StagePane):
             t.add_column(label, key=key, width=width)
         self._shown: tuple = ()
         self._pairs: dict[str, dict] = {}
-        pc = self.session.plan
-        if pc is not None:
-            with self.prevent(Input.Changed):  # the plan's own values: nothing to preview yet
-                self.query_one("#th-margin", Input).value = f"{pc.plan.pairs.min_margin:g}"
-                self.query_one("#th-cap", Input).value = str(pc.plan.pairs.per_task_cap)
+        self.show_thresholds()
         self.sync()
+
+    def show_thresholds(self) -> None:
+        """The thresholds in force (the operator's, else the plan's) in the inputs: nothing to preview."""
+        t = self.session.pair_thresholds()
+        if t is not None:
+            with self.prevent(Input.Changed):
+                self.query_one("#th-margin", Input).value = f"{t['min_margin']:g}"
+                self.query_one("#th-cap", Input).value = str(t["per_task_cap"])
+            self.query_one("#th-funnel", Static).update("(set by the operator)" if t["operator"] else "(the plan's)")
+
+    def thresholds_typed(self) -> tuple[str, str]:
+        return self.query_one("#th-margin", Input).value, self.query_one("#th-cap", Input).value
 
     class FunnelPreviewed(Message):
         def __init__(self, text: str) -> None:
@@ -91,8 +101,8 @@ class PairsPane(StagePane):
         except DpoTuiError as exc:
             self.post_message(self.FunnelPreviewed(exc.message))
             return
-        self.post_message(self.FunnelPreviewed(f"→ {funnel.get('manual', 0)} kept "
-                                               f"(low_margin {funnel.get('low_margin')}, cap {funnel.get('per_task_cap')})"))
+        hint = "" if self.session.readonly else "; T applies"
+        self.post_message(self.FunnelPreviewed(f"what if: → {funnel.get('manual', 0)} kept{hint}"))  # fits 80 columns
 
     def on_pairs_pane_funnel_previewed(self, message: FunnelPreviewed) -> None:
         self.query_one("#th-funnel", Static).update(message.text)
