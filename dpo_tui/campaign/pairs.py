@@ -7,7 +7,7 @@ import json
 import os
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,6 @@ def plan_filters(plan: Plan) -> PairFilters:
 
 def filters_in_force(campaign: Campaign, plan: Plan) -> PairFilters:
     """The plan's filters with the operator's thresholds (pairs.thresholds_set) over them."""
-    from dataclasses import replace
-
     t = campaign.state.part(PAIRS).thresholds
     return replace(plan_filters(plan), **t) if t else plan_filters(plan)
 
@@ -133,18 +131,13 @@ def set_thresholds(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, 
     if campaign.state.part(PAIRS).built is None:
         campaign.append_batch([decided])
         return None
-    split = _frozen_split(campaign)
-    filters = replace_filters(plan, min_margin, per_task_cap)
-    _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, filters=filters)
-    rebuilt = NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": filters.__dict__,
-                                       "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
+    rebuilt = build_event(campaign, plan, tasks, tokenizer, actor,
+                          filters=replace_filters(plan, min_margin, per_task_cap))
     campaign.append_batch([decided, rebuilt])
-    return ordered_funnel(result.funnel)
+    return ordered_funnel(rebuilt.payload["funnel"])
 
 
 def replace_filters(plan: Plan, min_margin: float, per_task_cap: int) -> PairFilters:
-    from dataclasses import replace
-
     return replace(plan_filters(plan), min_margin=float(min_margin), per_task_cap=int(per_task_cap))
 
 
@@ -184,10 +177,13 @@ def preview_funnel(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, 
 
 
 def build_event(campaign: Campaign, plan: Plan, tasks: PlanTasks, tokenizer, actor: str,
-                extra_decisions: dict[str, str] | None = None) -> NewEvent:
+                extra_decisions: dict[str, str] | None = None, filters: PairFilters | None = None) -> NewEvent:
+    """pairs.built under `filters` (default: the thresholds in force)."""
     split = _frozen_split(campaign)
-    _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, extra_decisions=extra_decisions)
-    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": filters_in_force(campaign, plan).__dict__,
+    filters = filters or filters_in_force(campaign, plan)
+    _, result, infos, _ = compute_pairs(campaign, plan, tasks, tokenizer, filters=filters,
+                                        extra_decisions=extra_decisions)
+    return NewEvent("pairs.built", {"split_hash": split.frozen_hash, "filters": filters.__dict__,
                                     "token_rule": TOKEN_RULE, "funnel": result.funnel, "pairs": infos}, actor)
 
 

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.tui.conftest import make_app, settle, wait_for
+from tests.tui.test_operator_controls import _start_pilot as start_pilot  # freeze the split, start the pilot
 from tests.tui.screen_text import screen_text
 
 pytestmark = pytest.mark.anyio
@@ -30,13 +31,7 @@ def _shown(app) -> tuple[tuple[int, int] | None, tuple[int, int] | None, tuple[i
 async def test_header_body_and_bar_agree_while_the_pilot_runs_and_while_paused(split_db):
     app = make_app(split_db)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
-        await settle(pilot)
-        app.session.approve_split()
-        await settle(pilot)
-        await pilot.press("3", "r")
-        await pilot.pause()
-        await pilot.press("y")
-        await wait_for(pilot, lambda: app.engine is not None, timeout=60)
+        await start_pilot(pilot, app)
 
         def agree_running() -> bool:
             head, body, bar = _shown(app)
