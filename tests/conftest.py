@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +20,53 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DPO_TUI_SHARED", ROOT.parent / "shared"))
 
 
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every xdist worker of this run shares (each worker's basetemp is inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def run_lock(root: Path, name: str) -> Iterator[None]:
+    """An exclusive lock between this run's workers (released when its file closes, also on failure)."""
+    import fcntl
+
+    with open(root / f"{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def shared_template(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """A session template built once per test run, not once per worker: the first worker to
+    ask builds it in `run_root/template-NAME` (`build(folder)` returns the campaign file)
+    under an exclusive lock; the others wait on the lock and reuse it. Nothing may write to a
+    template: tests copy it (`copy_campaign_file`, tests/tui/conftest.py `copy_campaign`)."""
+    root = run_root(tmp_path_factory)
+    folder = root / f"template-{name}"
+    with run_lock(root, f"template-{name}"):
+        built = folder / ".built"
+        if built.exists():
+            return Path(built.read_text())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        db = build(folder)
+        built.write_text(str(db))
+        return db
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_audit_key(tmp_path_factory: pytest.TempPathFactory):
-    """One audit key for the session, made before any session-scoped campaign is built (those
-    fixtures run outside a test's own environment), so no test ever touches the developer's
-    real ~/.config/dpo-tui/audit.key. Each test gets its own copy (see `_isolated_home`)."""
+    """One audit key for the run (every worker's), made before any session template is built
+    (those fixtures run outside a test's own environment and are shared between workers), so
+    no test ever touches the developer's real ~/.config/dpo-tui/audit.key. Each test gets its
+    own copy (see `_isolated_home`)."""
     from dpo_tui.events.checkpoint import KEY_ENV, load_or_create_key
 
     home = tmp_path_factory.mktemp("session-home")
-    key = home / ".config" / "dpo-tui" / "audit.key"
-    load_or_create_key(key)
+    root = run_root(tmp_path_factory)
+    key = root / "session-key" / "audit.key"
+    with run_lock(root, "session-key"):  # the first worker makes it, whole, before another reads it
+        load_or_create_key(key)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))
         mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -50,6 +90,19 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     key.chmod(0o600)
     monkeypatch.setenv("DPO_TUI_AUDIT_KEY_FILE", str(key))
     monkeypatch.delenv("DPO_TUI_CHECKPOINT_EVERY", raising=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_leftover_clients():
+    """After each test file, with no event loop running, collect what its tests left: an
+    AsyncTogether a test made and never closed (tests/provider make their own) closes itself
+    in __del__ on the loop that runs when it is collected, so left to chance it fails a later
+    file's Pilot test with `Event loop is closed`. The product closes its own
+    (test_runner.py::test_a_run_closes_its_http_clients_...)."""
+    yield
+    import gc
+
+    gc.collect()
 
 
 @pytest.fixture
@@ -107,16 +160,19 @@ def small_demo_plan(**more: str) -> str:
 @pytest.fixture(scope="session")
 def finished_demo_template(tmp_path_factory: pytest.TempPathFactory, _session_audit_key: Path) -> Path:
     """A small demo campaign run through every stage (the gate decided) on the embedded
-    simulator, under the session's audit key. Copy it (`copy_campaign_file`) before writing."""
-    from dpo_tui.campaign.runner import run_campaign
+    simulator, under the session's audit key; built once per run (`shared_template`). Copy it
+    (`copy_campaign_file`) before writing."""
+    def build(folder: Path) -> Path:
+        from dpo_tui.campaign.runner import run_campaign
 
-    folder = tmp_path_factory.mktemp("finished")
-    plan = folder / "plan.toml"
-    plan.write_text(small_demo_plan(**{"seeds = [11, 12, 13]": "seeds = [11, 12]", "k = 3": "k = 2"}))
-    db = folder / "finished.db"
-    result = run_campaign(plan, db, until=None, yes=True)
-    assert result.exit_code == 0, result.message
-    return db
+        plan = folder / "plan.toml"
+        plan.write_text(small_demo_plan(**{"seeds = [11, 12, 13]": "seeds = [11, 12]", "k = 3": "k = 2"}))
+        db = folder / "finished.db"
+        result = run_campaign(plan, db, until=None, yes=True)
+        assert result.exit_code == 0, result.message
+        return db
+
+    return shared_template(tmp_path_factory, "finished", build)
 
 
 def copy_campaign_file(src: Path, dst: Path) -> Path:

@@ -371,11 +371,14 @@ async def run_stages(ctx: Ctx, until: str | None, also: tuple[Ctx, ...] = ()) ->
                                          else f"stopped after {stage} as asked (--until {until})")
         return EXIT_OK, "done", "the campaign completed every stage"
     finally:  # the command's shared base endpoint never outlives it
-        if ctx.eval_serving.base(ctx.campaign) is not None:
-            from dpo_tui.campaign import serving
+        try:
+            if ctx.eval_serving.base(ctx.campaign) is not None:
+                from dpo_tui.campaign import serving
 
-            client = await asyncio.to_thread(ctx.client)
-            await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="the command ended")
+                client = await asyncio.to_thread(ctx.client)
+                await asyncio.to_thread(serving.stop_all, ctx.campaign, client, reason="the command ended")
+        finally:  # on this loop: an open client would be closed by its __del__ on a later one
+            await ctx.provider.aclose()
 
 
 def make_ctx(plan: Plan, plan_path: Path, campaign: Campaign, tasks: PlanTasks, settings: Settings, backend: str,

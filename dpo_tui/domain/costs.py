@@ -12,6 +12,7 @@ costs, scaled to the full number of rollouts.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -396,10 +397,14 @@ def pair_yield(pass_rate: float, *, train_tasks: int, rollouts_per_task: int, ta
     def mean_based(r: int) -> float:
         return train_tasks * expected_pairs_per_task(pass_rate, r, per_task_cap)
 
+    @functools.cache
+    def per_task(r: int) -> tuple[float, int]:  # a seeded Monte Carlo: each r is computed once
+        return expected_pairs(pilot_tasks or {}, train_tasks=train_tasks, rollouts=r, min_margin=min_margin,
+                              per_task_cap=per_task_cap, seed=seed)
+
     if pilot_tasks:
         def forecast(r: int) -> float:
-            return expected_pairs(pilot_tasks, train_tasks=train_tasks, rollouts=r, min_margin=min_margin,
-                                  per_task_cap=per_task_cap, seed=seed)[0]
+            return per_task(r)[0]
     else:
         forecast = mean_based
     expected = forecast(rollouts_per_task)
@@ -416,8 +421,7 @@ def pair_yield(pass_rate: float, *, train_tasks: int, rollouts_per_task: int, ta
                    f"{needed} per task are needed")
     if not pilot_tasks:
         return PairYield(pass_rate, train_tasks, rollouts_per_task, expected, target_pairs, needed, warning)
-    yielding = expected_pairs(pilot_tasks, train_tasks=train_tasks, rollouts=rollouts_per_task, min_margin=min_margin,
-                              per_task_cap=per_task_cap, seed=seed)[1]
+    yielding = per_task(rollouts_per_task)[1]
     return PairYield(pass_rate, train_tasks, rollouts_per_task, expected, target_pairs, needed, warning,
                      model="per-task", mean_based_pairs=mean_based(rollouts_per_task), pilot_tasks=len(pilot_tasks),
                      tasks_yielding=yielding)

@@ -24,6 +24,7 @@ normal limit stands in for the exact count.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -107,7 +108,9 @@ class SuitePower:
     sequential: dict | None = None  # both designs at the fixed design's MDE (sequential_power)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["sequential"] = dict(self.sequential) if self.sequential else self.sequential  # the caller's own
+        return out
 
 
 class _Trials:
@@ -273,10 +276,14 @@ def aa_rates(tasks: int, seeds: int, *, alpha: float, bar: float, max_drop: floa
     return counts[SHIP] / trials, counts[ROLLBACK] / trials
 
 
+@functools.lru_cache(maxsize=64)
 def suite_power(tasks: int, seeds: int, *, alpha: float, bar: float = 0.0, max_drop: float = 0.05,
                 power: float = 0.8, trials: int = 400, seed: int = 0, rates: RateModel | None = None) -> SuitePower:
     """The power of the gate's ship rule for one suite; `effect` (what tasks_needed sizes
-    for) is DEFAULT_EFFECT above the bar: +5 points over min_improvement (0 by default)."""
+    for) is DEFAULT_EFFECT above the bar: +5 points over min_improvement (0 by default).
+    Seeded simulations of its arguments alone (all hashable, RateModel frozen), so a campaign's
+    confirmations, its Budget pane and `power` compute each design once per process; the
+    result is frozen and `to_json` hands out copies."""
     bar = max(bar, 0.0)
     effect = round(bar + DEFAULT_EFFECT, 6)
     kw = dict(alpha=alpha, bar=bar, trials=trials, seed=seed, rates=rates)

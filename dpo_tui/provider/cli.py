@@ -322,8 +322,14 @@ def _live_call(settings: Settings, model: str, json_out: bool) -> dict[str, Any]
                   file=sys.stderr if json_out else sys.stdout)
             import asyncio
 
-            result = asyncio.run(provider.chat(CallKey("doctor"), stage="doctor", model=model, messages=messages,
-                                               temperature=0.0, seed=0, max_tokens=4))
+            async def call() -> Any:
+                try:
+                    return await provider.chat(CallKey("doctor"), stage="doctor", model=model, messages=messages,
+                                               temperature=0.0, seed=0, max_tokens=4)
+                finally:
+                    await provider.aclose()
+
+            result = asyncio.run(call())
         except (CallGaveUp, InputError) as exc:
             return {"name": "live call", "ok": False, "detail": _redacted_error(settings, exc)}
         finally:

@@ -181,3 +181,29 @@ def test_the_warm_up_logs_every_eval_tasks_baseline_before_the_pilot_and_the_cal
     assert cal["inputs"]["test_workers"] >= 1 and cal["inputs"]["eval_call_seconds"] is not None
     with open_store(db, readonly=True) as store:
         assert audit(store).ok
+
+
+def test_a_run_closes_its_http_clients_so_none_is_left_to_a_later_event_loop(plan, tmp_path):
+    """An AsyncTogether left open sits in a reference cycle until the collector finds it, and
+    its __del__ then closes it on whatever loop is running (a later run's, the console's):
+    `Event loop is closed` there. With the collector held off, no client the run opened may
+    be left open when it returns."""
+    import gc
+
+    import httpx
+
+    from dpo_tui.campaign.runner import run_campaign
+
+    def open_clients() -> set[int]:
+        return {id(o) for o in gc.get_objects() if isinstance(o, httpx.AsyncClient) and not o.is_closed}
+
+    gc.collect()
+    before = open_clients()
+    gc.disable()
+    try:
+        result = run_campaign(plan, tmp_path / "c.db", until="split", yes=True)
+        left = open_clients() - before
+    finally:
+        gc.enable()
+    assert result.exit_code == 0, result.message
+    assert left == set()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.events.campaign import Campaign
+from tests.conftest import shared_template
 
 ACTOR = "operator:tester"
 
@@ -23,29 +24,34 @@ def copy_campaign(src: Path, dst_dir: Path, name: str = "c.db") -> Path:
     return dst
 
 
-@pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo plan run once per session through pairs (budget, split, pilot, rollouts, pairs
-    exported), as `dpo-tui demo` runs it, on the embedded simulator."""
+def _run_demo(db: Path, until: str | None, *, yes: bool = True):
     from dpo_tui.campaign.plan import demo_plan_path
     from dpo_tui.campaign.runner import run_campaign
 
-    db = tmp_path_factory.mktemp("demo") / "demo.db"
-    result = run_campaign(demo_plan_path(), db, until="pairs", yes=True)
-    assert result.exit_code == 0, result.message
-    return db
+    return run_campaign(demo_plan_path(), db, until=until, yes=yes)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo plan run once per test run through pairs (budget, split, pilot, rollouts,
+    pairs exported), as `dpo-tui demo` runs it, on the embedded simulator."""
+    def build(folder: Path) -> Path:
+        result = _run_demo(folder / "demo.db", "pairs")
+        assert result.exit_code == 0, result.message
+        return folder / "demo.db"
+
+    return shared_template(tmp_path_factory, "demo", build)
 
 
 @pytest.fixture(scope="session")
 def split_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A campaign stopped at the split, waiting for the operator's approval."""
-    from dpo_tui.campaign.plan import demo_plan_path
-    from dpo_tui.campaign.runner import run_campaign
+    def build(folder: Path) -> Path:
+        result = _run_demo(folder / "split.db", "split", yes=False)
+        assert result.status == "waiting", result.message
+        return folder / "split.db"
 
-    db = tmp_path_factory.mktemp("split") / "split.db"
-    result = run_campaign(demo_plan_path(), db, until="split")
-    assert result.status == "waiting", result.message
-    return db
+    return shared_template(tmp_path_factory, "split", build)
 
 
 def copy_with_sim(src: Path, dst_dir: Path) -> Path:
@@ -57,27 +63,28 @@ def copy_with_sim(src: Path, dst_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo plan run through training (the DPO job completed), no eval yet."""
-    from dpo_tui.campaign.plan import demo_plan_path
-    from dpo_tui.campaign.runner import run_campaign
+def trained_template(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo campaign (`demo_template`, with its simulator) run on through training (the
+    DPO job completed), no eval yet."""
+    def build(folder: Path) -> Path:
+        db = copy_with_sim(demo_template, folder)
+        result = _run_demo(db, "train")
+        assert result.exit_code == 0, result.message
+        return db
 
-    db = tmp_path_factory.mktemp("trained") / "trained.db"
-    result = run_campaign(demo_plan_path(), db, until="train", yes=True)
-    assert result.exit_code == 0, result.message
-    return db
+    return shared_template(tmp_path_factory, "trained", build)
 
 
 @pytest.fixture(scope="session")
 def evaluated_template(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same campaign run through every stage: evaluated, the gate decided."""
-    from dpo_tui.campaign.plan import demo_plan_path
-    from dpo_tui.campaign.runner import run_campaign
+    def build(folder: Path) -> Path:
+        db = copy_with_sim(trained_template, folder)
+        result = _run_demo(db, None)
+        assert result.exit_code == 0, result.message
+        return db
 
-    db = copy_with_sim(trained_template, tmp_path_factory.mktemp("evaluated"))
-    result = run_campaign(demo_plan_path(), db, until=None, yes=True)
-    assert result.exit_code == 0, result.message
-    return db
+    return shared_template(tmp_path_factory, "evaluated", build)
 
 
 @pytest.fixture

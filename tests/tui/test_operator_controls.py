@@ -19,7 +19,14 @@ pytestmark = pytest.mark.anyio
 
 
 async def _type(pilot, text: str) -> None:
+    """Type into the dialog's input once it has the focus, and return once it holds `text`."""
+    from textual.widgets import Input
+
+    # not the cap dialog's amount: its enter moves the focus on to the reason
+    await wait_for(pilot, lambda: isinstance(pilot.app.focused, Input) and pilot.app.focused.id != "cap-amount")
+    field = pilot.app.focused
     await pilot.press(*("space" if ch == " " else ch for ch in text))
+    await wait_for(pilot, lambda: field.value.endswith(text))
 
 
 async def _start_pilot(pilot, app) -> None:
@@ -122,7 +129,12 @@ async def test_readonly_offers_no_action_that_writes(demo_db):
         assert "Unfreeze" in screen_text(writer).splitlines()[-1]
 
 
-async def test_cancel_the_training_job_with_a_reason(demo_db):
+async def test_cancel_the_training_job_with_a_reason(demo_db, monkeypatch):
+    from dpo_tui.campaign.sim_env import SIM_JOB_STAGE_SECONDS
+
+    # every status of the simulated job lasts 2 minutes, so the job is still live when the
+    # reason has been typed however loaded the machine is (by default it ends in ~6 s)
+    monkeypatch.setenv(SIM_JOB_STAGE_SECONDS, "120")
     app = make_app(demo_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await settle(pilot)
@@ -138,6 +150,7 @@ async def test_cancel_the_training_job_with_a_reason(demo_db):
         assert "Cancel the training job?" in screen_text(app)
         await _type(pilot, "wrong beta")
         await pilot.press("enter")
+        await wait_for(pilot, lambda: events_of(demo_db, "train.cancel_requested"), timeout=60)
         await wait_for(pilot, lambda: app.working is None, timeout=120)
         await settle(pilot)
         app.clear_notifications()  # the toasts cover the pane's right half
