@@ -18,9 +18,7 @@ import pytest
 
 from dpo_tui.campaign.plan import demo_plan_path
 from tests.conftest import run_dpo_tui
-
-# The demo plan itself: 13 train tasks, 5 held-out test tasks x 3 seeds per arm.
-PLAN = demo_plan_path().read_text()
+from tests.tui.conftest import copy_with_sim, demo_template, evaluated_template, trained_template  # noqa: F401 - the session's demo, evaluated
 
 
 def _pass1(summary: dict) -> tuple[float, float]:
@@ -29,12 +27,15 @@ def _pass1(summary: dict) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_label_swap_control(tmp_path):
-    plan = tmp_path / "plan.toml"
-    plan.write_text(PLAN)
-    db = tmp_path / "c.db"
+def test_label_swap_control(tmp_path, evaluated_template):  # noqa: F811
+    # The demo plan itself (13 train tasks, 5 held-out test tasks x 3 seeds per arm), run
+    # through every stage once per session; `run` on a copy resumes with nothing left to do
+    # and prints the run's summary, then the control is trained and evaluated.
+    plan = demo_plan_path()
+    db = copy_with_sim(evaluated_template, tmp_path)
     real = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=600)
     assert real.returncode == 0, real.stderr
+    assert "every stage is done already" in real.stderr
     control = run_dpo_tui("train", "--plan", plan, "--db", db, "--run-id", "control", "--label-swap-control",
                           "--yes", timeout=600)
     assert control.returncode == 0, control.stderr
