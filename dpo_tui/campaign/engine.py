@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpo_tui.campaign.specs import RolloutSpec, report_from_dict
 from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord, RolloutsState
 from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.errors import BudgetCapReached
@@ -35,28 +36,7 @@ from dpo_tui.tasks import agent
 from dpo_tui.tasks.model import Task
 from dpo_tui.campaign.state.tasks import calibrated_limits, calibration_payload
 from dpo_tui.tasks.calibrate import run_tests_calibrated
-from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport, TestVerdict
-
-
-@dataclass(frozen=True)
-class RolloutSpec:
-    rollout_id: str
-    task: Task
-    stage: str  # pilot | rollouts | eval (the spend bucket and the call keys' stage)
-    model: str
-    seed: int
-    max_iters: int
-    reflections: bool
-    temperature: float
-    max_tokens: int
-    arm: str | None = None
-    suite: str | None = None
-    run_id: str | None = None
-
-
-def report_from_dict(d: dict[str, Any]) -> TestReport:
-    verdicts = [TestVerdict(**v) for v in d.get("verdicts", [])]
-    return TestReport(**{**d, "verdicts": verdicts})
+from dpo_tui.tasks.sandbox import Limits, Sandbox, TestReport
 
 
 @dataclass

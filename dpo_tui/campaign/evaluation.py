@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, get_args
 
-from dpo_tui.campaign.engine import RolloutSpec
+from dpo_tui.campaign.specs import RolloutSpec
 from dpo_tui.campaign.plan import Plan
 from dpo_tui.campaign.state.eval import EVAL, Decision
 from dpo_tui.campaign.state.plan import PLAN

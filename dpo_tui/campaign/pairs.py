@@ -60,7 +60,7 @@ def first_prompt(campaign: Campaign, task, templates: agent.PromptTemplates | No
 def prompt_for(task, baseline_report: dict[str, Any], templates: agent.PromptTemplates | None = None) -> list[dict]:
     """The first prompt of `task` given its logged baseline report (`task.baseline`): the one
     function the export writer and audit's rebuild both use."""
-    from dpo_tui.campaign.engine import report_from_dict
+    from dpo_tui.campaign.specs import report_from_dict
 
     return agent.initial_messages(task, report_from_dict(baseline_report), templates)
 

@@ -13,15 +13,16 @@ import math
 import time
 from datetime import UTC, datetime
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import together
-
-from dpo_tui.campaign.mgmt import Mgmt
 from dpo_tui.campaign.state.train import ENDPOINTS
 from dpo_tui.errors import BudgetCapReached, InputError
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import format_ts
+
+if TYPE_CHECKING:  # the SDK (~0.7 s to import) only where an endpoint is called: audit reads
+    # billed_minutes/minute_cost from here
+    from dpo_tui.campaign.mgmt import Mgmt
 
 READY, STOPPED = "DEPLOYMENT_STATE_READY", "DEPLOYMENT_STATE_STOPPED"
 FAILED = ("DEPLOYMENT_STATE_FAILED",)
@@ -151,6 +152,8 @@ def reuse(campaign: Campaign, m: Mgmt, *, run_id: str, role: str, ready_timeout_
                if e.get("run_id") == run_id and e.get("role") == role and e.get("deployment_id")), None)
     if ep is None:
         return None
+    import together
+
     client = m.client
     try:
         state = m.call("deployments.retrieve", client.endpoints.deployments.retrieve, ep["deployment_id"],
@@ -231,6 +234,8 @@ def stop(campaign: Campaign, m: Mgmt, endpoint_id: str, *, reason: str, actor: s
     ep = endpoint_record(campaign, endpoint_id)
     if ep["state"] == "stopped":
         return
+    import together
+
     dep_id = ep["deployment_id"]
     client = m.client
     try:
