@@ -29,11 +29,13 @@ def refused_by_cap(what: str, estimate_usd: float, cap_usd: float, spend_usd: fl
 def pending(campaign: Campaign, plan: Plan, prices: PriceTable, stage: str, run_id: str, *,
             label_swap: bool = False) -> dict[str, Any]:
     """The decision `stage` waits for: {"decision", "stage", "what", "estimate_usd", "hold_usd",
-    "cap_usd", "spend_usd"}; InputError when the stage waits for none (already approved, or a
+    "cap_usd", "spend_usd", "commits" (a launch's pairs, model, hyperparameters and file, as its
+    confirmation words them)}; InputError when the stage waits for none (already approved, or a
     step that costs nothing must run first)."""
     from dpo_tui.campaign.runner import run_decision
     from dpo_tui.campaign.train import stale_export
 
+    commits: list[str] = []  # what the go commits to beyond its estimate (a launch: pairs, model, file)
     if stage == "rollouts":
         p = outlook.rollouts(campaign, plan)
         if p["phase"] == "pilot":
@@ -59,6 +61,7 @@ def pending(campaign: Campaign, plan: Plan, prices: PriceTable, stage: str, run_
                              "(free) first")
         what, est = f"Training {run_id}", p["estimated_usd"]
         hold = est
+        commits = outlook.launch_lines(outlook.launch(campaign, plan, run_id))
     elif stage == "eval":
         decision = run_decision("run_eval", run_id)
         p = outlook.evaluation(campaign, plan, prices, run_id, decision=decision)
@@ -68,7 +71,7 @@ def pending(campaign: Campaign, plan: Plan, prices: PriceTable, stage: str, run_
     else:
         raise InputError(f"--stage: one of {', '.join(STAGES)}, not {stage!r}")
     return {"decision": decision, "stage": stage, "what": what, "estimate_usd": est, "hold_usd": hold,
-            "cap_usd": p["cap_usd"], "spend_usd": p["spend_usd"]}
+            "cap_usd": p["cap_usd"], "spend_usd": p["spend_usd"], "commits": commits}
 
 
 def approve(campaign: Campaign, plan: Plan, prices: PriceTable, stage: str, run_id: str, *, reason: str,

@@ -124,8 +124,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
                               actor=actor, label_swap=label_swap and args.run_id is None)
         events = _appended(campaign, before)
     est = "no estimate logged" if p["estimate_usd"] is None else f"estimated ${p['estimate_usd']:.3f}"
-    return _report(args, events, f"{p['decision']} approved by {actor} ({est}); `dpo-tui run --plan P --db D` goes on "
-                   "from here")
+    return _report(args, events, "".join(f"{line}\n" for line in p["commits"]) +
+                   f"{p['decision']} approved by {actor} ({est}); `dpo-tui run --plan P --db D` goes on from here")
 
 
 def cmd_endpoint_stop(args: argparse.Namespace) -> int:

@@ -240,3 +240,26 @@ def test_the_twins_load_no_sdk_for_help():
     code = "import sys, dpo_tui.campaign.twins\nprint(sorted(m for m in ('together', 'textual') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
+
+
+def test_approving_a_launch_headless_prints_what_the_consoles_confirmation_shows(demo_template, tmp_path, capsys):
+    """`approve --stage train` commits the same launch as the console's dialog: it says so in
+    the dialog's own lines (pairs against the target, model, hyperparameters, file and hash)."""
+    from dpo_tui.campaign.runner import run_campaign
+    from dpo_tui.tui.session import Session
+    from tests.tui.conftest import copy_with_sim
+
+    db = copy_with_sim(demo_template, tmp_path)
+    priced = run_campaign(demo_plan_path(), db, until="train")  # uploaded and priced: waits for the launch's go
+    assert priced.status == "waiting", priced.message
+    session = Session(db, actor="operator:alice")
+    try:
+        dialog = session.launch_lines(session.train_plan()["launch"])
+    finally:
+        session.close()
+    capsys.readouterr()
+    assert main(["approve", "--db", str(db), "--stage", "train", "--reason", "launch as priced", "--actor", "alice"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:-1] == dialog and len(dialog) == 4
+    assert dialog[0].startswith("pairs: ") and "against the plan's target of" in dialog[0]
+    assert "sha256 " in dialog[3] and out[-1].startswith("launch_training approved by operator:alice (estimated $")
