@@ -15,7 +15,7 @@ from dpo_tui.campaign.plan import demo_plan_path, load_plan
 from dpo_tui.events.audit import audit
 from dpo_tui.events.campaign import Campaign
 from tests.conftest import run_dpo_tui
-from tests.tui.conftest import copy_with_sim, trained_template  # noqa: F401 - the session's trained demo
+from tests.tui.conftest import copy_with_sim, demo_template, trained_template  # noqa: F401 - the session's trained demo (and the demo it continues)
 
 SMALL_ENDPOINT = {"sim_seed = 7": "sim_seed = 7\nsim_replica_slots = 2\nsim_serving_scale = 0.05"}
 
