@@ -40,7 +40,7 @@ async def test_header_body_and_bar_agree_while_the_pilot_runs_and_while_paused(s
         await wait_for(pilot, agree_running, timeout=60, step=0.05)
         assert "pilot running" in screen_text(app)
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.engine.progress.status == "paused", timeout=10)
+        await wait_for(pilot, lambda: app.engine.progress.status == "paused", timeout=60)
         # no settle() here: it waits for the workers, and the paused stage's worker waits for us
 
         def finished() -> int:
@@ -51,7 +51,7 @@ async def test_header_body_and_bar_agree_while_the_pilot_runs_and_while_paused(s
             text = screen_text(app)
             return _shown(app) == ((finished(), PILOT),) * 3 and "[pilot paused]" in text and "ETA paused" in text
 
-        await wait_for(pilot, agree_paused, timeout=20, step=0.1)
+        await wait_for(pilot, agree_paused, timeout=60, step=0.1)
         text = screen_text(app)
         assert _shown(app) == ((finished(), PILOT),) * 3, text
         await pilot.press("space")
