@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 from dpo_tui.domain.yields import Outcome, concentration_draws, task_pairs_curve
 
-MIN_GAIN = 0.05  # expected new kept pairs per rollout below which a task stops
+MIN_GAIN = 0.1  # expected new kept pairs per rollout below which a task stops (uniform QuixBugs: ~0.125)
 CEILING_FACTOR = 3  # a task gets at most this many times rollouts_per_task
 ALLOC_DRAWS = 200
 REASONS = ("floor", "yield", "stopped", "ceiling")
