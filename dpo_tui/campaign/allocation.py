@@ -94,3 +94,40 @@ def allocated_ids(state: CampaignState) -> list[tuple[str, int]]:
     """(task, k) of every rollout the allocation has given so far."""
     a: AllocationState = state.part(ALLOCATION)
     return [(t, k) for t, n in sorted(a.allocated.items()) for k in range(n)]
+
+
+def forecast(state: CampaignState, plan: Plan, train: int) -> dict[str, Any]:
+    """The allocation the plan uses and where it stands, for the Budget and Rollouts panes and
+    `rollouts --json`: under yield, the rounds so far, what they allocated of the total, the
+    tasks closed, and the kept pairs the rounds expect (domain.yields' urn through the funnel,
+    each task at its allocated count, summed from its latest decision; None before round 2)."""
+    r = plan.rollouts
+    total = train * r.rollouts_per_task
+    out: dict[str, Any] = {"allocation": r.allocation, "total": total, "rollouts_per_task": r.rollouts_per_task}
+    if r.allocation != "yield":
+        return out
+    a: AllocationState = state.part(ALLOCATION)
+    latest: dict[str, dict[str, Any]] = {}
+    for rnd in sorted(a.by_round):
+        if rnd > 1:
+            for d in a.by_round[rnd]:
+                latest[d["task_id"]] = d
+    closed = list(a.closed.values())
+    return out | {"floor": r.floor_rollouts, "ceiling": CEILING_FACTOR * r.rollouts_per_task, "rounds": a.rounds,
+                  "allocated": a.total(), "complete": a.complete(total), "stopped": closed.count("stopped"),
+                  "at_ceiling": closed.count("ceiling"),
+                  "expected_pairs": sum(d["expected_pairs"] for d in latest.values()) if latest else None}
+
+
+def forecast_line(f: dict[str, Any]) -> str:
+    """`forecast` in one line, as both panes say it."""
+    if f["allocation"] != "yield":
+        return f"allocation: uniform, {f['rollouts_per_task']} rollouts per train task ({f['total']} in all)"
+    line = (f"allocation: yield (floor {f['floor']}, at most {f['ceiling']} per task, {f['total']} in all): ")
+    if not f["rounds"]:
+        return line + "rounds start after the pilot"
+    line += (f"round {f['rounds']}, {f['allocated']} of {f['total']} allocated, {f['stopped']} tasks stopped"
+             + (f", {f['at_ceiling']} at their ceiling" if f["at_ceiling"] else ""))
+    if f["expected_pairs"] is not None:
+        line += f"; ~{f['expected_pairs']:.1f} kept pairs expected from the rounds so far"
+    return line + ("; done" if f["complete"] else "")

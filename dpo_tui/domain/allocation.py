@@ -85,8 +85,10 @@ def _usd(costs: Mapping[str, Sequence[float]], task: str) -> float:
 def next_round(round_no: int, order: Sequence[str], allocated: Mapping[str, int], closed: set[str] | frozenset[str],
                outcomes: Mapping[str, Sequence[Outcome]], costs: Mapping[str, Sequence[float]],
                policy: Policy) -> list[Decision]:
-    """Round `round_no` (2 on): the decisions, closes first (in task order), then the tasks given
-    rollouts (in task order). Empty when the total is spent or every task is closed."""
+    """Round `round_no` (2 on): the decisions, closes first (in task order), then every open task
+    (in task order) with the rollouts it is given, 0 when others' gain per dollar was higher;
+    each says the task's expected kept pairs at its new count. Empty when the total is spent
+    or every task is closed."""
     remaining = policy.total - sum(allocated.values())
     open_tasks = [t for t in order if t not in closed]
     if remaining <= 0 or not open_tasks:
@@ -113,10 +115,9 @@ def next_round(round_no: int, order: Sequence[str], allocated: Mapping[str, int]
             curves[t] = curve[: room + 1]
     given = _greedy(order, curves, usd, size, policy.min_gain)
     out = list(closes)
-    for t in order:
-        g = given.get(t, 0)
-        if g:
-            c = curves[t]
+    for t in order:  # every open task, those ranked out of this round with 0 (the forecast sums them all)
+        if t in curves:
+            g, c = given.get(t, 0), curves[t]
             out.append(Decision(t, g, allocated.get(t, 0) + g, c[g] - c[0], c[g], usd[t], "yield"))
     return out
 

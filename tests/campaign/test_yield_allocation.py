@@ -127,3 +127,17 @@ def test_a_resume_from_a_log_cut_mid_round_reruns_nothing_that_finished(yield_ca
                                                             if p["round"] <= 2]  # rounds 1-2 not decided again
     code, report = audit_json(cli, cut)
     assert code == 0, report["problems"]
+
+
+@pytest.mark.anyio
+async def test_budget_and_rollouts_say_which_allocation_runs_and_what_its_rounds_expect(yield_campaign, tmp_path):
+    from tests.tui.conftest import make_app, wait_for
+    from tests.tui.screen_text import screen_text
+
+    db = copy_campaign_file(yield_campaign[1], tmp_path / "c.db")
+    app = make_app(db, readonly=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: "allocation: yield (floor 1, at most 6 per task" in screen_text(app))
+        assert "kept pairs expected from the rounds so far" in screen_text(app)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: "allocation: yield" in screen_text(app) and "done" in screen_text(app))
