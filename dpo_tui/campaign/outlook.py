@@ -75,7 +75,7 @@ def rollouts(campaign: Campaign, plan: Plan) -> dict[str, Any]:
             "pilot_usd": pilot_usd,
             "hold_usd": pilot_usd if not pilot_done else rollouts_usd(latest or _zero(), total - finished, total),
             "spend_usd": st.parts["spend"].total_usd, "cap_usd": cap_in_force(campaign, plan),
-            "approved": st.part(PLAN).has("approve_rollouts")}
+            "approved": st.part(PLAN).has("approve_rollouts"), "allocation": plan.rollouts.allocation}
 
 
 def _zero() -> dict[str, Any]:
