@@ -80,13 +80,14 @@ def _run(folder: Path, quixbugs: Path, allocation: str, *, quick: bool, generato
 
 
 def measure_alloc(quick: bool, *, quixbugs: Path | None = None, generator: str = "serverless",
-                  say=lambda *a: None) -> dict:  # noqa: ANN001
+                  keep: Path | None = None, say=lambda *a: None) -> dict:  # noqa: ANN001
+    """`keep`: leave the two campaigns there (else in a temporary folder, removed)."""
     quixbugs = quixbugs or SHARED / "quixbugs"
     out: dict = {"generator": generator, "quick": quick}
     with tempfile.TemporaryDirectory() as tmp:
         for allocation in ("uniform", "yield"):
-            folder = Path(tmp) / allocation
-            folder.mkdir()
+            folder = (keep or Path(tmp)) / allocation
+            folder.mkdir(parents=True, exist_ok=True)
             r = _run(folder, quixbugs, allocation, quick=quick, generator=generator)
             say(f"{allocation}: {r['kept_pairs']} kept pairs from {r['rollouts']} rollouts "
                 f"({r['tasks_with_pairs']} tasks), ${r['usd']:.4f}, {r['pairs_per_usd']} pairs/$ "
@@ -105,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print only the final JSON line")
     ap.add_argument("--generator", choices=sorted(GENERATORS), default="serverless",
                     help="serverless: the 7B Turbo, per token; dedicated: the 72B Turbo on its own endpoint, per minute")
+    ap.add_argument("--keep", type=Path, help="keep the two campaign files in this folder")
     args = ap.parse_args(argv)
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
-    out = measure_alloc(args.quick, quixbugs=args.quixbugs, generator=args.generator, say=say)
+    out = measure_alloc(args.quick, quixbugs=args.quixbugs, generator=args.generator, keep=args.keep, say=say)
     say(f"yield / uniform kept pairs per dollar: {out['yield_over_uniform']} (goal in issue 21: >= 1.5)")
     print(json.dumps(out))
     return 0
