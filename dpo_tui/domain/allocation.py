@@ -8,7 +8,9 @@ allocation runs in rounds over the same total (train tasks x rollouts_per_task):
   round n   once every rollout allocated before has finished, up to `round_size` rollouts go,
             one at a time, to the open task with the most expected new kept pairs per expected
             dollar: E[pairs | k + 1 rollouts] - E[pairs | k] from the task's outcomes so far
-            through domain.yields' Polya urn and the funnel's own rules (a seeded Monte Carlo,
+            through domain.yields' Polya urn and the funnel's own rules (a drawn repeat of the
+            task's own outcome repeats its program as often as its rollouts did, shrunk toward
+            the pooled share: `repeat_shares`; a seeded Monte Carlo,
             the seed derived from the plan's seed, the round and the task), divided by the
             task's mean cost per rollout so far. A task whose next rollout is expected to add
             fewer than `min_gain` kept pairs stops for good (`stopped`); one at `ceiling`
@@ -26,7 +28,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from dpo_tui.domain.yields import Outcome, concentration_draws, task_pairs_curve
+from dpo_tui.domain.yields import Outcome, concentration_draws, repeat_shares, task_pairs_curve
 
 MIN_GAIN = 0.1  # expected new kept pairs per rollout below which a task stops (uniform QuixBugs: ~0.125)
 CEILING_FACTOR = 3  # a task gets at most this many times rollouts_per_task
@@ -96,6 +98,7 @@ def next_round(round_no: int, order: Sequence[str], allocated: Mapping[str, int]
     pool = [o for t in order for o in outcomes.get(t, ())]
     cs = concentration_draws({t: list(outcomes.get(t, ())) for t in order if outcomes.get(t)}, policy.draws) \
         if pool else [1.0]
+    repeats = repeat_shares({t: list(outcomes.get(t, ())) for t in order})
     closes, curves, usd = [], {}, {}
     size = min(policy.round_size, remaining)
     for t in open_tasks:
@@ -105,7 +108,7 @@ def next_round(round_no: int, order: Sequence[str], allocated: Mapping[str, int]
         room = max(policy.ceiling - k, 0)
         curve = task_pairs_curve(own, min(max(room, 1), size), pool=pool, c=cs, min_margin=policy.min_margin,
                                  per_task_cap=policy.per_task_cap, seed=round_seed(policy.seed, round_no, t),
-                                 draws=policy.draws)
+                                 draws=policy.draws, repeat=repeats[t])
         gain = curve[1] - curve[0]
         if room == 0:
             closes.append(Decision(t, 0, k, gain, curve[0], usd[t], "ceiling"))

@@ -149,15 +149,33 @@ def _draw(urn: Sequence[Outcome], rng: random.Random, pool: Sequence[Outcome], c
     return Outcome(src.passed, src.score, program)
 
 
+def repeat_shares(tasks: Mapping[str, Sequence[Outcome]], weight: float = 3.0) -> dict[str, float]:
+    """Each task's chance that a drawn repeat of its own outcome repeats its program too: its own
+    share of same-program pairs shrunk toward the pooled share with `weight` pairs' worth of
+    prior (two rollouts alone say 0 or 1; one says nothing, and would forecast every further
+    rollout a new program, which dedupe then drops)."""
+    def pairs(outs: Sequence[Outcome]) -> tuple[int, int]:
+        k = len(outs)
+        return sum(outs[i].program == outs[j].program for i in range(k) for j in range(i + 1, k)), k * (k - 1) // 2
+
+    counts = {t: pairs(o) for t, o in tasks.items()}
+    same, total = sum(s for s, _ in counts.values()), sum(n for _, n in counts.values())
+    pooled = same / total if total else 0.0
+    return {t: (s + weight * pooled) / (n + weight) for t, (s, n) in counts.items()}
+
+
 def task_pairs_curve(own: Sequence[Outcome], extra: int, *, pool: Sequence[Outcome], c: Sequence[float],
-                     min_margin: float, per_task_cap: int | None, seed: int, draws: int = DRAWS) -> list[float]:
+                     min_margin: float, per_task_cap: int | None, seed: int, draws: int = DRAWS,
+                     repeat: float | None = None) -> list[float]:
     """E[kept pairs] of a task with len(own), len(own) + 1, ..., len(own) + extra rollouts, every
     count on the same Monte Carlo draws (each draw's urn extended one outcome at a time), so
-    the differences are marginal gains, not two estimates' noise."""
+    the differences are marginal gains, not two estimates' noise. `repeat`: the chance a
+    drawn repeat of an own outcome repeats its program (default: the task's own share)."""
     now = float(kept_pairs(own, min_margin=min_margin, per_task_cap=per_task_cap))
     if extra <= 0 or not (own or pool):
         return [now] * (extra + 1)
-    repeat, rng = _repeat_share(own), random.Random(seed)
+    repeat = _repeat_share(own) if repeat is None else repeat
+    rng = random.Random(seed)
     sums = [0.0] * extra
     for d in range(draws):
         urn, cd = list(own), c[d % len(c)]
