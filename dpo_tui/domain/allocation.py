@@ -7,7 +7,8 @@ allocation runs in rounds over the same total (train tasks x rollouts_per_task):
   round 1   every train task gets its floor (and the pilot's rollouts of it, already run)
   round n   once every rollout allocated before has finished, up to `round_size` rollouts go,
             one at a time, to the open task with the most expected new kept pairs per expected
-            dollar: E[pairs | k + 1 rollouts] - E[pairs | k] from the task's outcomes so far
+            dollar (the next rollout's cost as the same urn draws it: `_usd`):
+            E[pairs | k + 1 rollouts] - E[pairs | k] from the task's outcomes so far
             through domain.yields' Polya urn and the funnel's own rules (a drawn repeat of the
             task's own outcome repeats its program as often as its rollouts did, shrunk toward
             the pooled share: `repeat_shares`; a seeded Monte Carlo,
@@ -78,9 +79,16 @@ def round_seed(seed: int, round_no: int, task_id: str) -> int:
     return random.Random(f"{seed}:allocation:{round_no}:{task_id}").getrandbits(32)
 
 
-def _usd(costs: Mapping[str, Sequence[float]], task: str) -> float:
-    own = costs.get(task) or [c for cs in costs.values() for c in cs]
-    mean = sum(own) / len(own) if own else 0.0
+def _usd(costs: Mapping[str, Sequence[float]], task: str, c: Sequence[float]) -> float:
+    """The expected cost of the task's next rollout as its urn draws it: its own mean cost with
+    weight k (its rollouts), the pooled mean with weight c (the mean concentration). A task
+    that only passed so far is cheap only while it keeps passing; a failure, which is what
+    would pair it, costs what the pool's rollouts cost."""
+    own, pooled = list(costs.get(task, ())), [x for cs in costs.values() for x in cs]
+    pool_mean = sum(pooled) / len(pooled) if pooled else 0.0
+    own_mean = sum(own) / len(own) if own else pool_mean
+    cbar = sum(c) / len(c) if c else 1.0
+    mean = (len(own) * own_mean + cbar * pool_mean) / (len(own) + cbar) if own or cbar else pool_mean
     return mean if mean > 0 else 1e-6
 
 
@@ -103,7 +111,7 @@ def next_round(round_no: int, order: Sequence[str], allocated: Mapping[str, int]
     size = min(policy.round_size, remaining)
     for t in open_tasks:
         k = allocated.get(t, 0)
-        usd[t] = _usd(costs, t)
+        usd[t] = _usd(costs, t, cs)
         own = list(outcomes.get(t, ()))
         room = max(policy.ceiling - k, 0)
         curve = task_pairs_curve(own, min(max(room, 1), size), pool=pool, c=cs, min_margin=policy.min_margin,
