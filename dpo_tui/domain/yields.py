@@ -151,14 +151,12 @@ def _draw(urn: Sequence[Outcome], rng: random.Random, pool: Sequence[Outcome], c
 
 def repeat_shares(tasks: Mapping[str, Sequence[Outcome]], weight: float = 3.0) -> dict[str, float]:
     """Each task's chance that a drawn repeat of its own outcome repeats its program too: its own
-    share of same-program pairs among its failing rollouts (the rejected side, the one dedupe
-    compares; passing programs repeat far more, and two passing sides are dropped anyway),
-    shrunk toward the pooled share with `weight` pairs' worth of prior (two rollouts alone say
-    0 or 1; one says nothing)."""
+    share of same-program pairs shrunk toward the pooled share with `weight` pairs' worth of
+    prior (two rollouts alone say 0 or 1; one says nothing, and would forecast every further
+    rollout a new program, which dedupe then drops)."""
     def pairs(outs: Sequence[Outcome]) -> tuple[int, int]:
-        fails = [o for o in outs if not o.passed]
-        k = len(fails)
-        return sum(fails[i].program == fails[j].program for i in range(k) for j in range(i + 1, k)), k * (k - 1) // 2
+        k = len(outs)
+        return sum(outs[i].program == outs[j].program for i in range(k) for j in range(i + 1, k)), k * (k - 1) // 2
 
     counts = {t: pairs(o) for t, o in tasks.items()}
     same, total = sum(s for s, _ in counts.values()), sum(n for _, n in counts.values())
