@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 from dpo_tui.campaign.pilot import pilot_size, rollouts_usd
 from dpo_tui.campaign.plan import Plan
+from dpo_tui.campaign.state.allocation import planned_rollouts
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.eval import EVAL, Decision
 from dpo_tui.campaign.state.pairs import PAIRS
@@ -64,7 +65,7 @@ def rollouts(campaign: Campaign, plan: Plan) -> dict[str, Any]:
         raise InputError("approve (freeze) the split first: rollouts run on the frozen train split")
     latest = b.calibrated or b.latest
     stage_usd = latest["by_stage"]["rollouts"]["usd"] if latest else None
-    total = len(split.split.train) * plan.rollouts.rollouts_per_task
+    total = planned_rollouts(st, plan.rollouts.allocation, len(split.split.train), plan.rollouts.rollouts_per_task)
     pilot_n = pilot_size(plan, len(split.split.train))
     pilot_done = b.calibrated is not None or pilot_n == 0
     finished = r.finished.get("rollouts", 0)
@@ -74,7 +75,7 @@ def rollouts(campaign: Campaign, plan: Plan) -> dict[str, Any]:
             "pilot_usd": pilot_usd,
             "hold_usd": pilot_usd if not pilot_done else rollouts_usd(latest or _zero(), total - finished, total),
             "spend_usd": st.parts["spend"].total_usd, "cap_usd": cap_in_force(campaign, plan),
-            "approved": st.part(PLAN).has("approve_rollouts")}
+            "approved": st.part(PLAN).has("approve_rollouts"), "allocation": plan.rollouts.allocation}
 
 
 def _zero() -> dict[str, Any]:
@@ -142,7 +143,7 @@ def rollout_stage(campaign: Campaign, plan: Plan | None) -> dict[str, Any]:
     st = campaign.state
     split = st.part(SPLIT)
     finished = st.part(ROLLOUTS).finished.get("rollouts", 0)
-    planned = (len(split.split.train) * plan.rollouts.rollouts_per_task
+    planned = (planned_rollouts(st, plan.rollouts.allocation, len(split.split.train), plan.rollouts.rollouts_per_task)
                if plan is not None and split.frozen and split.split is not None else None)
     short = planned is not None and finished < planned
     return {"finished": finished, "planned": planned,

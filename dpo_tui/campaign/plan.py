@@ -97,6 +97,25 @@ class RolloutsSection(_Section):
     endpoint_tokens_per_s: float = Field(
         1500, gt=0, description="a dedicated generator's prompt + completion tokens per second per replica at the "
         "rollouts' concurrency (a prior; the pilot measures it)")
+    allocation: Literal["uniform", "yield"] = Field(
+        "uniform", description="uniform: every train task gets rollouts_per_task; yield: the same total "
+        "(train tasks x rollouts_per_task) in rounds, each task its floor first, then each round's rollouts to the "
+        "tasks with the most expected new kept pairs per dollar (domain/allocation.py); a task unlikely to yield "
+        "more stops early, none gets more than 3 x rollouts_per_task")
+    floor: int | None = Field(
+        None, ge=1, description="yield allocation: rollouts every train task gets before any is allocated by yield "
+        "(at most rollouts_per_task); none: min(2, rollouts_per_task)")
+
+    @model_validator(mode="after")
+    def _floor_fits(self) -> RolloutsSection:
+        if self.floor is not None and self.floor > self.rollouts_per_task:
+            raise ValueError(f"floor = {self.floor} is more than rollouts_per_task = {self.rollouts_per_task}: the "
+                             "floor is part of the same total")
+        return self
+
+    @property
+    def floor_rollouts(self) -> int:
+        return self.floor if self.floor is not None else min(2, self.rollouts_per_task)
 
 
 class PriceOverride(_Section):

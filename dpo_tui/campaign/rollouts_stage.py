@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dpo_tui.campaign import preflight
-from dpo_tui.campaign import generator, warmup
+from dpo_tui.campaign import allocation, generator, warmup
 from dpo_tui.campaign.budget import budget_inputs, generator_hardware, inputs_json, pilot_outcomes
 from dpo_tui.campaign.cap import hold_stage
 from dpo_tui.campaign.engine import RolloutEngine, RolloutSpec
 from dpo_tui.campaign.pilot import pilot_plan, rollouts_usd
+from dpo_tui.campaign.state.allocation import ALLOCATION, finished_paid, planned_rollouts
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
@@ -24,6 +25,7 @@ from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
 from dpo_tui.errors import Stopped
 from dpo_tui.events.campaign import Campaign
+from dpo_tui.events.store import NewEvent
 from dpo_tui.tasks.sandbox import Limits
 
 if TYPE_CHECKING:
@@ -31,17 +33,54 @@ if TYPE_CHECKING:
 
 
 def rollout_specs(ctx: Ctx) -> list[RolloutSpec]:
-    """Every paid rollout, round-robin over the train tasks in a seeded order (the pilot is
-    chosen from these by `pilot_specs`). Seeds are distinct and fixed by the plan."""
+    """Every paid rollout of a uniform allocation, round-robin over the train tasks in a seeded
+    order (the pilot is chosen from these by `pilot_specs`). Seeds are distinct and fixed by the
+    plan: rollout k of a task has the same id and seed under either allocation."""
+    order = allocation.train_order(ctx.plan, ctx.campaign.state.part(SPLIT).split.train)
+    return [_spec(ctx, order, t, k) for k in range(ctx.plan.rollouts.rollouts_per_task) for t in order]
+
+
+def _spec(ctx: Ctx, order: list[str], task_id: str, k: int) -> RolloutSpec:
     r = ctx.plan.rollouts
-    train = sorted(ctx.campaign.state.part(SPLIT).split.train)
-    random.Random(f"{r.seed}:order").shuffle(train)
-    specs = []
-    for k in range(r.rollouts_per_task):
-        for task_id in train:
-            specs.append(RolloutSpec(f"{task_id}/r{k}", ctx.tasks.pool[task_id], "rollouts", ctx.plan.models.generator,
-                                     r.seed + len(specs), r.max_iters, r.reflections, r.temperature, r.max_tokens))
-    return specs
+    return RolloutSpec(allocation.rollout_id(task_id, k), ctx.tasks.pool[task_id], "rollouts",
+                       ctx.plan.models.generator, allocation.rollout_seed(ctx.plan, order, task_id, k), r.max_iters,
+                       r.reflections, r.temperature, r.max_tokens)
+
+
+def _program(ctx: Ctx) -> Callable[[str], str]:
+    by_id = ctx.campaign.state.part(ROLLOUTS).by_id
+    return lambda rid: ctx.campaign.store.event_at(by_id[rid].finished["seq"]).payload["final_program"]
+
+
+async def _yield_rounds(ctx: Ctx, engines: list[RolloutEngine], with_model) -> None:  # noqa: ANN001
+    """The yield allocation after the pilot: run what is allocated and unfinished (a resume
+    reruns nothing that finished), then decide the next round from every outcome so far and
+    log it before its rollouts start, until the total is spent or every task is closed."""
+    order = allocation.train_order(ctx.plan, ctx.campaign.state.part(SPLIT).split.train)
+    while True:
+        st = ctx.campaign.state
+        a = st.part(ALLOCATION)
+        todo = [_spec(ctx, order, t, k) for t, k in allocation.allocated_ids(st)]
+        if _todo(ctx, todo):
+            await run_specs(ctx, await with_model(todo), f"rollouts round {a.rounds}", engines=engines)
+        round_no = a.rounds + 1
+        decisions = allocation.round_decisions(st, ctx.plan, order, round_no, finished_paid(st), a, _program(ctx))
+        if not decisions:
+            break
+        ctx.campaign.append_batch([NewEvent("rollouts.allocated", p, actor="system")
+                                   for p in allocation.payloads(round_no, decisions)])
+        given = sum(d.rollouts for d in decisions)
+        closed = [f"{d.task_id} {d.reason}" for d in decisions if d.reason in ("stopped", "ceiling")]
+        why = ("each task its floor, the pilot's rollouts included" if round_no == 1 else
+               f"expected +{sum(d.expected_gain for d in decisions if d.rollouts):.1f} kept pairs")
+        ctx.progress.say(f"allocation: round {round_no} gives {given} rollouts to "
+                         f"{sum(1 for d in decisions if d.rollouts)} tasks ({why})"
+                         + (f"; closed: {', '.join(closed)}" if closed else ""))
+    a = ctx.campaign.state.part(ALLOCATION)
+    total = allocation.policy(ctx.plan, len(order)).total
+    if a.total() < total:
+        ctx.progress.say(f"allocation: done after {a.rounds} rounds with {a.total()} of {total} rollouts: every "
+                         "task stopped or reached its ceiling (the rest is not spent)")
 
 
 async def run_specs(ctx: Ctx, specs: list[RolloutSpec], label: str,
@@ -169,6 +208,10 @@ def unfinished_usd(ctx: Ctx, specs: list[RolloutSpec], estimate: dict[str, Any])
     total = len(rollout_specs(ctx)) or 1
     by_id = ctx.campaign.state.part(ROLLOUTS).by_id
     todo = sum(1 for s in specs if by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None)
+    if ctx.plan.rollouts.allocation == "yield" and len(specs) == total:  # the whole stage, ids as allocated
+        st = ctx.campaign.state
+        train = len(st.part(SPLIT).split.train)
+        todo = max(0, planned_rollouts(st, "yield", train, ctx.plan.rollouts.rollouts_per_task) - len(finished_paid(st)))
     usd = estimate["by_stage"]["rollouts"]["usd"]
     running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
     if not generator.dedicated(ctx.plan) or not todo or running:
@@ -183,12 +226,22 @@ def _todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
     return any(by_id.get(s.rollout_id) is None or by_id[s.rollout_id].finished is None for s in specs)
 
 
+def _stage_todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
+    """Whether the stage has rollouts left to run (under yield allocation: to allocate or run)."""
+    if ctx.plan.rollouts.allocation != "yield":
+        return _todo(ctx, specs)
+    st = ctx.campaign.state
+    planned = planned_rollouts(st, "yield", len(st.part(SPLIT).split.train), ctx.plan.rollouts.rollouts_per_task)
+    return len(finished_paid(st)) < planned
+
+
 async def stage_rollouts(ctx: Ctx) -> None:
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
     left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())
-    if _todo(ctx, specs) or left_running:  # a finished stage makes no call (the eval stops what is left by name)
-        await generator.stop_leftovers(ctx, keep_one=_todo(ctx, specs))
+    todo = _stage_todo(ctx, specs)
+    if todo or left_running:  # a finished stage makes no call (the eval stops what is left by name)
+        await generator.stop_leftovers(ctx, keep_one=todo)
     engines: list[RolloutEngine] = []
     try:
         await _rollouts_served(ctx, specs, engines)
@@ -234,10 +287,16 @@ async def _rollouts_phases(ctx: Ctx, specs: list[RolloutSpec], engines: list[Rol
         power = power_text(ctx)
         if not ctx.campaign.state.part(PLAN).has("approve_rollouts"):
             ctx.progress.say(f"rollouts: {power}")
+        by_yield = ctx.plan.rollouts.allocation == "yield"
+        more = (f"up to {len(specs) - n_pilot} more rollouts, allocated by expected pair yield in rounds"
+                if by_yield else f"{len(specs) - n_pilot} more rollouts")
         ctx.decide("approve_rollouts", "rollouts", ctx.plan.decisions.approve_rollouts,
-                   f"start {len(specs) - n_pilot} more rollouts (estimated ${cost:.2f} for the stage; {power})", cost)
+                   f"start {more} (estimated ${cost:.2f} for the stage; {power})", cost)
         hold_stage(ctx.campaign, "rollouts", unfinished_usd(ctx, specs, cal),
                    f"the remaining rollouts ({len(specs) - n_pilot} after the pilot)")
-        await run_specs(ctx, await with_model(specs), "rollouts", engines=engines)
+        if by_yield:
+            await _yield_rounds(ctx, engines, with_model)
+        else:
+            await run_specs(ctx, await with_model(specs), "rollouts", engines=engines)
 
 

@@ -286,7 +286,10 @@ def resume_point(ctx: Ctx) -> str | None:
         return "budget"
     if not split.frozen:
         return "split"
-    planned = len(split.split.train) * ctx.plan.rollouts.rollouts_per_task
+    from dpo_tui.campaign.state.allocation import planned_rollouts
+
+    r = ctx.plan.rollouts
+    planned = planned_rollouts(st, r.allocation, len(split.split.train), r.rollouts_per_task)
     if st.part(ROLLOUTS).finished.get("rollouts", 0) < planned:
         return "rollouts"
     if st.part(PAIRS).export is None:

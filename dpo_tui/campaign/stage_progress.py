@@ -20,6 +20,7 @@ from typing import Any
 
 from dpo_tui.campaign.pilot import pilot_size
 from dpo_tui.campaign.plan import Plan
+from dpo_tui.campaign.state.allocation import planned_rollouts
 from dpo_tui.campaign.state.budget import BUDGET
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
@@ -163,7 +164,8 @@ def campaign_progress(state: CampaignState, *, plan: Plan | None = None, run_id:
     plan = plan or recorded_plan(state)
     r, split = state.part(ROLLOUTS), state.part(SPLIT)
     train = len(split.split.train) if split.split is not None else 0
-    planned = train * plan.rollouts.rollouts_per_task if plan is not None and train else None
+    planned = (planned_rollouts(state, plan.rollouts.allocation, train, plan.rollouts.rollouts_per_task)
+               if plan is not None and train else None)
     pilot_planned = pilot_size(plan, train) if plan is not None and train else None
     stage = "rollouts"
     fin, started = r.finished.get(stage, 0), r.started.get(stage, 0)

@@ -117,9 +117,7 @@ def task_expected_pairs(own: Sequence[Outcome], rollouts: int, *, pool: Sequence
     extra = rollouts - len(keep)
     if extra <= 0 or not (keep or pool):
         return float(kept_pairs(keep, min_margin=min_margin, per_task_cap=per_task_cap))
-    k = len(own)
-    same = sum(own[i].program == own[j].program for i in range(k) for j in range(i + 1, k))
-    repeat = same / (k * (k - 1) / 2) if k > 1 else 0.0
+    repeat = _repeat_share(own)
     rng = random.Random(seed)
     random_, choice = rng.random, rng.choice
     cs = [c] if isinstance(c, (int, float)) else list(c)
@@ -165,6 +163,62 @@ def _kept(urn: list[tuple[bool, float, str | int]], min_margin: float, per_task_
             continue
         kept += 1
     return kept if per_task_cap is None else min(kept, per_task_cap)
+
+
+def _repeat_share(own: Sequence[Outcome]) -> float:
+    """How often two of the task's own rollouts ended with the same program."""
+    k = len(own)
+    same = sum(own[i].program == own[j].program for i in range(k) for j in range(i + 1, k))
+    return same / (k * (k - 1) / 2) if k > 1 else 0.0
+
+
+def _draw(urn: Sequence[Outcome], rng: random.Random, pool: Sequence[Outcome], cd: float, repeat: float,
+          fresh: str) -> Outcome:
+    """The urn's next outcome: one of its own with weight len(urn), else one from the pool."""
+    own_draw = bool(urn) and (not pool or (not math.isinf(cd) and rng.random() * (len(urn) + cd) < len(urn)))
+    if own_draw:
+        src = rng.choice(urn)
+        program = src.program if rng.random() < repeat else fresh
+    else:
+        src = rng.choice(pool)
+        program = fresh
+    return Outcome(src.passed, src.score, program)
+
+
+def repeat_shares(tasks: Mapping[str, Sequence[Outcome]], weight: float = 3.0) -> dict[str, float]:
+    """Each task's chance that a drawn repeat of its own outcome repeats its program too: its own
+    share of same-program pairs shrunk toward the pooled share with `weight` pairs' worth of
+    prior (two rollouts alone say 0 or 1; one says nothing, and would forecast every further
+    rollout a new program, which dedupe then drops)."""
+    def pairs(outs: Sequence[Outcome]) -> tuple[int, int]:
+        k = len(outs)
+        return sum(outs[i].program == outs[j].program for i in range(k) for j in range(i + 1, k)), k * (k - 1) // 2
+
+    counts = {t: pairs(o) for t, o in tasks.items()}
+    same, total = sum(s for s, _ in counts.values()), sum(n for _, n in counts.values())
+    pooled = same / total if total else 0.0
+    return {t: (s + weight * pooled) / (n + weight) for t, (s, n) in counts.items()}
+
+
+def task_pairs_curve(own: Sequence[Outcome], extra: int, *, pool: Sequence[Outcome], c: Sequence[float],
+                     min_margin: float, per_task_cap: int | None, seed: int, draws: int = DRAWS,
+                     repeat: float | None = None) -> list[float]:
+    """E[kept pairs] of a task with len(own), len(own) + 1, ..., len(own) + extra rollouts, every
+    count on the same Monte Carlo draws (each draw's urn extended one outcome at a time), so
+    the differences are marginal gains, not two estimates' noise. `repeat`: the chance a
+    drawn repeat of an own outcome repeats its program (default: the task's own share)."""
+    now = float(kept_pairs(own, min_margin=min_margin, per_task_cap=per_task_cap))
+    if extra <= 0 or not (own or pool):
+        return [now] * (extra + 1)
+    repeat = _repeat_share(own) if repeat is None else repeat
+    rng = random.Random(seed)
+    sums = [0.0] * extra
+    for d in range(draws):
+        urn, cd = list(own), c[d % len(c)]
+        for j in range(extra):
+            urn.append(_draw(urn, rng, pool, cd, repeat, f"\0draw {d}.{j}"))
+            sums[j] += kept_pairs(urn, min_margin=min_margin, per_task_cap=per_task_cap)
+    return [now] + [v / draws for v in sums]
 
 
 def expected_pairs(pilot: Mapping[str, Sequence[Outcome]], *, train_tasks: int, rollouts: int, min_margin: float,

@@ -34,6 +34,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state.split",
     "dpo_tui.campaign.state.tasks",
     "dpo_tui.campaign.state.rollouts",
+    "dpo_tui.campaign.state.allocation",
     "dpo_tui.campaign.state.pairs",
     "dpo_tui.campaign.state.train",
     "dpo_tui.campaign.state.metrics",
@@ -42,6 +43,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state.api",
     "dpo_tui.campaign.rederive",
     "dpo_tui.campaign.rederive_spend",
+    "dpo_tui.campaign.rederive_alloc",
 )
 
 

@@ -153,7 +153,9 @@ class OperatorActions:
             return
         else:
             left = p["total"] - p["pilot_rollouts"]
-            body = (f"Start the rollouts: {left} more (of {p['total']}), estimated ${p['stage_usd'] or 0:.3f} for "
+            more = (f"up to {left} more (of {p['total']}), allocated in rounds by expected pair yield"
+                    if p.get("allocation") == "yield" else f"{left} more (of {p['total']})")
+            body = (f"Start the rollouts: {more}, estimated ${p['stage_usd'] or 0:.3f} for "
                     f"the stage ({'calibrated by the pilot' if p['calibrated'] else 'uncalibrated'}).\n\n"
                     f"{self.session.power_text()}\n\n{money}")
             decision, estimate, title = "approve_rollouts", p["stage_usd"], "Start the rollouts?"

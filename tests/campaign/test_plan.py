@@ -22,7 +22,7 @@ def test_the_demo_plan_is_valid_and_hash_is_stable():
 
 
 @pytest.mark.parametrize("edit,needle", [
-    (("max_iters = 4", "max_iter = 4"), "rollouts.max_iter: unknown field (allowed: concurrency, endpoint_tokens_per_s, max_iters"),
+    (("max_iters = 4", "max_iter = 4"), "rollouts.max_iter: unknown field (allowed: allocation, concurrency, endpoint_tokens_per_s, floor, max_iters"),
     (("max_iters = 4", 'max_iters = "four"'), "rollouts.max_iters: Input should be a valid integer"),
     (("max_iters = 4", "max_iters = 0"), "rollouts.max_iters: Input should be greater than or equal to 1 (got 0)"),
     (("cap_usd = 5.00", "cap_usd = 0"), "budget.cap_usd: Input should be greater than 0 (got 0)"),

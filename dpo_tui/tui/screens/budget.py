@@ -29,6 +29,20 @@ def _usd(x: float | None) -> str:
     return "-" if x is None else f"${x:,.2f}"
 
 
+def allocation_line(s) -> str | None:  # noqa: ANN001 - the console's session
+    """Which allocation the plan uses and where it stands (campaign/allocation.forecast)."""
+    from dpo_tui.campaign import allocation
+    from dpo_tui.campaign.state.split import SPLIT
+
+    if s.plan is None:
+        return None
+    with s.lock:
+        split = s.campaign.state.part(SPLIT).split
+        train = len(split.train) if split is not None else 0
+        f = allocation.forecast(s.campaign.state, s.plan.plan, train)
+    return allocation.forecast_line(f)
+
+
 class BudgetPane(StagePane):
     stage = "budget"
     BINDINGS = [Binding("ctrl+r", "app.record_estimate", "Record estimate", id="budget.record"),
@@ -128,10 +142,14 @@ class BudgetPane(StagePane):
         if yld:
             line = (f"pair yield: pilot pass rate {yld.get('pass_rate', 0):.0%}, ~{yld.get('expected_pairs', 0):.0f} "
                     f"pairs expected of {yld.get('target_pairs', '?')} wanted")
+            if s.plan is not None and s.plan.plan.rollouts.allocation == "yield":
+                line += f" (at a uniform {yld.get('rollouts_per_task', '?')} per task: the rounds below re-forecast)"
             if yld.get("warning"):
                 line += f" - {yld['warning']}"
         else:
             line = "pair yield: after the pilot (r runs it; its calibrated estimate appears in '$ calib')"
+        if alloc := allocation_line(s):
+            line += f"\n{alloc}"
         self.query_one("#budget-yield", Static).update(line)
         self._show_power()
 

@@ -15,6 +15,7 @@ from dpo_tui.campaign.stage_progress import StableRate, live_rates
 from dpo_tui.campaign.state.rollouts import ROLLOUTS, RolloutRecord
 from dpo_tui.provider.events import CALLS
 from dpo_tui.tui.screens.base import StagePane
+from dpo_tui.tui.screens.budget import allocation_line
 from dpo_tui.tui.views import progress
 
 NAME_W = 30  # `suite/task` names: QuixBugs' and HumanEvalFix's longest fit, with `/r12` after them
@@ -46,6 +47,7 @@ class RolloutsPane(StagePane):
                 yield Static("", id="roll-progress")
                 yield ProgressBar(total=1, id="roll-bar", show_eta=False)  # never indeterminate: no animation
                 yield Static("", id="roll-rates")
+                yield Static("", id="roll-alloc")
             with Vertical(id="roll-sparks"):
                 yield Static("spend", classes="spark-label")
                 yield Sparkline([], id="spark-spend")
@@ -172,6 +174,7 @@ class RolloutsPane(StagePane):
         self.set_text("#roll-rates",
                       f"pass {pass_s}  spend ${spend:.3f} ({rate})  tokens {tokens:,}  retries {retries}  "
                       f"errors {failed + eng.get('errors', 0)}  in flight {in_flight}  {eta}", layout=False)
+        self.set_text("#roll-alloc", allocation_line(s) or "", layout=False)
         spend_data = [x[1] for x in samples[-40:]] or [0]
         pass_data = [x[3] / x[2] if x[2] else 0 for x in samples[-40:]] or [0]
         if self.query_one("#roll-tasks", DataTable).display:
