@@ -65,7 +65,8 @@ async def test_the_shell_shows_the_tabs_and_a_progress_line_then_refuses_writes_
             await settle(pilot)
             assert app.active_stage == "split"  # the tab chosen while opening is kept
             text = screen_text(app)
-            assert "opening the campaign" not in text and "split:" in text.splitlines()[1], text
+            assert "opening the campaign ..." not in text and not app.query(".opening"), text  # the line is gone
+            assert "split:prop" in text.splitlines()[1] and "13 train, 5 test" in text, text  # the header, the pane
             assert "Approve" in footer(app)
             await pilot.press("A")  # now it asks, as before
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
