@@ -142,7 +142,7 @@ class DpoApp(OperatorActions, Opening, App):
             self.start_console("budget")
         else:
             self.query_one(CampaignHeader).update("dpo-tui: opening the campaign ...")
-            self.open_in_background()
+            self.call_after_refresh(self.open_in_background)  # after the shell is painted: no race for the GIL
 
     def start_console(self, stage: str) -> None:
         """The session is open and the panes are in: follow the log, draw, land on a pane."""

@@ -13,6 +13,7 @@ asked; a test's may wait on an event so it can look at the shell).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from collections.abc import Callable
@@ -95,19 +96,17 @@ class Opening:
             pass  # the app quit meanwhile: run_tui closes the session
 
     async def install_panes(self, session: Session) -> None:
-        """Mount the panes one at a time (keys, quit among them, are handled in between), the
-        visible one first; then the console starts as it does with a session given."""
+        """Mount the panes (keys, quit among them, are handled in between), the visible one
+        first; then the console starts as it does with a session given."""
         if not self.is_running:  # type: ignore[attr-defined]
             return
         self.session = session
         active = self.active_stage  # type: ignore[attr-defined]
         order = sorted(STAGE_TABS, key=lambda kl: kl[0] != active)
-        try:
-            for i, (key, _label) in enumerate(order):
-                self.shell_line(f"building the panes: {i + 1} of {len(order)} ...")
-                tab = self.query_one(f"#{key}", TabPane)  # type: ignore[attr-defined]
-                await tab.query(".opening").remove()
-                await tab.mount(pane_class(key)(id=f"pane-{key}"))
+        self.shell_line("building the panes ...")
+        try:  # the visible pane first, then the rest in one batch (one layout pass, not six)
+            for batch in (order[:1], order[1:]):
+                await asyncio.gather(*(self._mount_pane(key) for key, _label in batch))
         except Exception:
             if self.is_running and self.query("#stages"):  # type: ignore[attr-defined]
                 raise
@@ -117,6 +116,11 @@ class Opening:
         self.start_console(active)  # type: ignore[attr-defined]
         self.show_pane(active)  # type: ignore[attr-defined]
         self.refresh_bindings()  # type: ignore[attr-defined]
+
+    async def _mount_pane(self, key: str) -> None:
+        tab = self.query_one(f"#{key}", TabPane)  # type: ignore[attr-defined]
+        await tab.query(".opening").remove()
+        await tab.mount(pane_class(key)(id=f"pane-{key}"))
 
     def wait_opened(self) -> Session | None:
         """After the app exits: the session the opener made (None if it was never made), once
