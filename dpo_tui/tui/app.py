@@ -155,8 +155,18 @@ class DpoApp(OperatorActions, Opening, App):
         self.action_show_stage(stage)  # budget, or the tab chosen while opening
         if self.session.catching_up:
             self._catch_up()
+        else:
+            self._say_plan_error()
+
+    def _say_plan_error(self) -> None:
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
+
+    @property
+    def writes_wait(self) -> bool:
+        """Writes are refused for now: the console is still opening, or (writable) still
+        reading the log to its end."""
+        return not self.ready or (not self.session.readonly and self.session.catching_up)
 
     def run_mode(self) -> str | None:
         """running, paused, stopping or waiting (for the operator's decision): the header's
@@ -226,6 +236,8 @@ class DpoApp(OperatorActions, Opening, App):
             else:
                 self._dirty.add(key)
         self._refresh_header()
+        self.refresh_bindings()  # a writable console offers its writes now
+        self._say_plan_error()
 
     def _poll(self) -> None:
         if self.session.catching_up:
@@ -307,6 +319,8 @@ class DpoApp(OperatorActions, Opening, App):
         working = mode_text(what, cp.mode)
         if s.catching_up:
             working = f"reading the log: {st.last_seq:,} of {s.log_events:,} events"
+            if not s.readonly:
+                working += " - actions wait"
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
                              readonly=s.readonly, working=working,
                              overridden=overridden)
@@ -382,8 +396,8 @@ class DpoApp(OperatorActions, Opening, App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.ready and (action in WRITE_ACTIONS or action in PANE_ACTIONS):
             return False  # still opening: not run, not offered (a key pressed says why: opening.py)
-        if action in WRITE_ACTIONS and self.session.readonly:
-            return False  # read-only: not run, and not offered in the footer
+        if action in WRITE_ACTIONS and (self.session.readonly or self.session.catching_up):
+            return False  # read-only, or the log not read to its end: not run, not offered in the footer
         return True
 
     def action_quit_app(self) -> None:

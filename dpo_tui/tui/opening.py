@@ -33,6 +33,7 @@ PANE_CLASSES = {"budget": "budget:BudgetPane", "split": "split:SplitPane", "roll
 # actions that need the panes (or the session) beyond the ones that write
 PANE_ACTIONS = {"log_filter", "open_selected_rollout", "rollouts_per_task", "verify_chain", "show_keys"}
 STILL_OPENING = "still opening the campaign: the panes' keys work once it is open (q quits now)"
+STILL_READING = "still reading the log: actions work once it is read to the end (the header counts)"
 
 
 def pane_class(key: str) -> type[StagePane]:
@@ -131,12 +132,14 @@ class Opening:
         return self._opened
 
     def on_key(self, event: events.Key) -> None:
-        """While opening, a key that does nothing now says why (nothing is logged)."""
-        if self.ready or self.screen is not self.screen_stack[0]:  # type: ignore[attr-defined]
+        """While opening (or reading the log before writes), a key that does nothing now says
+        why (nothing is logged)."""
+        if not self.writes_wait or self.screen is not self.screen_stack[0]:  # type: ignore[attr-defined]
             return
         active = self.screen.active_bindings.get(event.key)  # type: ignore[attr-defined]
         if active is not None and active.enabled:
             return  # a stage key, q, the palette: they work now
         if event.is_printable or "+" in event.key:
             event.prevent_default()
-            self.notify(STILL_OPENING, severity="warning", timeout=3)  # type: ignore[attr-defined]
+            self.notify(STILL_OPENING if not self.ready else STILL_READING,  # type: ignore[attr-defined]
+                        severity="warning", timeout=3)
