@@ -97,31 +97,30 @@ class Opening:
             pass  # the app quit meanwhile: run_tui closes the session
 
     async def install_panes(self, session: Session) -> None:
-        """Mount the panes (keys, quit among them, are handled in between), the visible one
-        first; then the console starts as it does with a session given."""
+        """Mount the panes hidden (keys, quit among them, are handled meanwhile), then show them
+        all at once with the console ready: no pane is seen before its keys work."""
         if not self.is_running:  # type: ignore[attr-defined]
             return
         self.session = session
-        active = self.active_stage  # type: ignore[attr-defined]
-        order = sorted(STAGE_TABS, key=lambda kl: kl[0] != active)
         self.shell_line("building the panes ...")
-        try:  # the visible pane first, then the rest in one batch (one layout pass, not six)
-            for batch in (order[:1], order[1:]):
-                await asyncio.gather(*(self._mount_pane(key) for key, _label in batch))
+        try:
+            panes = [pane_class(key)(id=f"pane-{key}") for key, _label in STAGE_TABS]
+            for pane in panes:
+                pane.display = False
+            await asyncio.gather(*(self.query_one(f"#{key}", TabPane).mount(pane)  # type: ignore[attr-defined]
+                                   for (key, _label), pane in zip(STAGE_TABS, panes, strict=True)))
         except Exception:
             if self.is_running and self.query("#stages"):  # type: ignore[attr-defined]
                 raise
             return  # the app quit while the panes went in
         self.ready = True
+        for pane in panes:
+            pane.display = True
+        self.query(".opening").remove()  # type: ignore[attr-defined]  # (in the same repaint)
         active = self.active_stage  # type: ignore[attr-defined]
         self.start_console(active)  # type: ignore[attr-defined]
         self.show_pane(active)  # type: ignore[attr-defined]
         self.refresh_bindings()  # type: ignore[attr-defined]
-
-    async def _mount_pane(self, key: str) -> None:
-        tab = self.query_one(f"#{key}", TabPane)  # type: ignore[attr-defined]
-        await tab.query(".opening").remove()
-        await tab.mount(pane_class(key)(id=f"pane-{key}"))
 
     def wait_opened(self) -> Session | None:
         """After the app exits: the session the opener made (None if it was never made), once
