@@ -14,22 +14,37 @@ from dpo_tui.events.types import Payload
 
 class Campaign:
     """Open with `Campaign.open(path)`; `state` is always the fold of every committed event,
-    except on a read-only store opened with `fold_limit`: then it is the fold of the first
-    `fold_limit` events, and `refresh()` folds the rest (a console's first frame on a big log
-    need not wait for the whole fold)."""
+    except on a store opened with `fold_limit`: then it is the fold of the first `fold_limit`
+    events, and `refresh()` folds the rest (a console's first frame on a big log need not wait
+    for the whole fold). A writable store opened so refuses every append until `refresh()` has
+    reached the head it had at open (nothing may be decided on a partial state; its writer
+    holds the campaign's lock, so that head does not move)."""
 
     def __init__(self, store: EventStore, *, fold_limit: int | None = None, state: CampaignState | None = None) -> None:
         """`state`: the fold of every event in `store`, made already (a clean audit's: `report`
         needs one pass, not a fold and an audit)."""
-        if fold_limit is not None and (fold_limit < 1 or not store.readonly):
-            raise ValueError("fold_limit is for a read-only store (nothing folds appends into a partial state), >= 1")
+        if fold_limit is not None and fold_limit < 1:
+            raise ValueError("fold_limit: >= 1")
         self.store = store
         if state is not None:
             self.state: CampaignState = state
         else:
             events = store.read(verify=True)
             self.state = fold(events if fold_limit is None else itertools.islice(events, fold_limit))
+        self._goal = store.head()[0] if fold_limit is not None and not store.readonly else 0
         store.subscribe(self._folded)
+
+    @property
+    def folding(self) -> bool:
+        """A writable campaign opened partly folded, not yet folded to its head: appends refused."""
+        return self.state.last_seq < self._goal
+
+    def _writable_now(self) -> None:
+        if self.folding:
+            from dpo_tui.errors import StoreError
+
+            raise StoreError(f"the log is still being read ({self.state.last_seq:,} of {self._goal:,} events "
+                             "folded): nothing is written until it is read to the end")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Campaign:
@@ -44,13 +59,16 @@ class Campaign:
             apply(self.state, event)
 
     def append(self, type_: str, payload: Payload | dict[str, Any], *, actor: str) -> StoredEvent:
+        self._writable_now()
         return self.store.append(type_, payload, actor=actor)
 
     def append_batch(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        self._writable_now()
         return self.store.append_batch(events)
 
     def seal(self, reason: str = "stage") -> StoredEvent | None:
         """A keyed checkpoint of the head now (a stage's end), unless the head is one already."""
+        self._writable_now()
         return self.store.seal(reason)
 
     def refresh(self, limit: int | None = None) -> list[StoredEvent]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dpo_tui.errors import DpoTuiError
-from dpo_tui.campaign.state.train import TERMINAL
 from dpo_tui.tui.screens.modals import CapScreen, ConfirmScreen, NewRunScreen, OverrideScreen, ReasonScreen
 
 if TYPE_CHECKING:
@@ -286,6 +285,8 @@ class OperatorActions:
         if p["status"] == "completed":
             self.notify("training has completed")
             return
+        from dpo_tui.campaign.state.train import TERMINAL  # (the fold's modules: not on the shell's path)
+
         if p["status"] in TERMINAL:
             self.notify(f"the job ended {p['status']}; n starts a new run", severity="warning", timeout=10)
             return

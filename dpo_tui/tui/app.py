@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -22,30 +22,30 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
+# The shell's path: Textual and light modules only (the panes, the views, the fold's and the
+# plan's modules are imported behind the first frame: see opening.py)
 from dpo_tui.campaign.progress import Progress
-from dpo_tui.campaign.stage_progress import mode_text, run_mode
 from dpo_tui.errors import DpoTuiError
-from dpo_tui.events.store import StoredEvent
 from dpo_tui.tui.actions import OperatorActions
 from dpo_tui.tui.commands import ActionsProvider
 from dpo_tui.tui.messages import ActionDone, ActionFailed, EventsAppended, RolloutsProgressed, StageReported, StagesFinished
+from dpo_tui.tui.opening import PANE_ACTIONS, STAGE_TABS, Opening, pane_class
 from dpo_tui.tui.screens.base import StagePane
-from dpo_tui.tui.screens.budget import BudgetPane
-from dpo_tui.tui.screens.log import LogPane
 from dpo_tui.tui.screens.modals import ConfirmScreen, ConversationScreen, TextScreen
-from dpo_tui.tui.screens.pairs import PairsPane
-from dpo_tui.tui.screens.rollouts import RolloutsPane
-from dpo_tui.tui.screens.split import SplitPane
-from dpo_tui.tui.screens.eval import EvalPane
 from dpo_tui.tui.screens.keys import KeysScreen, Notice, NoticesScreen, key_rows
-from dpo_tui.tui.screens.train import TrainPane
-from dpo_tui.tui.session import Session
-from dpo_tui.tui.views import conversation_blocks, gate_overridden, progress, stage_states
 from dpo_tui.tui.widgets.header import CampaignHeader
 
-STAGES = (("budget", "1 Budget", BudgetPane), ("split", "2 Split", SplitPane), ("rollouts", "3 Rollouts", RolloutsPane),
-          ("pairs", "4 Pairs", PairsPane), ("train", "5 Train", TrainPane), ("eval", "6 Eval", EvalPane),
-          ("log", "7 Log", LogPane))
+if TYPE_CHECKING:
+    from dpo_tui.events.store import StoredEvent
+    from dpo_tui.tui.session import Session
+
+
+def __getattr__(name: str) -> Any:
+    """`STAGES`: (key, tab label, pane class) per stage, the pane modules imported on first use."""
+    if name == "STAGES":
+        return tuple((key, label, pane_class(key)) for key, label in STAGE_TABS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 WRITE_ACTIONS = {"start_training", "start_eval", "record_estimate", "set_cap", "propose_split", "move_task",
                  "exclude_task", "approve_split", "unfreeze_split", "start_rollouts", "pause_resume", "cancel_rollouts",
                  "concurrency", "build_pairs", "pair_decision", "apply_pair_thresholds", "export_pairs", "cancel_training", "stop_endpoint",
@@ -89,13 +89,13 @@ class MainScreen(Screen):
         self.app.show_held_toasts()  # type: ignore[attr-defined]
 
 
-class DpoApp(OperatorActions, App):
+class DpoApp(OperatorActions, Opening, App):
     CSS_PATH = "app.tcss"
     TITLE = "dpo-tui"
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
         *[Binding(str(i + 1), f"show_stage('{key}')", label.split()[1], id=f"stage.{key}", show=False)
-          for i, (key, label, _cls) in enumerate(STAGES)],
+          for i, (key, label) in enumerate(STAGE_TABS)],
         Binding("q", "quit_app", "Quit", id="app.quit"),
         Binding("question_mark,f1", "show_keys", "Keys", id="app.keys"),
         Binding("N", "show_notices", "Notices (everything said)", id="app.notices", show=False),
@@ -103,9 +103,12 @@ class DpoApp(OperatorActions, App):
                 show=False),
     ]
 
-    def __init__(self, session: Session, *, poll_s: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, session: Session | None = None, *, opener: Callable[[], Session] | None = None,
+                 poll_s: float = POLL_INTERVAL_S) -> None:
+        """A `session` open already (every pane mounted in the first frame), or an `opener`
+        that opens it behind a shell painted first (run_tui's way: see opening.py)."""
         super().__init__()
-        self.session = session
+        self.init_opening(session, opener)
         self.poll_s = poll_s
         self.engine = None
         self.working: str | None = None
@@ -129,27 +132,47 @@ class DpoApp(OperatorActions, App):
     def compose(self) -> ComposeResult:
         yield CampaignHeader(id="header")
         with TabbedContent(initial="budget", id="stages"):
-            for key, label, cls in STAGES:
+            for key, label in STAGE_TABS:
                 with TabPane(label, id=key):
-                    yield cls(id=f"pane-{key}")
+                    yield pane_class(key)(id=f"pane-{key}") if self.ready else self.opening_placeholder()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        if self.ready:
+            self.start_console("budget")
+        else:
+            self.query_one(CampaignHeader).update("dpo-tui: opening the campaign ...")
+            self.call_after_refresh(self.open_in_background)  # after the shell is painted: no race for the GIL
+
+    def start_console(self, stage: str) -> None:
+        """The session is open and the panes are in: follow the log, draw, land on a pane."""
         if self.session.readonly:
             self.set_interval(self.poll_s, self._poll)
         else:
             self.session.campaign.store.subscribe(self._appended)
         self.set_interval(1.0, self._refresh_header)
         self._refresh_header()
-        self.action_show_stage("budget")
+        self.action_show_stage(stage)  # budget, or the tab chosen while opening
         if self.session.catching_up:
             self._catch_up()
+        else:
+            self._say_plan_error()
+
+    def _say_plan_error(self) -> None:
         if self.session.plan_error and not self.session.readonly:
             self.notify(self.session.plan_error, severity="warning", timeout=8)
+
+    @property
+    def writes_wait(self) -> bool:
+        """Writes are refused for now: the console is still opening, or (writable) still
+        reading the log to its end."""
+        return not self.ready or (not self.session.readonly and self.session.catching_up)
 
     def run_mode(self) -> str | None:
         """running, paused, stopping or waiting (for the operator's decision): the header's
         mode, from the engine running now and how the last run ended."""
+        from dpo_tui.campaign.stage_progress import run_mode
+
         status = self.engine.progress.status if self.engine is not None else None
         waiting = self.working is None and self.last_result is not None and self.last_result.status == "waiting"
         return run_mode(status, working=self.working is not None, stopping=self.quitting, waiting=waiting)
@@ -204,7 +227,7 @@ class DpoApp(OperatorActions, App):
         if not self.query("#stages"):
             return
         active = self.active_stage
-        for key, _label, _cls in STAGES:
+        for key, _label in STAGE_TABS:
             pane = self.pane(key)
             if key == "rollouts" and pane.loaded:
                 pane.first_show()  # its rows, from the whole state
@@ -213,6 +236,8 @@ class DpoApp(OperatorActions, App):
             else:
                 self._dirty.add(key)
         self._refresh_header()
+        self.refresh_bindings()  # a writable console offers its writes now
+        self._say_plan_error()
 
     def _poll(self) -> None:
         if self.session.catching_up:
@@ -245,7 +270,7 @@ class DpoApp(OperatorActions, App):
 
     def _dispatch(self, events: list[StoredEvent]) -> None:
         active = self.active_stage
-        for key, _label, _cls in STAGES:
+        for key, _label in STAGE_TABS:
             pane = self.pane(key)
             if key == "rollouts" or (key == "log" and key == active):
                 pane.on_events(events)  # row by row; the rollouts table stays current even when hidden
@@ -256,8 +281,12 @@ class DpoApp(OperatorActions, App):
         self._refresh_header()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        key = event.pane.id
-        self.call_after_refresh(self.focus_active_pane)
+        if self.ready:
+            self.call_after_refresh(self.focus_active_pane)
+            self.show_pane(event.pane.id)
+
+    def show_pane(self, key: str) -> None:
+        """The pane `key` is shown: its first load, or what it missed while hidden."""
         pane = self.pane(key)
         if not pane.loaded:
             self._dirty.discard(key)
@@ -270,8 +299,11 @@ class DpoApp(OperatorActions, App):
             pane.sync()
 
     def _refresh_header(self) -> None:
+        from dpo_tui.campaign.stage_progress import mode_text
+        from dpo_tui.tui.views import gate_overridden, progress, stage_states
+
         headers = self.query(CampaignHeader)
-        if not headers:  # shutting down: the screen is gone
+        if not headers or not self.ready:  # shutting down (the screen is gone), or still opening
             return
         s = self.session
         with s.lock:
@@ -287,6 +319,8 @@ class DpoApp(OperatorActions, App):
         working = mode_text(what, cp.mode)
         if s.catching_up:
             working = f"reading the log: {st.last_seq:,} of {s.log_events:,} events"
+            if not s.readonly:
+                working += " - actions wait"
         headers.first().show(name=name, backend=s.backend_label, spend=spend, cap=cap, stages=stages,
                              readonly=s.readonly, working=working,
                              overridden=overridden)
@@ -304,8 +338,8 @@ class DpoApp(OperatorActions, App):
         """The one focus rule: outside a dialog, focus is in the visible pane (its table, or
         the pane itself), so that pane's keys work and its footer shows. An input of the
         visible pane keeps focus while the operator types in it."""
-        if self.screen is not self.screen_stack[0] or not self.query("#stages"):
-            return  # a dialog is up (it has its own focus), or the app is shutting down
+        if self.screen is not self.screen_stack[0] or not self.query("#stages") or not self.ready:
+            return  # a dialog is up (it has its own focus), the app is shutting down or still opening
         pane = self.pane(self.active_stage)
         focused = self.screen.focused
         if isinstance(focused, Input) and pane in focused.ancestors:
@@ -360,8 +394,10 @@ class DpoApp(OperatorActions, App):
             self.focus_active_pane()  # back to the pane: its keys work again at once
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in WRITE_ACTIONS and self.session.readonly:
-            return False  # read-only: not run, and not offered in the footer
+        if not self.ready and (action in WRITE_ACTIONS or action in PANE_ACTIONS):
+            return False  # still opening: not run, not offered (a key pressed says why: opening.py)
+        if action in WRITE_ACTIONS and (self.session.readonly or self.session.catching_up):
+            return False  # read-only, or the log not read to its end: not run, not offered in the footer
         return True
 
     def action_quit_app(self) -> None:
@@ -464,6 +500,8 @@ class DpoApp(OperatorActions, App):
     # -- detail views ----------------------------------------------------------------------
 
     def open_rollout(self, rollout_id: str) -> None:
+        from dpo_tui.tui.views import conversation_blocks
+
         self.push_screen(ConversationScreen(f"Rollout {rollout_id}", *conversation_blocks(self.session, rollout_id)))
 
     def open_event(self, seq: int) -> None:

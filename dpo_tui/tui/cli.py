@@ -16,21 +16,42 @@ def _need_terminal() -> None:
                          "`dpo-tui run --headless`, `dpo-tui replay` or `dpo-tui events`")
 
 
+def console_app(path: Path, *, plan: str | None = None, readonly: bool = False, actor: str | None = None):
+    """The console as `dpo-tui tui` opens it: a shell painted first, the Session opened behind
+    it (the writer's lock, when writing, is the caller's to hold)."""
+    from dpo_tui.events.commands import operator_actor
+    from dpo_tui.tui.app import DpoApp
+
+    actor = actor or operator_actor(None)
+
+    def open_session():  # noqa: ANN202 - a Session (imported here: off the shell's path)
+        from dpo_tui.tui.session import Session
+
+        return Session(path, plan_path=plan, readonly=readonly, actor=actor)
+
+    return DpoApp(opener=open_session)
+
+
+def close_console(app) -> None:  # noqa: ANN001 - DpoApp
+    """After the app exits: close the session it opened (waiting for an open still under way);
+    an error opening it is raised here, as the CLI reports it."""
+    session = app.wait_opened()
+    if session is not None:
+        session.close()
+
+
 def run_tui(db: str | Path, *, plan: str | None = None, readonly: bool = False) -> int:
     """Open the console on one campaign; the writer's lock is held while it runs (not with --readonly)."""
     from dpo_tui.campaign.lock import campaign_lock
-    from dpo_tui.events.commands import operator_actor
-    from dpo_tui.tui.app import DpoApp
-    from dpo_tui.tui.session import Session
 
     path = Path(db).expanduser().resolve()
     lock = contextlib.nullcontext() if readonly else campaign_lock(path)
     with lock:
-        session = Session(path, plan_path=plan, readonly=readonly, actor=operator_actor(None))
+        app = console_app(path, plan=plan, readonly=readonly)
         try:
-            DpoApp(session).run()
+            app.run()
         finally:
-            session.close()
+            close_console(app)
     return EXIT_OK
 
 
@@ -65,4 +86,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tui)
 
 
-__all__ = ["EXIT_USAGE", "cmd_tui", "default_console", "register", "run_tui"]
+__all__ = ["EXIT_USAGE", "close_console", "cmd_tui", "console_app", "default_console", "register", "run_tui"]

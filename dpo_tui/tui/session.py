@@ -75,17 +75,15 @@ class PlanContext:
 
 class Session:
     def __init__(self, db: str | Path, *, plan_path: str | Path | None = None, readonly: bool = False,
-                 actor: str = "operator:unknown") -> None:
+                 actor: str = "operator:unknown", first_fold: int | None = None) -> None:
+        """The console shows the first `first_fold` (FIRST_FOLD) events at once; catch_up()
+        folds the rest (writes, when writable, are refused by the campaign until it has)."""
         self.db = Path(db).expanduser().resolve()
         self.readonly = readonly
         self.actor = actor
-        if readonly:  # the first frame shows the first FIRST_FOLD events; catch_up() folds the rest
-            store = open_store(self.db, readonly=True)
-            self.log_events = store.head()[0]  # the log's size at open (catch_up's goal)
-            self.campaign: GuardedCampaign = GuardedCampaign(store, fold_limit=FIRST_FOLD)
-        else:
-            self.campaign = GuardedCampaign.open(self.db, readonly=False)
-            self.log_events = self.campaign.state.last_seq
+        store = open_store(self.db, readonly=readonly)
+        self.log_events = store.head()[0]  # the log's size at open (catch_up's goal)
+        self.campaign: GuardedCampaign = GuardedCampaign(store, fold_limit=first_fold or FIRST_FOLD)
         self.catching_up = self.campaign.state.last_seq < self.log_events
         self._plan_path = plan_path
         self.lock = self.campaign.lock
@@ -99,7 +97,7 @@ class Session:
         self.stop = threading.Event()  # set when the console quits: running stages stop following jobs
         self.run_id, self.train_overrides = RUN_ID, {}  # the training run Train and Eval act on
         self.label_swap = False
-        self._load_plan(plan_path)
+        self._load_plan(plan_path, record=not self.catching_up)  # (recorded once the whole log is read)
         self._resume_run()
 
     def catch_up(self, chunk: int = CATCH_UP_CHUNK) -> list[StoredEvent]:
@@ -117,9 +115,10 @@ class Session:
 
     # -- plan ----------------------------------------------------------------------------
 
-    def _load_plan(self, plan_path: str | Path | None) -> None:
+    def _load_plan(self, plan_path: str | Path | None, *, record: bool = True) -> None:
         """The plan given with --plan, else the one the campaign recorded (its file, or the
-        recorded copy when the file moved)."""
+        recorded copy when the file moved); a --plan that differs is recorded when `record`."""
+        self.plan_error = None
         recorded = self.campaign.state.part(PLAN)
         try:
             prices = load_prices()
@@ -139,7 +138,7 @@ class Session:
         except DpoTuiError as exc:
             self.plan_error = exc.message
             return
-        if plan_path is not None and not self.readonly and recorded.hash != plan.hash():
+        if record and plan_path is not None and not self.readonly and recorded.hash != plan.hash():
             from dpo_tui.campaign.runner import record_plan  # the runner (and the SDK) only when writing
 
             record_plan(self.campaign, plan, path, actor=self.actor)

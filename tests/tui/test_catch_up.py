@@ -26,9 +26,20 @@ def test_partial_fold_then_refresh_in_chunks_equals_the_whole_fold(demo_db) -> N
         assert part.state.to_json() == want
 
 
-def test_partial_fold_is_refused_on_a_writable_store(demo_db) -> None:
-    with pytest.raises(ValueError, match="read-only"):
-        Campaign(open_store(demo_db), fold_limit=7)
+def test_a_writable_store_opened_partly_folded_refuses_appends_until_folded_to_its_head(demo_db) -> None:
+    from dpo_tui.errors import StoreError
+
+    with Campaign.open(demo_db, readonly=True) as whole:
+        want = whole.state.to_json()
+    with Campaign(open_store(demo_db), fold_limit=7) as part:
+        assert part.folding
+        with pytest.raises(StoreError, match="still being read"):
+            part.append("note.added", {"text": "too early", "stage": None}, actor="operator:tester")
+        while part.refresh(limit=500):
+            pass
+        assert not part.folding and part.state.to_json() == want  # nothing was appended meanwhile
+        part.append("note.added", {"text": "now", "stage": None}, actor="operator:tester")  # and now it may write
+        assert part.state.events == want["events"] + 1
 
 
 async def test_readonly_console_first_frame_before_the_whole_fold(demo_db, monkeypatch) -> None:
@@ -48,3 +59,32 @@ async def test_readonly_console_first_frame_before_the_whole_fold(demo_db, monke
         assert "reading the log" not in screen_text(app)
         table = app.pane("rollouts").query_one("#roll-table")
         assert {table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)} == set(ids)
+
+
+async def test_writable_console_reads_a_big_log_behind_the_first_frame_with_writes_refused_until_it_has(split_db):
+    from dpo_tui.errors import StoreError
+    from dpo_tui.tui.app import DpoApp
+    from dpo_tui.tui.session import Session
+    from tests.tui.conftest import ACTOR, events_of
+
+    with Campaign.open(split_db, readonly=True) as whole:
+        want = whole.state.to_json()
+    before = len(events_of(split_db))
+    session = Session(split_db, actor=ACTOR, first_fold=3)
+    app = DpoApp(session)
+    assert session.catching_up and session.campaign.state.events == 3
+    assert app.check_action("approve_split", ()) is False  # not offered while the log is read
+    with pytest.raises(StoreError, match="still being read"):  # and the campaign itself refuses any write
+        session.campaign.append("note.added", {"text": "too early", "stage": None}, actor=ACTOR)
+    assert len(events_of(split_db)) == before
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await wait_for(pilot, lambda: not session.catching_up)
+            await settle(pilot)
+            with session.lock:
+                assert session.campaign.state.to_json() == want
+            text = screen_text(app)
+            assert "reading the log" not in text and "A Approve" in text.splitlines()[-1], text
+    finally:
+        session.close()
