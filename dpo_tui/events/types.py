@@ -42,6 +42,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.state.api",
     "dpo_tui.campaign.rederive",
     "dpo_tui.campaign.rederive_spend",
+    "dpo_tui.campaign.rederive_looks",
 )
 
 
