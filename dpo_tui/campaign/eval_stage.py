@@ -26,7 +26,7 @@ from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.state.train import ENDPOINTS, TRAINING
 from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.stats import interval_text
-from dpo_tui.errors import BudgetCapReached
+from dpo_tui.errors import BudgetCapReached, InputError
 
 
 @dataclass
@@ -172,6 +172,7 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
+    _design_fixed_before_training(ctx, run)
     shared = run_shares_deployment(ctx.plan, ctx.prices, run)
     try:
         _decide(ctx, shared)
@@ -210,6 +211,20 @@ async def stage_eval(ctx: Any) -> None:
         await asyncio.to_thread(serving.stop_all, ctx.campaign, client, keep=keep,
                                 reason="the budget cap stopped the eval" if over_cap else "eval ended")
     _gate(ctx, split, models)
+
+
+def _design_fixed_before_training(ctx: Any, run: Any) -> None:
+    """The eval design (and a sequential one's looks) is the plan's training was requested under:
+    one changed since (before any eval sample) would let the design follow the training."""
+    from dpo_tui.campaign.state.plan import PLAN, gate_protocol
+
+    p = ctx.campaign.state.part(PLAN)
+    before = p.protocols.get(run.plan_hash or "")
+    now = gate_protocol(ctx.plan.canonical())
+    if before is not None and (before["design"], before["looks"]) != (now["design"], now["looks"]):
+        raise InputError(f"eval.design / eval.looks changed after training run {ctx.run_id} was requested "
+                         f"({before['design']}, looks {before['looks']} -> {now['design']}, looks {now['looks']}): "
+                         "the eval's design is fixed before training; restore it in the plan")
 
 
 async def _run_rounds(ctx: Any, specs: list[Any], engines: list[Any], over_cap: list[str]) -> None:

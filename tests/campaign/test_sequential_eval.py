@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dpo_tui.errors import EXIT_STAGE_FAILED
 from dpo_tui.events.store import open_store
 from tests.campaign.test_train_eval import _run_until_event
 from tests.conftest import copy_campaign_file, run_dpo_tui, small_demo_plan
@@ -149,3 +150,52 @@ def test_a_kill_between_rounds_resumes_at_its_round_paying_no_sample_twice(train
 
         report = audit(store)
     assert report.ok, report.problems
+
+
+def test_a_design_changed_after_training_is_refused_before_any_eval_sample(trained_sequential, tmp_path):
+    db, plan = _copy(trained_sequential, tmp_path)
+    plan.write_text(PLAN.replace('design = "sequential"', 'design = "fixed"'))
+    res = run_dpo_tui("run", "--plan", plan, "--db", db, "--yes", timeout=120)
+    assert res.returncode == EXIT_STAGE_FAILED, res.stderr
+    assert "eval.design / eval.looks changed after training" in res.stderr
+    assert not [e for e in _events(db, "rollout.started") if e.payload["stage"] == "eval"]
+    assert not _events(db, "decision.gate")
+
+
+def test_the_report_and_the_eval_pane_label_the_looks(finished, cli):
+    code, out, _ = cli("report", "--db", finished)
+    assert code == 0
+    assert "Sequential eval: the gate's looks" in out and "boundary (one-sided alpha)" in out
+    looks = [e.payload for e in _events(finished, "eval.look")]
+    assert f"| {len(looks)} | {looks[-1]['tasks_seen']}/{looks[-1]['tasks_planned']} |" in out
+    assert f"{looks[-1]['samples_seen']}/{looks[-1]['samples_planned']} samples run" in out
+
+    import asyncio
+
+    from tests.tui.conftest import make_app, settle
+    from tests.tui.screen_text import screen_text
+
+    async def pane() -> str:
+        app = make_app(finished, readonly=True)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await settle(pilot)
+            await pilot.press("6")
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(pane())
+    assert "sequential eval:" in text and f"look {len(looks)}/{looks[-1]['looks']}" in text
+
+
+def test_the_summary_counts_what_an_early_stop_skipped_and_saved():
+    from dpo_tui.campaign.sequential_eval import summary, summary_text
+
+    looks = [{"look": 1, "looks": 3, "samples_seen": 40, "samples_planned": 120, "decision": "continue"},
+             {"look": 2, "looks": 3, "samples_seen": 80, "samples_planned": 120, "decision": "ship"}]
+    s = summary(looks, endpoint_usd=3.0, endpoint_minutes=30.0)
+    assert (s["stopped_at"], s["early"], s["samples_skipped"]) == (2, True, 40)
+    assert s["saved_usd"] == pytest.approx(1.0) and s["saved_minutes"] == pytest.approx(10.0)
+    text = summary_text(s, simulated=True)
+    assert "stopped at look 2 of 3 (ship)" in text and "40 skipped" in text and "simulated" in text
+    running = summary(looks[:1])
+    assert running["samples_skipped"] == 0 and "1 of 3 looks so far" in summary_text(running, simulated=False)
