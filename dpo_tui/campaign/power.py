@@ -69,6 +69,7 @@ def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, t
         suites[name] = out
     used = rates or RateModel()
     return {"alpha": rb.alpha, "power": POWER, "min_improvement": rb.min_improvement, "prior": PRIOR,
+            "design": plan.eval.design, "looks": plan.eval.looks,
             "source": used.source, "rates": used.label, "mean_pass_rate": used.mean, "between_task_variance": used.spread,
             "trials": trials, "suites": suites}
 
@@ -111,6 +112,9 @@ def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
                          f"expected cost {q['expected_cost_share']:.0%} of it (~${q['expected_cost_usd']:.2f}); "
                          f"with no effect {q['no_effect_cost_share']:.0%} (~${q['no_effect_cost_usd']:.2f}); "
                          f"the plan's eval.design is {q['design']}")
+        elif out.get("design") == "sequential":
+            lines.append(f"    sequential, {out['looks']} looks (the plan's eval.design): nothing is detectable, so no "
+                         f"look stops it early: it runs every round, at the fixed design's cost (~${s['planned_cost_usd']:.2f})")
     return lines
 
 

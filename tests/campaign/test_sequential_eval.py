@@ -199,3 +199,21 @@ def test_the_summary_counts_what_an_early_stop_skipped_and_saved():
     assert "stopped at look 2 of 3 (ship)" in text and "40 skipped" in text and "simulated" in text
     running = summary(looks[:1])
     assert running["samples_skipped"] == 0 and "1 of 3 looks so far" in summary_text(running, simulated=False)
+
+
+def test_power_reports_both_designs_and_their_costs_for_a_sequential_plan(tmp_path):
+    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.power import plan_power, power_lines
+    from dpo_tui.provider.prices import load_prices
+
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN)
+    plan = load_plan(path)
+    out = plan_power(plan, load_prices(), n_pool=134, n_heldout=0, trials=100)  # 40 test tasks: detectable
+    q = out["suites"]["test"]["sequential"]
+    assert (q["design"], q["looks"]) == ("sequential", 3)
+    assert q["expected_cost_usd"] <= q["no_effect_cost_usd"] <= out["suites"]["test"]["planned_cost_usd"] + 1e-9
+    text = "\n".join(power_lines(out, "p"))
+    assert "sequential, 3 looks" in text and "with no effect" in text and "eval.design is sequential" in text
+    small = "\n".join(power_lines(plan_power(plan, load_prices(), n_pool=18, n_heldout=0, trials=100), "p"))
+    assert "nothing is detectable, so no look stops it early" in small
