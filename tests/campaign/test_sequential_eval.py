@@ -217,3 +217,18 @@ def test_power_reports_both_designs_and_their_costs_for_a_sequential_plan(tmp_pa
     assert "sequential, 3 looks" in text and "with no effect" in text and "eval.design is sequential" in text
     small = "\n".join(power_lines(plan_power(plan, load_prices(), n_pool=18, n_heldout=0, trials=100), "p"))
     assert "nothing is detectable, so no look stops it early" in small
+
+
+def test_every_suite_is_cut_into_the_primary_suites_rounds_fixed_by_the_ids_alone(tmp_path):
+    from dpo_tui.campaign.plan import load_plan
+    from dpo_tui.campaign.sequential_eval import eval_rounds, fractions, suite_ids
+
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN.replace('suites = ["test"]', 'suites = ["test", "heldout"]'))
+    plan = load_plan(path)
+    suites = suite_ids(plan, [f"t{i}" for i in range(7)], ["h1", "h2"])
+    r = eval_rounds(plan, suites)
+    assert len(r) == 3 and [len(x["test"]) for x in r] == [3, 2, 2] and [len(x["heldout"]) for x in r] == [1, 1, 0]
+    assert sorted(t for x in r for t in x["test"]) == suites["test"]
+    assert r == eval_rounds(plan, {k: list(reversed(v)) for k, v in suites.items()})  # the order is the seed's
+    assert fractions(plan, r) == [3 / 7, 5 / 7, 1.0]
