@@ -9,7 +9,9 @@ and the gate's error rates and power by simulation.
    same, so both train the same model) and per effect: "effect" trains as planned (the
    simulator's DPO gives the tuned model a real gain), "null" trains at a learning rate too
    small to move a weight (the tuned adapter answers as the base does: no true difference).
-   Eval cost = the eval's calls plus its endpoint minutes, as the log books them.
+   Eval cost = the eval's calls plus its endpoint minutes, as the log books them (wall-clock
+   minutes: on a loaded machine the same samples can bill different minutes), beside the
+   eval's samples and endpoint minutes.
 2. Error rates and power, by simulation of the gate over >= 2,000 trials with the domain's
    own functions: A/A ship and rollback rates of the sequential design through
    domain.sequential.run_looks (stats.compare + gate.decide at each look), and both designs'
@@ -45,6 +47,9 @@ def say(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
+EFFECT_LR = "1e-5"  # the demo plan's; --effect-lr trains the effect runs harder (a larger true effect)
+
+
 def bench_plan(design: str, *, null: bool, quick: bool) -> str:
     text = demo_plan_path().read_text()
     heldout_limit = 60 if quick else 164
@@ -59,8 +64,7 @@ def bench_plan(design: str, *, null: bool, quick: bool) -> str:
             .replace('suites = ["test"]', 'suites = ["test", "heldout"]')
             .replace('primary_suite = "test"', 'primary_suite = "heldout"')
             .replace('name = "demo:', f'name = "adaptive eval bench ({design}, {"null" if null else "effect"}):'))
-    if null:
-        text = text.replace("learning_rate = 1e-5", "learning_rate = 1e-12")
+    text = text.replace("learning_rate = 1e-5", f"learning_rate = {'1e-12' if null else EFFECT_LR}")
     return text
 
 
@@ -87,7 +91,10 @@ def one_run(folder: Path, design: str, *, null: bool, quick: bool) -> dict:
         audited = audit(c.store)
         if not audited.ok:
             raise RuntimeError(f"{plan.name}: audit failed: {audited.problems[:2]}")
+        minutes = sum(e.get("minutes", 0) for e in c.state.part("endpoint").by_id.values()
+                      if e.get("role") in ("base", "tuned"))
         out = {"eval_usd": spend.get("eval", 0.0) + spend.get("endpoint", 0.0), "samples": samples,
+               "endpoint_minutes": minutes,
                "looks": len(run.looks), "decision": run.decision, "heldout_delta": heldout["delta"],
                "seconds": round(time.perf_counter() - t0, 1)}
     say(f"{plan.name}: eval ${out['eval_usd']:.4f}, {samples} samples, {out['looks']} looks, {out['decision']}, "
@@ -141,6 +148,7 @@ def measure_eval(quick: bool) -> dict:
                 tag = "null" if null else "effect"
                 out[f"eval_{design}_usd_{tag}"] = round(r["eval_usd"], 4)
                 out[f"eval_{design}_samples_{tag}"] = r["samples"]
+                out[f"eval_{design}_endpoint_minutes_{tag}"] = r["endpoint_minutes"]
                 out[f"{design}_decision_{tag}"] = r["decision"]
                 out[f"{design}_heldout_delta_{tag}"] = r["heldout_delta"]
                 if design == "sequential":
@@ -157,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="60 held-out tasks instead of 164")
     ap.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
+    ap.add_argument("--effect-lr", default=EFFECT_LR, help="the effect runs' training.learning_rate")
     args = ap.parse_args(argv)
+    globals()["EFFECT_LR"] = args.effect_lr
     out = measure_eval(args.quick)
     if not args.json:
         for k, v in out.items():
