@@ -7,7 +7,7 @@ and the gate's error rates and power by simulation.
    the embedded simulator) on QuixBugs (train/test) and HumanEvalFix (held-out, the primary
    suite), once per design (eval.design fixed and sequential, 3 looks; everything else the
    same, so both train the same model) and per effect: "effect" trains as planned (the
-   simulator's DPO gives the tuned model a real gain), "null" trains at a learning rate too
+   simulator's DPO gives the tuned model a real gain), "null" trains at the least learning rate Together allows (1e-8), too
    small to move a weight (the tuned adapter answers as the base does: no true difference).
    Eval cost = the eval's calls plus its endpoint minutes, as the log books them (wall-clock
    minutes: on a loaded machine the same samples can bill different minutes), beside the
@@ -64,7 +64,7 @@ def bench_plan(design: str, *, null: bool, quick: bool) -> str:
             .replace('suites = ["test"]', 'suites = ["test", "heldout"]')
             .replace('primary_suite = "test"', 'primary_suite = "heldout"')
             .replace('name = "demo:', f'name = "adaptive eval bench ({design}, {"null" if null else "effect"}):'))
-    text = text.replace("learning_rate = 1e-5", f"learning_rate = {'1e-12' if null else EFFECT_LR}")
+    text = text.replace("learning_rate = 1e-5", f"learning_rate = {'1e-8' if null else EFFECT_LR}")
     return text
 
 
