@@ -6,9 +6,10 @@ and the gate's error rates and power by simulation.
 1. Costs, from real runs: the product (`run_campaign`, the real engine and together SDK against
    the embedded simulator) on QuixBugs (train/test) and HumanEvalFix (held-out, the primary
    suite), once per design (eval.design fixed and sequential, 3 looks; everything else the
-   same, so both train the same model) and per effect: "effect" trains as planned (the
-   simulator's DPO gives the tuned model a real gain), "null" trains at the least learning rate Together allows (1e-8), too
-   small to move a weight (the tuned adapter answers as the base does: no true difference).
+   same, so both train the same model) and per effect: "effect" trains at --effect-lr (the
+   simulator's DPO gives the tuned model a real gain), "null" at the least learning rate
+   Together allows (1e-8), which barely moves a weight (the tuned adapter answers nearly as
+   the base does: about no true difference; each run's measured held-out delta is reported).
    Eval cost = the eval's calls plus its endpoint minutes, as the log books them (wall-clock
    minutes: on a loaded machine the same samples can bill different minutes), beside the
    eval's samples and endpoint minutes.
