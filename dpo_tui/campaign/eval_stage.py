@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dpo_tui.campaign import evaluation, preflight, serving
+from dpo_tui.campaign import sequential_eval as seq
 from dpo_tui.campaign.budget import run_shares_deployment, serving_words
 from dpo_tui.campaign.cap import EndpointMeter, hold_stage, meter_loop
 from dpo_tui.campaign.rollouts_stage import run_specs
@@ -25,7 +26,7 @@ from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.campaign.state.train import ENDPOINTS, TRAINING
 from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.stats import interval_text
-from dpo_tui.errors import BudgetCapReached
+from dpo_tui.errors import BudgetCapReached, InputError
 
 
 @dataclass
@@ -171,6 +172,7 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: gate decided {done.decision} ({done.reason})")
         return
     run = ctx.campaign.state.part(TRAINING).runs[ctx.run_id]
+    _design_fixed_before_training(ctx, run)
     shared = run_shares_deployment(ctx.plan, ctx.prices, run)
     try:
         _decide(ctx, shared)
@@ -196,7 +198,10 @@ async def stage_eval(ctx: Any) -> None:
         ctx.progress.say(f"eval: base {models['base']} and tuned {models['tuned']} on the same serving path"
                          + (" (one deployment, the tuned adapter attached)" if shared else ""))
         specs = evaluation.eval_specs(ctx.plan, ctx.tasks, list(split.test), ctx.run_id, models)
-        await run_specs(ctx, specs, "eval", engines=engines, **_concurrency(ctx))
+        if seq.sequential(ctx.plan):
+            await _run_rounds(ctx, specs, engines, over_cap)
+        else:
+            await run_specs(ctx, specs, "eval", engines=engines, **_concurrency(ctx))
         finished = True
     finally:
         metering.cancel()
@@ -208,9 +213,54 @@ async def stage_eval(ctx: Any) -> None:
     _gate(ctx, split, models)
 
 
+def _design_fixed_before_training(ctx: Any, run: Any) -> None:
+    """The eval design (and a sequential one's looks) is the plan's training was requested under:
+    one changed since (before any eval sample) would let the design follow the training."""
+    from dpo_tui.campaign.state.plan import PLAN, gate_protocol
+
+    p = ctx.campaign.state.part(PLAN)
+    before = p.protocols.get(run.plan_hash or "")
+    now = gate_protocol(ctx.plan.canonical())
+    if before is not None and (before["design"], before["looks"]) != (now["design"], now["looks"]):
+        raise InputError(f"eval.design / eval.looks changed after training run {ctx.run_id} was requested "
+                         f"({before['design']}, looks {before['looks']} -> {now['design']}, looks {now['looks']}): "
+                         "the eval's design is fixed before training; restore it in the plan")
+
+
+async def _run_rounds(ctx: Any, specs: list[Any], engines: list[Any], over_cap: list[str]) -> None:
+    """A sequential eval: each round's samples (every seed of its tasks, both arms), then its
+    look; stop at the first look that ships or rolls back. A resume skips the rounds whose look
+    is logged and finishes the round it was in (the engine pays no finished sample twice)."""
+    plan_rounds = seq.eval_rounds(ctx.plan, seq.suite_ids(ctx.plan, list(ctx.campaign.state.part(SPLIT).split.test),
+                                                          list(ctx.tasks.heldout)))
+    concurrency = _concurrency(ctx)
+    for j, rnd in enumerate(plan_rounds):
+        logged = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
+        done = logged.looks if logged is not None else []
+        if j < len(done):
+            if seq.stopped(done[j]):
+                break
+            continue
+        if over_cap:
+            raise BudgetCapReached(over_cap[0])
+        todo = [s for s in specs if s.task.id in set(rnd.get(s.suite) or ())]
+        ctx.progress.say(f"eval: round {j + 1}/{len(plan_rounds)}, {len(todo)} samples")
+        await run_specs(ctx, todo, "eval", engines=engines, **concurrency)
+        look = seq.look(ctx.campaign.state, ctx.plan, ctx.run_id, plan_rounds, j)
+        ctx.campaign.append("eval.look", look, actor="system")
+        st = look["statistic"]
+        ctx.progress.say(f"eval look {look['look']}/{look['looks']}: {look['tasks_seen']}/{look['tasks_planned']} "
+                         f"tasks, delta {st['delta']:+.1%}, one-sided p={st['p_improve']:.4f} against "
+                         f"{look['one_sided_alpha']:.4f}: {look['decision']}")
+        if seq.stopped(look):
+            break
+
+
 def _gate(ctx: Any, split: Any, models: dict[str, str]) -> None:
     results = evaluation.record_results(ctx.campaign, ctx.plan, ctx.tasks, ctx.run_id, list(split.test), models)
-    decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results)
+    run = ctx.campaign.state.part(EVAL).runs.get(ctx.run_id)
+    look = run.looks[-1] if seq.sequential(ctx.plan) and run is not None and run.looks else None
+    decision = evaluation.gate(ctx.campaign, ctx.plan, ctx.run_id, results, look=look)
     for suite, r in results.items():
         ctx.progress.say(f"eval {suite}: pass@1 base {r.base_pass1:.1%} tuned {r.tuned_pass1:.1%} "
                          f"delta {r.delta:+.1%} CI {interval_text(r.ci_low, r.ci_high)} p={r.perm_p:.3f} "

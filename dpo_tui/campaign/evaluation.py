@@ -11,7 +11,7 @@ from dpo_tui.campaign.state.eval import EVAL, Decision
 from dpo_tui.campaign.state.plan import PLAN
 from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.suites import PlanTasks
-from dpo_tui.domain.gate import GateCriteria, decide
+from dpo_tui.domain.gate import GateCriteria, GateDecision, decide
 from dpo_tui.domain.stats import compare
 from dpo_tui.errors import InputError
 from dpo_tui.events.campaign import Campaign
@@ -108,11 +108,19 @@ def gate_decision(plan: Plan, results: dict[str, Any]):
     return criteria, decide(criteria, results)
 
 
-def gate(campaign: Campaign, plan: Plan, run_id: str, results: dict[str, Any]) -> dict[str, Any]:
+def gate(campaign: Campaign, plan: Plan, run_id: str, results: dict[str, Any],
+         look: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record the gate: on the results (a fixed design), or the sequential eval's last look's."""
     criteria, d = gate_decision(plan, results)
+    extra: dict[str, Any] = {}
+    if look is not None:
+        from dpo_tui.campaign.sequential_eval import gate_reason
+
+        d = GateDecision(look["decision"], look["criterion"], gate_reason(look))
+        extra["look"] = look["look"]
     campaign.append("decision.gate", {"run_id": run_id, "decision": d.decision, "criterion": d.criterion,
                                       "reason": d.reason, "criteria": criteria.__dict__,
-                                      "plan_hash": campaign.state.part(PLAN).hash}, actor="system")
+                                      "plan_hash": campaign.state.part(PLAN).hash, **extra}, actor="system")
     return campaign.state.part(EVAL).runs[run_id].to_json()
 
 

@@ -201,6 +201,10 @@ class EvalSection(_Section):
         "eval's tokens / endpoint_tokens_per_s, in started minutes")
     provisioning_minutes: float = Field(
         10, ge=0, description="billed minutes before an endpoint serves (Together: up to ~20 the first time)")
+    design: Literal["fixed", "sequential"] = Field(
+        "fixed", description="fixed: every task x seed runs; sequential: tasks run in rounds and the gate looks "
+        "after each (O'Brien-Fleming-type alpha spending, A/A ship and rollback each <= alpha/2), stopping early")
+    looks: int = Field(3, ge=1, le=20, description="rounds (gate looks) of a sequential eval")
     endpoint_tokens_per_s: float = Field(
         1500, gt=0, description="prompt + completion tokens one endpoint serves per second at the eval's concurrency "
         "(a prior)")

@@ -56,16 +56,20 @@ def plan_power(plan: Plan, prices: PriceTable, *, n_pool: int, n_heldout: int, t
     suites = {}
     for name, tasks in suite_sizes(plan, n_pool, n_heldout).items():
         p = suite_power(tasks, seeds, alpha=rb.alpha, bar=rb.min_improvement, max_drop=rb.max_drop, power=POWER,
-                        trials=trials, seed=plan.split.seed, rates=rates)
+                        trials=trials, seed=plan.split.seed, rates=rates, looks=plan.eval.looks)
         out = p.to_json()
         out["cost_usd"] = (None if p.tasks_needed is None else
                            eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=p.tasks_needed))
         out["planned_cost_usd"] = eval_cost(plan, prices, n_pool=n_pool, n_heldout=n_heldout, tasks=tasks)
         if out.get("sequential"):  # the sequential design's expected cost, as a share of the planned one
-            out["sequential"]["expected_cost_usd"] = out["planned_cost_usd"] * out["sequential"]["expected_cost_share"]
+            q = out["sequential"]
+            q["expected_cost_usd"] = out["planned_cost_usd"] * q["expected_cost_share"]
+            q["no_effect_cost_usd"] = out["planned_cost_usd"] * q["no_effect_cost_share"]
+            q["design"] = plan.eval.design
         suites[name] = out
     used = rates or RateModel()
     return {"alpha": rb.alpha, "power": POWER, "min_improvement": rb.min_improvement, "prior": PRIOR,
+            "design": plan.eval.design, "looks": plan.eval.looks,
             "source": used.source, "rates": used.label, "mean_pass_rate": used.mean, "between_task_variance": used.spread,
             "trials": trials, "suites": suites}
 
@@ -105,7 +109,12 @@ def power_lines(out: dict[str, Any], plan_name: str) -> list[str]:
             q = s["sequential"]
             lines.append(f"    at {q['effect']:+.1%}: fixed design power {q['fixed_power']:.0%} (eval ~${s['planned_cost_usd']:.2f}); "
                          f"sequential, {q['looks']} looks (O'Brien-Fleming spending), power {q['sequential_power']:.0%}, "
-                         f"expected cost {q['expected_cost_share']:.0%} of it (~${q['expected_cost_usd']:.2f})")
+                         f"expected cost {q['expected_cost_share']:.0%} of it (~${q['expected_cost_usd']:.2f}); "
+                         f"with no effect {q['no_effect_cost_share']:.0%} (~${q['no_effect_cost_usd']:.2f}); "
+                         f"the plan's eval.design is {q['design']}")
+        elif out.get("design") == "sequential":
+            lines.append(f"    sequential, {out['looks']} looks (the plan's eval.design): nothing is detectable, so no "
+                         f"look stops it early: it runs every round, at the fixed design's cost (~${s['planned_cost_usd']:.2f})")
     return lines
 
 

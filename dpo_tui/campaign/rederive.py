@@ -10,6 +10,8 @@ chain was re-hashed and no key is at hand. Each is an audit rule of its own:
   gate-derivation    each decision.gate: the decision recomputed by the gate (domain.gate via
                      campaign.evaluation) from the recomputed comparisons and the rollback
                      criteria of the plan training was requested under
+                     (a sequential eval's: its last look's, campaign/rederive_looks.py, which
+                     also re-derives every eval.look under look-derivation)
   funnel-derivation  each pairs.built: the funnel recounted from each pair's dropped_by, and
                      the operator's accept/reject decisions honoured
   spend-derivation   each rollout.finished: its calls, tokens and cost are the sums of its
@@ -188,7 +190,13 @@ def _gate_derived(state: CampaignState, event: StoredEvent) -> str | None:
         criteria, decision = evaluation.gate_decision(plan, results)
     except ValueError as exc:
         return f"the gate cannot be recomputed: {exc}"
-    if decision.decision != p["decision"] or decision.criterion != p["criterion"]:
+    if plan.eval.design == "sequential":  # the decision is its last look's (campaign/rederive_looks.py)
+        from dpo_tui.campaign.rederive_looks import gate_problem
+
+        problem = gate_problem(state, plan, p)
+        if problem:
+            return problem
+    elif decision.decision != p["decision"] or decision.criterion != p["criterion"]:
         return (f"the log says {p['decision']} ({p['criterion']}), but the eval results and the criteria fixed "
                 f"before training give {decision.decision} ({decision.criterion}): {decision.reason}")
     fixed = dataclasses.asdict(criteria)

@@ -67,7 +67,26 @@ def build(campaign: Campaign, rep: AuditReport | None = None) -> list[Block]:
         blocks.append(("p", "Backend: SIMULATED (the embedded Together simulator). Every figure below comes from "
                             "the simulator, not from Together."))
     blocks += _spend(s) + _decisions(campaign) + _split(s, campaign) + _pairs(s) + _lineage(s) + _training(s) + _eval(s)
+    blocks += _looks(campaign, s, simulated)
     return blocks
+
+
+def _looks(campaign: Campaign, s: dict, simulated: bool) -> list[Block]:
+    """A sequential eval's looks: each one's statistic against its boundary, where it stopped,
+    the samples it skipped and what they would have cost."""
+    from dpo_tui.campaign.sequential_eval import run_summary, summary_text
+
+    looks = s["eval"].get("looks") or []
+    summary = run_summary(campaign.state, s["eval"].get("run_id"))
+    if not looks or summary is None:
+        return []
+    rows = [[str(lk["look"]), f"{lk['tasks_seen']}/{lk['tasks_planned']}", f"{lk['samples_seen']}",
+             f"{lk['statistic']['delta']:+.1%}", f"{lk['statistic']['p_improve']:.4f}",
+             f"{lk['statistic']['p_worse']:.4f}", f"{lk['one_sided_alpha']:.4f}", lk["decision"]] for lk in looks]
+    return [("h3", "Sequential eval: the gate's looks"),
+            ("table", (["look", "tasks seen", "samples", "delta", "p improve", "p worse", "boundary (one-sided alpha)",
+                        "decision"], rows)),
+            ("p", summary_text(summary, simulated) + ".")]
 
 
 def _spend(s: dict) -> list[Block]:

@@ -242,7 +242,10 @@ def eval_progress(state: CampaignState, plan: Plan | None, run_id: str | None = 
     eps = _endpoints(state, rid, now or datetime.now(UTC))
     ev = state.parts.get("eval")
     run = ev.runs.get(rid or "") if ev is not None else None
-    return EvalProgress(rid, Count(fin, _eval_planned(state, plan), running, passed, err), tuple(eps),
+    planned = _eval_planned(state, plan)
+    if run is not None and run.looks and run.looks[-1]["decision"] != "continue":  # a sequential eval stopped
+        planned = run.looks[-1]["samples_seen"]
+    return EvalProgress(rid, Count(fin, planned, running, passed, err), tuple(eps),
                         calls_usd + sum(e.cost_usd for e in eps),
                         sum(e.usd_per_min for e in eps if e.state != "stopped"),
                         run.decision if run is not None else None)

@@ -278,7 +278,8 @@ def aa_rates(tasks: int, seeds: int, *, alpha: float, bar: float, max_drop: floa
 
 @functools.lru_cache(maxsize=64)
 def suite_power(tasks: int, seeds: int, *, alpha: float, bar: float = 0.0, max_drop: float = 0.05,
-                power: float = 0.8, trials: int = 400, seed: int = 0, rates: RateModel | None = None) -> SuitePower:
+                power: float = 0.8, trials: int = 400, seed: int = 0, rates: RateModel | None = None,
+                looks: int = SEQUENTIAL_LOOKS) -> SuitePower:
     """The power of the gate's ship rule for one suite; `effect` (what tasks_needed sizes
     for) is DEFAULT_EFFECT above the bar: +5 points over min_improvement (0 by default).
     Seeded simulations of its arguments alone (all hashable, RateModel frozen), so a campaign's
@@ -290,5 +291,7 @@ def suite_power(tasks: int, seeds: int, *, alpha: float, bar: float = 0.0, max_d
     m = mde(tasks, seeds, power=power, **kw)
     needed = tasks_needed(effect, seeds, power=power, **kw)
     ship, rollback = aa_rates(tasks, seeds, max_drop=max_drop, **kw)
-    seq = sequential_power(tasks, seeds, m, looks=SEQUENTIAL_LOOKS, **kw) if m is not None else None
+    seq = sequential_power(tasks, seeds, m, looks=looks, **kw) if m is not None else None
+    if seq is not None:  # the expected cost with no true effect (it can only stop early on a false ship)
+        seq["no_effect_cost_share"] = sequential_power(tasks, seeds, 0.0, looks=looks, **kw)["expected_cost_share"]
     return SuitePower(tasks, seeds, m, m is not None, effect, needed, ship, rollback, seq)

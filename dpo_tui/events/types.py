@@ -44,6 +44,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "dpo_tui.campaign.rederive",
     "dpo_tui.campaign.rederive_spend",
     "dpo_tui.campaign.rederive_alloc",
+    "dpo_tui.campaign.rederive_looks",
 )
 
 

@@ -40,6 +40,8 @@ def test_the_demo_plan_is_valid_and_hash_is_stable():
     (("k = 3", "k = 3\nconcurrency = 0"), "eval.concurrency: Value error, concurrency = 0: give 1..512"),
     (("sim_seed = 7", "sim_seed = 7\nsim_replica_slots = 0"),
      "backend.sim_replica_slots: Input should be greater than or equal to 1 (got 0)"),
+    (("k = 3", 'k = 3\ndesign = "adaptive"'), "eval.design: Input should be 'fixed' or 'sequential'"),
+    (("k = 3", "k = 3\nlooks = 0"), "eval.looks: Input should be greater than or equal to 1 (got 0)"),
     (("random_seed = 42", "random_seed = 42\nrpo_alpha = -0.5"),
      "training.rpo_alpha: Input should be greater than or equal to 0 (got -0.5)"),
     (("random_seed = 42", "random_seed = 42\nsimpo_gamma = \"big\""), "training.simpo_gamma: Input should be a valid number"),

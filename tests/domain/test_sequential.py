@@ -94,3 +94,11 @@ def test_power_reports_both_designs_from_the_same_simulated_trials():
     assert none["sequential_power"] <= ALPHA / 2 + 0.02 and none["expected_cost_share"] > 0.97
     assert suite_power(40, 3, alpha=ALPHA, trials=200).sequential["looks"] == 3
     assert suite_power(5, 3, alpha=ALPHA, trials=200).sequential is None  # nothing detectable: no comparison
+
+
+def test_suite_power_reports_the_no_effect_cost_at_the_plans_looks():
+    from dpo_tui.domain.power import suite_power
+
+    q = suite_power(40, 3, alpha=ALPHA, trials=200, looks=4).sequential
+    assert q["looks"] == 4 and q["no_effect_cost_share"] > 0.95  # with no effect it runs (nearly) every round
+    assert q["expected_cost_share"] < q["no_effect_cost_share"]

@@ -36,6 +36,29 @@ class GateDecided(Payload):
     reason: str
     criteria: dict[str, Any]
     plan_hash: str
+    look: int | None = None  # a sequential eval: the look whose decision this is (its eval.look)
+
+
+@event_type("eval.look", version=1)
+class EvalLook(Payload):
+    """One look of a sequential eval's gate after a round (campaign/sequential_eval.py)."""
+
+    run_id: str
+    look: int  # 1-based
+    looks: int  # rounds planned
+    tasks_seen: int  # of the primary suite, rounds 1..look
+    tasks_planned: int
+    samples_seen: int  # eval rollouts over every suite, both arms
+    samples_planned: int
+    fraction: float  # information fraction, the primary suite's tasks seen / planned
+    one_sided_alpha: float  # the level this look tests at, each side (the spending's increment)
+    level: float  # the interval's level at this look
+    statistic: dict[str, Any]  # the primary suite's delta, p_improve, p_worse, interval
+    decision: Literal["continue", "ship", "rollback", "inconclusive"]
+    criterion: str
+    reason: str
+    round_tasks: dict[str, list[str]]  # suite -> the tasks of this look's round
+    suites: dict[str, dict[str, Any]]  # suite -> the comparison at this look's level
 
 
 @event_type("decision.gate_overridden", version=1)
@@ -80,6 +103,7 @@ class EvalRun:
     reason: str | None = None
     gate_decision: str | None = None
     overridden: bool = False
+    looks: list[dict[str, Any]] = field(default_factory=list)  # a sequential eval's eval.look payloads
 
     def to_json(self) -> dict[str, Any]:
         suites = {}
@@ -93,7 +117,12 @@ class EvalRun:
                              **task_outcomes(r.get("per_task") or {})}
         return {"suites": suites, "decision": self.decision, "decided_by": self.decided_by,
                 "criterion": self.criterion, "reason": self.reason, "gate_decision": self.gate_decision,
-                "overridden": self.overridden}
+                "overridden": self.overridden, "looks": [_look_json(lk) for lk in self.looks]}
+
+
+def _look_json(lk: dict[str, Any]) -> dict[str, Any]:
+    return {k: lk[k] for k in ("look", "looks", "tasks_seen", "tasks_planned", "samples_seen", "samples_planned",
+                               "fraction", "one_sided_alpha", "statistic", "decision", "criterion", "reason")}
 
 
 @dataclass
@@ -114,6 +143,13 @@ EVAL = state_part("eval", factory=EvalState, to_json=EvalState.to_json)
 def _results(state: CampaignState, event: StoredEvent) -> None:
     e: EvalState = state.part(EVAL)
     e.runs.setdefault(event.payload["run_id"], EvalRun()).suites[event.payload["suite"]] = dict(event.payload)
+    e.latest = event.payload["run_id"]
+
+
+@on("eval.look")
+def _look(state: CampaignState, event: StoredEvent) -> None:
+    e: EvalState = state.part(EVAL)
+    e.runs.setdefault(event.payload["run_id"], EvalRun()).looks.append(dict(event.payload))
     e.latest = event.payload["run_id"]
 
 

@@ -66,10 +66,12 @@ def _recorded(state: CampaignState, event: StoredEvent) -> None:
 
 def gate_protocol(plan: dict[str, Any]) -> dict[str, Any]:
     """What must not change between training and the gate: the rollback criteria and the eval
-    protocol (seeds, suites, k, the held-out suites). Any other plan field may change."""
+    protocol (seeds, suites, k, the held-out suites, the design and its looks). Any other plan field may change."""
     ev, suites = plan.get("eval") or {}, plan.get("suites") or {}
+    design = ev.get("design", "fixed")  # (plans recorded before the field: fixed)
     return {"rollback": plan.get("rollback"), "seeds": ev.get("seeds"), "suites": ev.get("suites"), "k": ev.get("k"),
-            "heldout": suites.get("heldout"), "heldout_limit": suites.get("heldout_limit")}
+            "heldout": suites.get("heldout"), "heldout_limit": suites.get("heldout_limit"), "design": design,
+            "looks": ev.get("looks") if design == "sequential" else None}
 
 
 def changed_fields(old: dict[str, Any] | None, new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -322,7 +322,8 @@ def _ep_stopped(state: CampaignState, event: StoredEvent) -> None:
     if ep is not None and ep["state"] != "stopped":
         # what the meter booked while it ran is spent already: add only the rest
         add_spend(state, endpoint_stage(ep.get("role")), max(0.0, event.payload["cost_usd"] - ep.get("billed_usd", 0.0)))
-        ep.update(state="stopped", minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"])
+        ep.update(state="stopped", minutes=event.payload["minutes"], cost_usd=event.payload["cost_usd"],
+                  stopped_at=event.payload["stopped_at"])
 
 
 @on("endpoint.billed")

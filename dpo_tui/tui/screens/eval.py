@@ -87,6 +87,17 @@ class EvalPane(StagePane):
             self.set_text("#eval-progress", "\n".join(lines))
         return ep.active
 
+    def _sequential(self, ev: dict[str, Any]) -> list[str]:
+        """A sequential eval's looks, where it stopped, what it skipped and saved (the service's lines)."""
+        from dpo_tui.campaign.sequential_eval import pane_lines
+
+        if not ev or not ev.get("looks"):
+            return []
+        with self.session.lock:
+            state = self.session.campaign.state
+            simulated = state.part("plan").backend == "simulator"
+            return pane_lines(state, ev.get("run_id"), simulated)
+
     def sync(self) -> None:
         active = self._progress()
         ev = part_json(self.session, "eval")
@@ -99,7 +110,8 @@ class EvalPane(StagePane):
         if not ev or not ev.get("suites"):
             if active:
                 self.set_text("#eval-title", "Eval: running. Results and the gate come when every sample is in.")
-                self.set_text("#eval-decision", "decision: after the last sample (the gate decides)")
+                self.set_text("#eval-decision", "\n".join(["decision: after the last sample (the gate decides)",
+                                                           *self._sequential(ev)]))
                 return
             self.set_text("#eval-title", "Eval: not run yet. No eval results in this campaign's log.")
             self.set_text("#eval-decision", "decision: not run yet (e runs the eval after training)")
@@ -110,7 +122,7 @@ class EvalPane(StagePane):
             t.add_row(suite, _pct(r["base"].get("pass@1")), _pct(r["tuned"].get("pass@1")), _pct(r.get("delta")),
                       ci, f"{r['p_value']:.3f}" if r.get("p_value") is not None else "-",
                       _pct(r.get("mde")), key=suite)
-        self.set_text("#eval-decision", "\n".join(_decision_lines(ev)))
+        self.set_text("#eval-decision", "\n".join(_decision_lines(ev) + self._sequential(ev)))
         self._task_rows(ev["suites"])
 
     def _task_rows(self, suites: dict[str, Any]) -> None:
