@@ -114,6 +114,30 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _where(after_seq: int, *, upto_seq: int | None = None, types: Sequence[str] | None = None,
+           type_prefixes: Sequence[str] | None = None, actor: str | None = None,
+           text: str | None = None) -> tuple[str, list]:
+    """The WHERE clause and its parameters for rows() and count()."""
+    where, params = "seq > ?", [after_seq]
+    if upto_seq is not None:
+        where += " AND seq <= ?"
+        params.append(upto_seq)
+    if types:
+        where += f" AND type IN ({','.join('?' * len(types))})"
+        params.extend(types)
+    if type_prefixes:
+        where += " AND (" + " OR ".join("substr(type, 1, ?) = ?" for _ in type_prefixes) + ")"
+        for p in type_prefixes:
+            params.extend((len(p), p))
+    if actor:
+        where += " AND instr(actor, ?) > 0"
+        params.append(actor)
+    if text:
+        where += " AND (instr(lower(payload), ?) > 0 OR instr(type, ?) > 0)"
+        params.extend((text.lower(), text.lower()))
+    return where, params
+
+
 class EventStore:
     """One open campaign file. Thread-safe for appends; use `read()` to fold from any seq."""
 
@@ -146,29 +170,24 @@ class EventStore:
             row = self._conn.execute("SELECT seq, hash FROM event ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    def count(self) -> int:
+    def count(self, after_seq: int = 0, **match: Any) -> int:
+        """Events after `after_seq`, all or those `match` keeps (the keywords of rows(): what
+        SQLite counts without handing a payload to Python)."""
+        where, params = _where(after_seq, **match)
         with db_errors(self.path, "counting events"):
-            return self._conn.execute("SELECT count(*) FROM event").fetchone()[0]
+            return self._conn.execute(f"SELECT count(*) FROM event WHERE {where}", params).fetchone()[0]
 
-    def rows(self, after_seq: int = 0, *, types: Sequence[str] | None = None,
-             type_prefixes: Sequence[str] | None = None, text: str | None = None,
-             batch: int = 1000) -> Iterator[tuple]:
-        """Raw rows in seq order, fetched in batches (constant memory); `types` keeps those
-        types, `type_prefixes` those whose type starts with one of them, `text` those whose
-        type or payload contains it, ignoring ASCII case (SQLite's lower())."""
-        where, params = "seq > ?", [after_seq]
-        if types:
-            where += f" AND type IN ({','.join('?' * len(types))})"
-            params.extend(types)
-        if type_prefixes:
-            where += " AND (" + " OR ".join("substr(type, 1, ?) = ?" for _ in type_prefixes) + ")"
-            for p in type_prefixes:
-                params.extend((len(p), p))
-        if text:
-            where += " AND (instr(lower(payload), ?) > 0 OR instr(type, ?) > 0)"
-            params.extend((text.lower(), text.lower()))
+    def rows(self, after_seq: int = 0, *, newest_first: bool = False, batch: int = 1000,
+             **match: Any) -> Iterator[tuple]:
+        """Raw rows after `after_seq` in seq order, or newest first, fetched in batches
+        (constant memory), all or those `match` keeps: `upto_seq` (those at or before it),
+        `types` (those types), `type_prefixes` (a type starting with one of them), `actor` (a
+        part of the actor, case kept), `text` (in the type or payload, ignoring ASCII case:
+        SQLite's lower())."""
+        where, params = _where(after_seq, **match)
         with db_errors(self.path, "reading events"):
-            cur = self._conn.execute(f"SELECT {_COLUMNS} FROM event WHERE {where} ORDER BY seq", params)
+            cur = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM event WHERE {where} ORDER BY seq{' DESC' if newest_first else ''}", params)
             while chunk := cur.fetchmany(batch):
                 yield from chunk
 

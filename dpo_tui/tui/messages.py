@@ -57,6 +57,12 @@ class ChainVerified(Message):
 
 
 class LogLoaded(Message):
-    def __init__(self, rows: list[tuple], matched: int, scanned: int, generation: int) -> None:
+    """A Log filter's scan, newest first, so far: `rows` (oldest first; None when unchanged
+    since the last post) is final once `rows_final`; `matched` counts the `scanned` newest of
+    the `head` events, and is the whole count once `done`."""
+
+    def __init__(self, rows: list[tuple] | None, matched: int, scanned: int, generation: int, *,
+                 head: int, rows_final: bool, done: bool) -> None:
         super().__init__()
         self.rows, self.matched, self.scanned, self.generation = rows, matched, scanned, generation
+        self.head, self.rows_final, self.done = head, rows_final, done

@@ -3,9 +3,10 @@ event's full payload; the chain's verification (audit); spend by stage."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
-from collections import deque
+import time
 from dataclasses import dataclass
 
 from textual import work
@@ -18,6 +19,8 @@ from dpo_tui.tui.messages import ChainVerified, LogLoaded
 from dpo_tui.tui.screens.base import StagePane
 
 SHOWN = 2000  # newest matching events in the table; narrow the filter to reach older ones
+SCAN_WINDOW = 20_000  # seqs per query of a filter's scan (newest first): it stops between two
+PROGRESS_S = 0.5  # the scan's table and count are posted at least this often
 
 
 FILTER_KEYS = ("type", "actor", "stage", "text")
@@ -69,7 +72,29 @@ class LogFilter:
             return False
         if self.stage and event_stage(type_, _payload(payload_text)) != self.stage:
             return False
-        return not self.text or self.text in payload_text.lower() or self.text in type_
+        return not self.text or self.text in _fold_case(payload_text, self.text) or self.text in type_
+
+    @property
+    def in_sql(self) -> bool:
+        """Everything this filter asks SQLite can answer (a stage needs the payload decoded
+        in Python; non-ASCII text needs Python's case folding)."""
+        return not self.stage and self.text.isascii()
+
+    def sql(self) -> dict:
+        """The store's keywords for what SQLite can pre-filter (all of it when `in_sql`)."""
+        return {"type_prefixes": self.types or None, "actor": self.actor or None,
+                "text": self.text if self.text.isascii() else None}
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold_case(text: str, needle: str) -> str:
+    """`text` lower-cased as the needle is searched: ASCII case only for an ASCII needle (as
+    SQLite's lower() does, so the pane and the store count the same rows), else Python's."""
+    if not needle.isascii():
+        return text.lower()
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 _EXAMPLE = {"type": "call.completed", "actor": "operator", "stage": "split", "text": "binary_search"}
@@ -105,7 +130,9 @@ class LogPane(StagePane):
                                   ("payload", "payload", 60)):
             t.add_column(label, key=key, width=width)
         self.filter = LogFilter()
-        self._loaded_to = 0
+        self._loaded_to = self._live = 0
+        self._scan: LogLoaded | None = None  # the scan's last word: its table, count, progress
+        self._held: list | None = None  # events appended while a scan's table is not in yet
         self.loaded = False
         self.sync()
 
@@ -118,66 +145,94 @@ class LogPane(StagePane):
 
     def load(self) -> None:
         self._generation = getattr(self, "_generation", 0) + 1
+        self._scan, self._held, self._live = None, [], 0
         if self.filter.error:  # nothing to look for: say why, in the filter's own line
-            self._matched = 0
             self.query_one("#log-table", DataTable).clear()
             self.sync()
             return
-        self._busy = True
         self.sync()
         self._load(self.filter, self.session.db, self._generation)
 
     @work(thread=True, exclusive=True, group="log-load")
     def _load(self, flt: LogFilter, db, generation: int) -> None:  # noqa: ANN001
+        """Scan newest first, a window of seqs per query (a newer filter cancels between
+        windows): the table is posted as soon as it holds SHOWN rows (or the scan ends, or
+        half a second passed), then the count goes on, in SQLite when it can."""
         from textual.worker import get_current_worker
 
         from dpo_tui.events.store import open_store
 
         worker = get_current_worker()
-
-        rows: deque[tuple] = deque(maxlen=SHOWN)
-        matched = scanned = 0
+        rows: list[tuple] = []  # newest first
+        matched, posted, final = 0, time.monotonic(), False
         with open_store(db, readonly=True) as store:  # its own connection: never the writer's
-            for seq, _cid, type_, _v, actor, ts, text, _p, _h in store.rows(type_prefixes=flt.types or None,
-                                                                            text=flt.text if flt.text.isascii() else None):
-                scanned += 1
-                if scanned % 5000 == 0 and worker.is_cancelled:
+            head = hi = store.head()[0]
+            while hi > 0:
+                lo = max(0, hi - SCAN_WINDOW)
+                if final and flt.in_sql:
+                    matched += store.count(lo, upto_seq=hi, **flt.sql())
+                else:
+                    with contextlib.closing(store.rows(lo, upto_seq=hi, newest_first=True, **flt.sql())) as window:
+                        for seq, _cid, type_, _v, actor, ts, text, _p, _h in window:
+                            if not flt.match(type_, actor, text):
+                                continue
+                            matched += 1
+                            if len(rows) < SHOWN:
+                                rows.append((seq, ts[11:19], type_, actor, summary(text)))
+                            elif flt.in_sql:  # the table is full: SQLite counts the rest of the window
+                                matched += store.count(lo, upto_seq=seq - 1, **flt.sql())
+                                break
+                hi = lo
+                if worker.is_cancelled:
                     return  # a newer filter superseded this one
-                if flt.match(type_, actor, text):
-                    matched += 1
-                    rows.append((seq, ts[11:19], type_, actor, summary(text)))
-        self.post_message(LogLoaded(list(rows), matched, scanned, generation))
+                now = time.monotonic()
+                if hi == 0 or now - posted >= PROGRESS_S or (not final and len(rows) >= SHOWN):
+                    table = None if final else rows[::-1]
+                    final = final or len(rows) >= SHOWN or hi == 0
+                    self.post_message(LogLoaded(table, matched, head - hi, generation, head=head,
+                                                rows_final=final, done=hi == 0))
+                    posted = now
+        if head == 0:
+            self.post_message(LogLoaded([], 0, 0, generation, head=0, rows_final=True, done=True))
 
     def on_log_loaded(self, message: LogLoaded) -> None:
         if message.generation != self._generation:
             return  # the result of a filter typed over since
-        self._busy = False
         t = self.query_one("#log-table", DataTable)
-        t.clear()
-        for row in message.rows:
-            t.add_row(str(row[0]), *row[1:], key=str(row[0]))
-        self._loaded_to = message.rows[-1][0] if message.rows else 0
-        self._matched = message.matched
-        if message.rows:
+        if message.rows is not None:
+            t.clear()
+            for row in message.rows:
+                t.add_row(str(row[0]), *row[1:], key=str(row[0]))
+        if message.rows_final and self._held is not None:
+            held, self._held = self._held, None  # what the log gained while the scan ran
+            self._loaded_to = message.head
+            self._live = 0
+            self._add_live(held)
+        self._scan = message
+        if message.rows is not None and t.row_count:
             t.move_cursor(row=t.row_count - 1)
         self.sync()
 
     def on_events(self, events) -> None:
         if not self.loaded:
             return
+        if self._held is not None:
+            self._held.extend(events)  # the scan's table is not in yet: added once it is
+            return
+        self._add_live(events)
+
+    def _add_live(self, events) -> None:  # noqa: ANN001
         t = self.query_one("#log-table", DataTable)
-        added = 0
         for ev in events:
             if ev.seq <= self._loaded_to:
                 continue
             text = json.dumps(ev.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             if self.filter.match(ev.type, ev.actor, text):
                 t.add_row(str(ev.seq), ev.ts[11:19], ev.type, ev.actor, summary(text), key=str(ev.seq))
-                added += 1
+                self._live += 1
             self._loaded_to = ev.seq
         while t.row_count > SHOWN:
             t.remove_row(t.coordinate_to_cell_key((0, 0)).row_key)
-        self._matched = getattr(self, "_matched", 0) + added
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "log-filter" and self.loaded:
@@ -223,13 +278,18 @@ class LogPane(StagePane):
             total, by_stage = spend.total_usd, dict(spend.by_stage)
             events = self.session.campaign.state.events
         stages = ", ".join(f"{k} ${v:.4f}" for k, v in sorted(by_stage.items())) or "nothing yet"
-        matched = getattr(self, "_matched", None)
+        scan = getattr(self, "_scan", None)
         if getattr(self, "filter", None) is not None and self.filter.error:
             shown = f"filter: {self.filter.error}"
-        elif getattr(self, "_busy", False) or matched is None:
+        elif scan is None:
             shown = "filtering…"
+        elif not scan.done:
+            shown = (f"{scan.matched + self._live:,}+ match so far, newest "
+                     f"{min(scan.matched + self._live, SHOWN):,} shown; counting… "
+                     f"{scan.scanned:,} of {scan.head:,} events read")
         else:
-            shown = f"{matched} match, newest {min(matched, SHOWN)} shown"
+            matched = scan.matched + self._live
+            shown = f"{matched:,} match, newest {min(matched, SHOWN):,} shown"
         self.query_one("#log-spend", Static).update(
             f"{events} events ({shown}); spend ${total:.4f}: {stages}")
 
