@@ -112,6 +112,23 @@ def summary(payload_text: str, width: int = 60) -> str:
     return payload_text if len(payload_text) <= width else payload_text[: width - 1] + "…"
 
 
+def chain_line(report: dict) -> str:
+    """The Log pane's chain line from an audit report's JSON."""
+    if report["ok"]:
+        keyed = (f"keyed ({report['checkpoints']['verified']} checkpoints)" if report["keyed"]
+                 else "not keyed: rewrites cannot be ruled out")
+        text = (f"chain: ok - {report['events']} events verified (hash chain and invariants), "
+                f"head {report['head_hash'][:12]}; {keyed}")
+    else:
+        problems = report["problems"]
+        first = next((p for p in problems if p["seq"] == report["first_bad_seq"]), problems[0])
+        text = (f"chain: FAILED - first bad event seq {report['first_bad_seq']}: {first['rule']}: "
+                f"{first['message']} ({len(problems)} problems)")
+    if report["warnings"]:
+        text += f"; {len(report['warnings'])} warnings"
+    return text
+
+
 class LogPane(StagePane):
     stage = "log"
     BINDINGS = [Binding("slash", "focus_filter", "Filter", id="log.filter"),
@@ -250,24 +267,20 @@ class LogPane(StagePane):
 
     @work(thread=True, exclusive=True, group="log-verify")
     def _verify(self, db) -> None:  # noqa: ANN001
-        from dpo_tui.events.audit import audit
-        from dpo_tui.events.checkpoint import load_key
-        from dpo_tui.events.store import open_store
+        """`dpo-tui audit` in a child process (tens of seconds at a million events: in this
+        one it would slow the screen and the fold); killed if the console quits first."""
+        from textual.worker import get_current_worker
 
-        with open_store(db, readonly=True) as store:
-            report = audit(store, key=load_key())
-        if report.ok:
-            keyed = (f"keyed ({report.checkpoints.verified} checkpoints)" if report.keyed
-                     else "not keyed: rewrites cannot be ruled out")
-            text = (f"chain: ok - {report.events} events verified (hash chain and invariants), "
-                    f"head {report.head_hash[:12]}; {keyed}")
-        else:
-            first = report.problems[0]
-            text = (f"chain: FAILED - first bad event seq {report.first_bad_seq}: {first.rule}: {first.message}"
-                    f" ({len(report.problems)} problems)")
-        if report.warnings:
-            text += f"; {len(report.warnings)} warnings"
-        self.post_message(ChainVerified(report.ok, text))
+        from dpo_tui.events.audit_process import AuditNotRun, audit_in_child
+
+        worker = get_current_worker()
+        try:
+            report = audit_in_child(db, cancelled=lambda: worker.is_cancelled)
+        except AuditNotRun as exc:
+            self.post_message(ChainVerified(False, f"chain: could not verify: {exc}"))
+            return
+        if report is not None:
+            self.post_message(ChainVerified(report["ok"], chain_line(report)))
 
     def on_chain_verified(self, message: ChainVerified) -> None:
         self.query_one("#log-chain", Static).update(message.summary)
