@@ -133,8 +133,12 @@ def results(db: Path) -> dict[str, Any]:
                 for e in evs if e.type == "rollout.finished"}
     exported = [e.payload for e in evs if e.type == "pairs.exported"]
     gates = [e.payload["decision"] for e in evs if e.type == "decision.gate"]
+    allocated = [(e.payload["round"], e.payload["task_id"], e.payload["rollouts"], e.payload["reason"])
+                 for e in evs if e.type == "rollouts.allocated"]  # yield allocation: each round's decisions
+    looks = [(e.payload["look"], e.payload["samples_seen"], e.payload.get("decision"))
+             for e in evs if e.type == "eval.look"]  # a sequential eval: each look and where it stood
     return {"finished": finished, "export_sha256": [(p["together_sha256"], p["trl_sha256"]) for p in exported],
-            "gate": gates}
+            "gate": gates, "allocated": allocated, "looks": looks}
 
 
 def check(db: Path, reference: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -159,6 +163,9 @@ def check(db: Path, reference: dict[str, Any]) -> tuple[list[str], dict[str, Any
         problems.append(f"export sha256 {got['export_sha256']} != reference {reference['export_sha256']}")
     if got["gate"] != reference["gate"]:
         problems.append(f"gate decision {got['gate']} != reference {reference['gate']}")
+    for key, what in (("allocated", "allocation decisions"), ("looks", "eval looks")):
+        if got[key] != reference[key]:
+            problems.append(f"{what} differ from the uninterrupted run: {got[key][:3]} != {reference[key][:3]}")
     completed = Counter(e.payload["idempotency_key"] for e in evs if e.type == "call.completed")
     twice = [k for k, n in completed.items() if n > 1]
     if twice:
@@ -313,7 +320,8 @@ def run_campaign(workdir: Path, *, rounds: int = 1, kills: int = 3, seed: int = 
     ref_problems, ref_fig = check(ref_db, reference)
     report.problems += [f"reference: {p}" for p in ref_problems]
     report.reference = {"rollouts_finished": len(reference["finished"]), "export_sha256": reference["export_sha256"],
-                        "gate": reference["gate"], **ref_fig}
+                        "gate": reference["gate"], "allocation_rounds": len({a[0] for a in reference["allocated"]}),
+                        "looks": len(reference["looks"]), **ref_fig}
     rng = random.Random(seed)
     for r in range(rounds):
         report.rounds += 1
