@@ -23,7 +23,7 @@ from dpo_tui.campaign.state.rollouts import ROLLOUTS
 from dpo_tui.campaign.state.split import SPLIT
 from dpo_tui.domain.concurrency import ThroughputController
 from dpo_tui.domain.costs import PilotRollout, calibrated_estimate, pair_yield, summarize_pilot
-from dpo_tui.errors import Stopped
+from dpo_tui.errors import InputError, Stopped
 from dpo_tui.events.campaign import Campaign
 from dpo_tui.events.store import NewEvent
 from dpo_tui.tasks.sandbox import Limits
@@ -235,7 +235,26 @@ def _stage_todo(ctx: Ctx, specs: list[RolloutSpec]) -> bool:
     return len(finished_paid(st)) < planned
 
 
+def allocation_fixed_once_started(ctx: Ctx) -> None:
+    """The allocation the paid rollouts started under is the stage's: a plan switched since
+    (uniform <-> yield) would re-spend what was planned under the other rule mid-stage. Under
+    yield, round 1 is logged before its rollouts; under uniform no round is ever logged."""
+    st = ctx.campaign.state
+    if st.part(ALLOCATION).rounds:
+        under = "yield"
+    elif st.part(ROLLOUTS).started.get("rollouts", 0):
+        under = "uniform"
+    else:
+        return  # not started: the plan's allocation is the stage's
+    now = ctx.plan.rollouts.allocation
+    if now != under:
+        raise InputError(f"rollouts.allocation changed from {under!r} to {now!r} after the paid rollouts started "
+                         f"under {under!r}: the allocation is fixed once the stage starts; restore "
+                         f'rollouts.allocation = "{under}" in the plan (or start a new campaign)')
+
+
 async def stage_rollouts(ctx: Ctx) -> None:
+    allocation_fixed_once_started(ctx)
     specs = rollout_specs(ctx)
     await preflight.before_stage(ctx, specs)
     left_running = any(e.get("role") == generator.ROLE for e in ctx.campaign.state.part("endpoint").running())

@@ -129,6 +129,38 @@ def test_a_resume_from_a_log_cut_mid_round_reruns_nothing_that_finished(yield_ca
     assert code == 0, report["problems"]
 
 
+@pytest.mark.parametrize("to", ["uniform", "yield"])
+def test_an_allocation_changed_once_the_paid_rollouts_started_is_refused_naming_the_field(yield_campaign, tmp_path,
+                                                                                           cli, to):
+    """The allocation is fixed once the stage started: a plan switched mid-stage (either way,
+    from a log cut mid-round) is refused before anything is appended, naming the field."""
+    plan, db = yield_campaign
+    cut = copy_campaign_file(db, tmp_path / "c.db")
+    round2 = max(p["seq"] for p in _events(db, "rollouts.allocated") if p["round"] == 2)
+    if to == "yield":  # a uniform stage cut mid-way: no round logged, paid rollouts started
+        first_paid = min(p["seq"] for p in _events(db, "rollout.started") if p["stage"] == "rollouts")
+        keep = [p["seq"] for p in _events(db, "rollouts.allocated")]
+        forge(cut, lambda rows: [r for r in rows[:first_paid + 3] if r["seq"] not in keep])
+        text = plan.read_text().replace('allocation = "yield"', 'allocation = "uniform"')
+        switched = plan.read_text()
+        plan = tmp_path / "uniform.toml"
+        plan.write_text(text)
+        result = run_campaign(plan, cut, until="rollouts", yes=True)  # the uniform stage's own resume works
+        assert result.exit_code == 0, result.message
+        cut = copy_campaign_file(db, tmp_path / "c2.db")
+        forge(cut, lambda rows: [r for r in rows[:first_paid + 3] if r["seq"] not in keep])
+    else:
+        forge(cut, lambda rows: rows[:round2 + 3])
+        switched = plan.read_text().replace('allocation = "yield"', 'allocation = "uniform"')
+    other = tmp_path / "switched.toml"
+    other.write_text(switched)
+    before = len(_events(cut, "rollout.started"))
+    result = run_campaign(other, cut, until="pairs", yes=True)
+    assert result.exit_code != 0 and "rollouts.allocation" in result.message, result.message
+    assert ("uniform" if to == "yield" else "yield") in result.message
+    assert len(_events(cut, "rollout.started")) == before
+
+
 @pytest.mark.anyio
 async def test_budget_and_rollouts_say_which_allocation_runs_and_what_its_rounds_expect(yield_campaign, tmp_path):
     from tests.tui.conftest import make_app, wait_for
