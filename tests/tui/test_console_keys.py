@@ -137,6 +137,22 @@ def test_free_text_is_filtered_in_sqlite_and_matches_what_the_pane_matches(demo_
     assert set(typed) <= set(want) and typed
 
 
+@pytest.mark.parametrize("raw", ["%", "p_u", "\\", "a%c", "APPROVE_split", "zz_top%"])
+def test_like_wildcards_in_free_text_are_literal_in_sqlite(demo_db, raw):
+    """The store filters free text with LIKE (ASCII case ignored, as the pane's match): its %,
+    _ and the escape character itself are matched as written, never as wildcards."""
+    from dpo_tui.events.store import open_store
+
+    flt = LogFilter.parse(f"text:{raw}")
+    with open_store(demo_db, readonly=True) as store:
+        every = [(r[0], r[2], r[4], r[6]) for r in store.rows()]
+        kept = [r[0] for r in store.rows(text=flt.text)]
+        counted = store.count(text=flt.text)
+    want = [seq for seq, type_, actor, text in every if flt.match(type_, actor, text)]
+    assert kept == want and counted == len(want)
+    assert len(want) < len(every)
+
+
 async def test_escape_leaves_an_input_the_panes_keys_and_footer_return_and_a_digit_switches(demo_db):
     """A digit typed in an input is text (it does not switch panes); Escape gives focus back
     to the pane (its footer and keys at once), and then a digit switches panes."""
