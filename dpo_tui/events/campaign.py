@@ -75,10 +75,21 @@ class Campaign:
         """Fold events not folded yet (another process appended them: a read-only view of a
         live run; or the open folded only a prefix), at most `limit` of them."""
         reader = self.store.read(self.state.last_seq, prev=(self.state.last_seq, self.state.head_hash))
-        new = list(reader if limit is None else itertools.islice(reader, limit))
+        new = list(reader if limit is None else itertools.islice(reader, limit))  # all read before any is folded
         for event in new:
             apply(self.state, event)
         return new
+
+    def fold_more(self, limit: int) -> int:
+        """Fold at most `limit` events not folded yet, each as it is read, keeping none (a big
+        log catching up: refresh's read-then-fold of a chunk is ~1.5x slower per event, the
+        decoded payloads gone cold by the time they are folded). Returns how many."""
+        reader = self.store.read(self.state.last_seq, prev=(self.state.last_seq, self.state.head_hash))
+        n = 0
+        for event in itertools.islice(reader, limit):
+            apply(self.state, event)
+            n += 1
+        return n
 
     def close(self) -> None:
         self.store.close()

@@ -60,6 +60,10 @@ class GuardedCampaign(Campaign):
         with self.lock:
             return super().refresh(limit)
 
+    def fold_more(self, limit: int) -> int:
+        with self.lock:
+            return super().fold_more(limit)
+
 
 class ReadOnly(DpoTuiError):
     pass
@@ -100,18 +104,19 @@ class Session:
         self._load_plan(plan_path, record=not self.catching_up)  # (recorded once the whole log is read)
         self._resume_run()
 
-    def catch_up(self, chunk: int = CATCH_UP_CHUNK) -> list[StoredEvent]:
+    def catch_up(self, chunk: int = CATCH_UP_CHUNK) -> int:
         """Fold the next `chunk` events of a log opened partly folded (a worker calls it until
-        `catching_up` is False); the plan and the training run are re-read once caught up."""
-        new = self.campaign.refresh(limit=chunk)
-        if len(new) < chunk or self.campaign.state.last_seq >= self.log_events:
+        `catching_up` is False); the plan and the training run are re-read once caught up.
+        Returns how many it folded."""
+        n = self.campaign.fold_more(chunk)
+        if n < chunk or self.campaign.state.last_seq >= self.log_events:
             with self.lock:
                 recorded = self.campaign.state.part(PLAN).hash
             if self.plan is None or recorded != self.plan.plan.hash():
                 self._load_plan(self._plan_path)
             self._resume_run()
             self.catching_up = False
-        return new
+        return n
 
     # -- plan ----------------------------------------------------------------------------
 
