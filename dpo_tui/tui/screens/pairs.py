@@ -33,6 +33,9 @@ def _short(p: dict) -> str:
     return f"{p['task_id'].rsplit('/', 1)[-1]} {p['chosen'].rsplit('/', 1)[-1]}>{p['rejected'].rsplit('/', 1)[-1]}"
 
 
+COLUMNS = ("pair", "chosen", "rejected", "tokens", "state", "decision")  # the table's column keys
+
+
 class PairsPane(StagePane):
     stage = "pairs"
     BINDINGS = [Binding("a", "app.pair_decision('accept')", "Accept", id="pairs.accept"),
@@ -59,9 +62,8 @@ class PairsPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#pairs-table", DataTable)
-        for key, label, width in (("pair", "pair (task chosen>rejected)", 32), ("chosen", "chosen", 6),
-                                  ("rejected", "rej.", 5), ("tokens", "tokens", 6), ("state", "filter", 12),
-                                  ("decision", "operator", 8)):
+        for key, (label, width) in zip(COLUMNS, (("pair (task chosen>rejected)", 32), ("chosen", 6), ("rej.", 5),
+                                                  ("tokens", 6), ("filter", 12), ("operator", 8)), strict=True):
             t.add_column(label, key=key, width=width)
         self._shown: tuple = ()
         self._pairs: dict[str, dict] = {}
@@ -138,12 +140,18 @@ class PairsPane(StagePane):
                      for x in built["pairs"])
         if rows != self._shown:
             t = self.query_one("#pairs-table", DataTable)
-            cursor = t.cursor_row
-            t.clear()
-            for row in rows:
-                t.add_row(*row[1:], key=row[0])
-            if rows:
-                t.move_cursor(row=min(cursor, len(rows) - 1))
+            if len(rows) == len(self._shown) and all(a[0] == b[0] for a, b in zip(rows, self._shown, strict=True)):
+                for new, old in zip(rows, self._shown, strict=True):  # the same pairs: a decision changed a cell
+                    for key, value, was in zip(COLUMNS, new[1:], old[1:], strict=True):
+                        if value != was:
+                            t.update_cell(new[0], key, value)
+            else:  # built anew: every row (thousands at seed scale, so only then)
+                cursor = t.cursor_row
+                t.clear()
+                for row in rows:
+                    t.add_row(*row[1:], key=row[0])
+                if rows:
+                    t.move_cursor(row=min(cursor, len(rows) - 1))
             self._shown = rows
             self._diff()
 
