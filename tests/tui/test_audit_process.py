@@ -29,7 +29,7 @@ def test_the_child_reports_what_the_audit_command_reports(demo_template, tmp_pat
     import json
 
     assert report == json.loads(_cli_json(db))
-    assert report["ok"] and chain_line(report).startswith(f"chain: ok - {report['events']} events verified")
+    assert report["ok"] and chain_line(report).startswith(f"chain: ok - {report['events']:,} events verified")
 
 
 def test_a_tampered_log_names_its_first_bad_event(demo_template, tmp_path):

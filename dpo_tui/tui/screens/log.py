@@ -117,7 +117,7 @@ def chain_line(report: dict) -> str:
     if report["ok"]:
         keyed = (f"keyed ({report['checkpoints']['verified']} checkpoints)" if report["keyed"]
                  else "not keyed: rewrites cannot be ruled out")
-        text = (f"chain: ok - {report['events']} events verified (hash chain and invariants), "
+        text = (f"chain: ok - {report['events']:,} events verified (hash chain and invariants), "
                 f"head {report['head_hash'][:12]}; {keyed}")
     else:
         problems = report["problems"]
@@ -143,7 +143,7 @@ class LogPane(StagePane):
 
     def on_mount(self) -> None:
         t = self.query_one("#log-table", DataTable)
-        for key, label, width in (("seq", "seq", 6), ("ts", "time", 8), ("type", "type", 24), ("actor", "actor", 14),
+        for key, label, width in (("seq", "seq", 8), ("ts", "time", 8), ("type", "type", 24), ("actor", "actor", 14),
                                   ("payload", "payload", 60)):
             t.add_column(label, key=key, width=width)
         self.filter = LogFilter()
@@ -304,7 +304,7 @@ class LogPane(StagePane):
             matched = scan.matched + self._live
             shown = f"{matched:,} match, newest {min(matched, SHOWN):,} shown"
         self.query_one("#log-spend", Static).update(
-            f"{events} events ({shown}); spend ${total:.4f}: {stages}")
+            f"{events:,} events ({shown}); spend ${total:.4f}: {stages}")
 
     def selected_seq(self) -> int | None:
         t = self.query_one("#log-table", DataTable)
