@@ -34,6 +34,7 @@ def _short(p: dict) -> str:
 
 
 COLUMNS = ("pair", "chosen", "rejected", "tokens", "state", "decision")  # the table's column keys
+PAGE = 1000  # pairs in the table at once ([ and ] page): a seed-scale campaign builds tens of thousands
 
 
 class PairsPane(StagePane):
@@ -43,7 +44,9 @@ class PairsPane(StagePane):
                 Binding("e", "app.export_pairs", "Export", id="pairs.export"),
                 Binding("b", "app.build_pairs", "Build", id="pairs.build"),
                 Binding("T", "app.apply_pair_thresholds", "Apply thresholds", id="pairs.thresholds",
-                        tooltip="Apply the typed thresholds (logged; the funnel rebuilt)")]
+                        tooltip="Apply the typed thresholds (logged; the funnel rebuilt)"),
+                Binding("left_square_bracket", "page(-1)", "Page back", id="pairs.page_back", show=False),
+                Binding("right_square_bracket", "page(1)", "Page on", id="pairs.page_on", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pairs-funnel", classes="pane-title")
@@ -67,6 +70,7 @@ class PairsPane(StagePane):
             t.add_column(label, key=key, width=width)
         self._shown: tuple = ()
         self._pairs: dict[str, dict] = {}
+        self._page = 0
         self.show_thresholds()
         self.sync()
 
@@ -133,11 +137,18 @@ class PairsPane(StagePane):
                                      else "not exported (e exports)")
         if stale:
             text += " - STALE: decided since; e re-exports"
+        pairs = built["pairs"]
+        pages = max(1, -(-len(pairs) // PAGE))
+        self._page = min(self._page, pages - 1)
+        page = pairs[self._page * PAGE:(self._page + 1) * PAGE]
+        if pages > 1:
+            first = self._page * PAGE + 1
+            text += f"\ntable: pairs {first:,}-{first + len(page) - 1:,} of {len(pairs):,} ([ and ] page)"
         box.update(text)
-        self._pairs = {x["pair_id"]: x for x in built["pairs"]}
+        self._pairs = {x["pair_id"]: x for x in page}
         rows = tuple((x["pair_id"], _short(x), f"{x['chosen_score']:.2f}", f"{x['rejected_score']:.2f}", str(x["tokens"]),
                       x["dropped_by"] or "kept", decisions.get(x["pair_id"], ""))
-                     for x in built["pairs"])
+                     for x in page)
         if rows != self._shown:
             t = self.query_one("#pairs-table", DataTable)
             if len(rows) == len(self._shown) and all(a[0] == b[0] for a, b in zip(rows, self._shown, strict=True)):
@@ -154,6 +165,14 @@ class PairsPane(StagePane):
                     t.move_cursor(row=min(cursor, len(rows) - 1))
             self._shown = rows
             self._diff()
+
+    def action_page(self, step: int) -> None:
+        """The previous or next PAGE of built pairs in the table (the cursor to its top)."""
+        before = self._page
+        self._page = max(0, self._page + step)
+        self.sync()
+        if self._page != before:
+            self.query_one("#pairs-table", DataTable).move_cursor(row=0)
 
     def _diff(self) -> None:
         pid = self.selected_pair()
