@@ -4,7 +4,6 @@ the default run, and not only when someone runs a 15-minute bench."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

@@ -91,7 +91,7 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 def _fold_case(text: str, needle: str) -> str:
     """`text` lower-cased as the needle is searched: ASCII case only for an ASCII needle (as
-    SQLite's lower() does, so the pane and the store count the same rows), else Python's."""
+    SQLite's LIKE does, so the pane and the store count the same rows), else Python's."""
     if not needle.isascii():
         return text.lower()
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
