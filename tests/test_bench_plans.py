@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.campaign.plan import load_plan
+from tests.conftest import SHARED
 
 PERF = Path(__file__).resolve().parent / "perf"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +40,9 @@ def _builders(tmp_path: Path):
                        _text_plan(tmp_path, adaptive_eval.bench_plan(design, null=null, quick=quick)))
         for allocation in ("uniform", "yield"):
             for generator in sorted(adaptive_alloc.GENERATORS):
-                yield (f"adaptive_alloc {allocation} {generator} quick={quick}",
-                       _text_plan(tmp_path, adaptive_alloc._plan(SHARED / "quixbugs", allocation, quick=quick,
-                                                                 generator=generator)))
+                text = adaptive_alloc._plan(SHARED / "benchmarks" / "quixbugs", allocation, quick=quick,
+                                            generator=generator)
+                yield f"adaptive_alloc {allocation} {generator} quick={quick}", _text_plan(tmp_path, text)
     yield "bench_engine", bench_engine.engine_plan(tmp_path, "http://127.0.0.1:9", 2)
     yield "bench_estimates", bench_estimates.quixbugs_plan(tmp_path)
 
