@@ -80,6 +80,8 @@ def run_tests_calibrated(task: Task, program: str, *, base: Limits | None = None
     if not raised:
         return report
     subset = replace(task, tests=replace(task.tests, cases=tuple(c for c in task.tests.cases if c.name in raised)))
-    again = {v.name: v for v in run_tests(subset, program, limits=limits, sandbox=sandbox).verdicts}
+    rerun = run_tests(subset, program, limits=limits, sandbox=sandbox)
+    again = {v.name: v for v in rerun.verdicts}
     verdicts = [again.get(v.name, v) for v in report.verdicts]
-    return build_report(verdicts, limits, sandboxed=report.sandboxed, seconds=time.monotonic() - started)
+    return build_report(verdicts, limits, sandboxed=report.sandboxed, seconds=time.monotonic() - started,
+                        cpu_seconds=report.cpu_seconds + rerun.cpu_seconds)

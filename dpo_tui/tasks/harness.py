@@ -2,7 +2,8 @@
 
 Reads one JSON payload on stdin: {"program", "tests": TestSpec.payload(), "limits",
 "drop_uid"}; writes one JSON object on stdout: {"verdicts": [[name, verdict, message,
-seconds, cpu_seconds, output], ...]}.
+seconds, cpu_seconds, output], ...], "cpu_seconds": the run's CPU, this supervisor's own (its
+interpreter's start included) and every test child's it waited for}.
 
 The supervisor (this process, trusted code only) drops privileges, applies the resource
 limits, and forks one child per test. Each child gets its own process group, its own
@@ -394,7 +395,9 @@ def main():
             results.append(row)
             if at_load and row[1] != "pass":
                 inherited = row
-    report.write(json.dumps({"verdicts": results}))
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime  # this process and every test it waited for
+    report.write(json.dumps({"verdicts": results, "cpu_seconds": round(cpu, 4)}))
     report.flush()
 
 

@@ -21,6 +21,7 @@ Safe to call from many threads or processes at once (no shared state, no preexec
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -102,6 +103,7 @@ class TestReport:
     sandboxed: bool
     note: str = ""
     error: str = ""            # the harness did not report (crashed, or a candidate killed it): all crash
+    cpu_seconds: float = 0.0   # the harness's CPU and its tests' (bwrap's own not included); 0 when unknown
 
     def to_dict(self) -> dict:
         return {**asdict(self), "verdicts": [asdict(v) for v in self.verdicts]}
@@ -305,25 +307,37 @@ def _spawn(cmd: list[str], stdin: bytes, cwd: Path | None, backstop: float,
 def _report(task: Task, raw: bytes, error: str, limits: Limits, *, sandboxed: bool,
             seconds: float) -> TestReport:
     rows: list = []
+    cpu = 0.0
     if raw and not error:
         try:
-            rows = json.loads(raw)["verdicts"]
-        except (ValueError, KeyError) as exc:
+            out = json.loads(raw)
+            rows = out["verdicts"]
+            cpu = _cpu_seconds(out.get("cpu_seconds"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             error = f"unreadable harness report: {exc}"
     if error:  # never the candidate's pass: every test counts as a crash
         rows = [[c.name, "crash", error, 0.0, 0.0, ""] for c in task.tests.cases]
     return build_report([TestVerdict(*row) for row in rows], limits, sandboxed=sandboxed,
-                        seconds=seconds, error=error)
+                        seconds=seconds, error=error, cpu_seconds=cpu)
+
+
+def _cpu_seconds(value: object) -> float:
+    """The harness's CPU figure, when it is a finite non-negative number (a measurement only:
+    nothing is decided on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
 
 
 def build_report(verdicts: list[TestVerdict], limits: Limits, *, sandboxed: bool, seconds: float,
-                 error: str = "") -> TestReport:
+                 error: str = "", cpu_seconds: float = 0.0) -> TestReport:
     ran = [v for v in verdicts if v.verdict != "skip"]
     ok = sum(v.verdict == "pass" for v in ran)
     note = "" if sandboxed else UNSANDBOXED_NOTE
     return TestReport(passed=bool(ran) and ok == len(ran), tests=len(ran), tests_passed=ok,
                       verdicts=verdicts, output=feedback_text(verdicts, limits.feedback_chars, note),
-                      seconds=round(seconds, 4), sandboxed=sandboxed, note=note, error=error)
+                      seconds=round(seconds, 4), sandboxed=sandboxed, note=note, error=error,
+                      cpu_seconds=round(cpu_seconds, 4))
 
 
 def feedback_text(verdicts: list[TestVerdict], limit: int = 4000, note: str = "") -> str:

@@ -15,7 +15,10 @@ answers at once, measured against the bare parts on the same machine in the same
    task's tests on its fixed program) against `bwrap <the same namespaces> true` and the same
    bwrap running `python -c pass`, one per core at a time.
 3. **CPU per rollout**: the runner's own CPU seconds (this process: engine, provider, event
-   log, fold) and its sandboxes' (waited-for children), per rollout.
+   log, fold) and its sandboxes', per rollout. The sandboxes' is the sum of each test run's
+   `cpu_seconds` in the log's reports, as the harness measured it inside the sandbox (its own
+   and its tests'; bwrap's not included): the host's getrusage cannot see it, bwrap's pid
+   namespace reaps the tests.
 
 The last stdout line of --json is {"engine_calls_per_s", "bare_calls_per_s", "calls_ratio",
 "sandbox_share", "sandbox_runs_per_s", "bwrap_true_per_s", "bwrap_python_per_s",
@@ -117,10 +120,12 @@ def engine_figures(db: Path) -> dict:
     calls = sum(1 for e in events if e.type == "call.completed" and "/rollouts/" in e.payload["idempotency_key"])
     tests = sum(e.payload["report"]["seconds"] for e in events
                 if e.type == "rollout.iteration" and e.payload["rollout_id"] in paid and e.payload.get("report"))
+    sandbox_cpu = sum(float(e.payload["report"].get("cpu_seconds") or 0.0) for e in events
+                      if e.type == "rollout.iteration" and e.payload.get("report"))  # as each harness measured it
     wall = max(ends) - min(starts)
     workers = os.cpu_count() or 2
     return {"rollouts": len(paid), "calls": calls, "wall_s": wall, "calls_per_s": calls / wall,
-            "sandbox_share": tests / workers / wall,
+            "sandbox_share": tests / workers / wall, "sandbox_cpu_s": sandbox_cpu,
             "all_rollouts": sum(1 for e in events if e.type == "rollout.finished")}
 
 
@@ -189,7 +194,7 @@ def main() -> int:
     out = {"engine_calls_per_s": eng["calls_per_s"], "bare_calls_per_s": bare,
            "calls_ratio": eng["calls_per_s"] / bare, "sandbox_share": eng["sandbox_share"],
            **sandbox_figures(), "cpu_s_per_rollout": (c1[0] - c0[0]) / n,
-           "sandbox_cpu_s_per_rollout": (c1[1] - c0[1]) / n, "rollouts": eng["rollouts"], "calls": eng["calls"]}
+           "sandbox_cpu_s_per_rollout": eng["sandbox_cpu_s"] / n, "rollouts": eng["rollouts"], "calls": eng["calls"]}
     say(f"engine: {eng['calls']} calls over {eng['rollouts']} paid rollouts in {eng['wall_s']:.1f} s = "
         f"{out['engine_calls_per_s']:,.1f} calls/s ({out['calls_ratio']:.3f}x bare); the sandbox's test runs "
         f"fill {out['sandbox_share']:.0%} of the stage on {os.cpu_count()} workers")
