@@ -80,6 +80,22 @@ def per_minute_usd(ep: dict[str, Any]) -> float:
     return ep["price_cents_per_hour"] / 100 / 60
 
 
+def running_endpoints(campaign: Campaign) -> list[dict[str, Any]]:
+    """Endpoints deployed and not stopped: each bills its next minute unless stopped first."""
+    return [e for e in campaign.state.part("endpoint").by_id.values()
+            if e["state"] != "stopped" and e.get("deployment_id")]
+
+
+def committed_usd(campaign: Campaign) -> dict[str, float]:
+    """What no cap can undo any more: the spend, the reservations of calls in flight (they may
+    complete), and the next minute of every running endpoint (it may start before the meter
+    can stop it); `total` is their sum."""
+    spent = campaign.state.part("spend").total_usd
+    in_flight = campaign.state.part("calls").in_flight_usd()
+    minute = sum(per_minute_usd(ep) for ep in running_endpoints(campaign))
+    return {"spent": spent, "in_flight": in_flight, "next_minute": minute, "total": spent + in_flight + minute}
+
+
 class EndpointMeter:
     """Books endpoint minutes as they start and tells when the next ones would cross the cap."""
 
@@ -87,8 +103,7 @@ class EndpointMeter:
         self.campaign, self.clock = campaign, clock
 
     def running(self) -> list[dict[str, Any]]:
-        return [e for e in self.campaign.state.part("endpoint").by_id.values()
-                if e["state"] != "stopped" and e.get("deployment_id")]
+        return running_endpoints(self.campaign)
 
     def start_refusal(self, price_cents_per_hour: int) -> str | None:
         """None when another endpoint may start: its first minute and the next minute of every

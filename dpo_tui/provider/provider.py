@@ -439,10 +439,18 @@ def check_cap(cap_usd: object) -> float:
 
 def set_cap(campaign: Campaign, cap_usd: float, *, reason: str, actor: str) -> None:
     """Set the budget cap every later call is held against (the plan's, or an operator's).
-    A cap below what is already spent is refused: spend can never be above the cap in force."""
+    A cap below what is already spent or committed (calls in flight, the next minute of a
+    running endpoint: campaign.cap.committed_usd) is refused: spend can never be above the
+    cap in force."""
+    from dpo_tui.campaign.cap import committed_usd
+
     cap = check_cap(cap_usd)
-    spent = campaign.state.part("spend").total_usd
-    if cap < spent - 1e-9:
-        raise InputError(f"budget cap ${cap:.4f} is below the ${spent:.4f} already spent: a cap cannot undo spend "
-                         f"(set at least ${spent:.4f})")
+    c = committed_usd(campaign)
+    if cap < c["total"] - 1e-9:
+        also = "".join(f", ${v:.4f} {what}" for what, v in (("for calls in flight", c["in_flight"]),
+                                                            ("for the running endpoints' next minute",
+                                                             c["next_minute"])) if v > 0)
+        raise InputError(f"budget cap ${cap:.4f} is below the ${c['total']:.4f} already spent or committed "
+                         f"(${c['spent']:.4f} spent{also}): a cap cannot undo spend (set at least "
+                         f"${c['total']:.4f}{', or stop the endpoints first' if c['next_minute'] > 0 else ''})")
     campaign.append("budget.cap_set", ev.BudgetCapSet(cap_usd=cap, reason=reason), actor=actor)

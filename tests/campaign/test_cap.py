@@ -179,3 +179,24 @@ def test_the_demos_try_next_lines_name_a_program_this_shell_can_run(monkeypatch,
     assert program_name() == str(Path(bin_dir.parent.name) / bin_dir.name / "dpo-tui")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")  # an activated venv
     assert program_name() == "dpo-tui"
+
+
+def test_a_cap_below_a_running_endpoints_next_minute_is_refused_naming_it(tmp_path):
+    """Lowered mid-minute under what the running endpoint's next minute needs, a cap would be
+    crossed before the meter could stop it (hypothesis found it: test_cap_property.py): it is
+    refused, naming what is spent and what is committed, and the one that fits is taken."""
+    from dpo_tui.errors import InputError
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with Campaign.create(tmp_path / "m.db", name="meter", actor="operator:alice") as c:
+        set_cap(c, 0.30, reason="test", actor="operator:alice")
+        _endpoint(c, "a", t0)  # $0.056 a minute
+        meter = EndpointMeter(c, clock=lambda: t0 + timedelta(seconds=30))
+        assert meter.tick() is None  # its first minute booked: 0.056 spent
+        with pytest.raises(InputError) as refused:
+            set_cap(c, 0.10, reason="lower", actor="operator:alice")  # 0.056 spent + 0.056 next > 0.10
+        text = str(refused.value)
+        assert "$0.1120 already spent or committed" in text and "$0.0560 spent" in text
+        assert "$0.0560 for the running endpoints' next minute" in text and "stop the endpoints first" in text
+        set_cap(c, 0.112, reason="lower", actor="operator:alice")  # exactly what is committed: taken
+        assert c.state.part("budget_guard").cap_usd == pytest.approx(0.112)
