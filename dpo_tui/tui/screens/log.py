@@ -164,6 +164,7 @@ class LogPane(StagePane):
         self._generation = getattr(self, "_generation", 0) + 1
         self._scan, self._held, self._live = None, [], 0
         if self.filter.error:  # nothing to look for: say why, in the filter's own line
+            self._held = None  # no scan to wait for: nothing to hold either
             self.query_one("#log-table", DataTable).clear()
             self.sync()
             return
