@@ -113,6 +113,8 @@ class DpoApp(OperatorActions, Opening, App):
         self.engine = None
         self.working: str | None = None
         self.quitting = False  # the operator quit while work ran: exit when it has stopped
+        self.stages_idle = threading.Event()  # no stage runs on a worker thread (close_console waits on it)
+        self.stages_idle.set()
         self.last_result: StagesFinished | None = None
         self.reports: deque[str] = deque(maxlen=200)
         self.notices: deque[Notice] = deque(maxlen=500)  # everything said, for `N`
@@ -409,9 +411,7 @@ class DpoApp(OperatorActions, Opening, App):
             if not yes:
                 return
             self.quitting = True
-            self.session.stop.set()  # a training job is no longer followed (it runs on)
-            if self.engine is not None:
-                self.engine.cancel()
+            self._stop_work()
             self._refresh_header()
             self.notify(f"stopping {self.working}: calls in flight finish and endpoints are stopped, then the console "
                         "quits (q again quits at once)", timeout=30)
@@ -419,6 +419,20 @@ class DpoApp(OperatorActions, Opening, App):
                                        f"{self.working} is running. Quitting stops it: calls in flight finish, "
                                        "endpoints are stopped, a training job runs on at Together. Finished work is "
                                        "in the log; the rest resumes next time.", yes="Quit"), answer)
+
+    def _stop_work(self) -> None:
+        """Stop what runs as q's confirmed quit does: calls in flight finish, endpoints are
+        stopped, a training job is no longer followed (it runs on at Together)."""
+        if self.session is not None:
+            self.session.stop.set()
+        if self.engine is not None:
+            self.engine.cancel()  # thread-safe; it also wakes a paused engine
+
+    def on_unmount(self) -> None:
+        # every exit comes here (ctrl+q, a hang-up, an error on screen, app.exit()), not only
+        # q's: a stage left running or paused would hold the process open for a resume
+        # nobody can press. It stops instead; close_console waits for it before closing.
+        self._stop_work()
 
     # -- running services ------------------------------------------------------------------
 
@@ -457,17 +471,22 @@ class DpoApp(OperatorActions, Opening, App):
             return
         self.working = what
         self._refresh_header()
+        self.stages_idle.clear()  # before the thread starts: close_console must not miss it
         self._run_stages(what, until)
 
     @work(thread=True, exclusive=True, group="stages")
     def _run_stages(self, what: str, until: str) -> None:
         def hold(engine) -> None:  # noqa: ANN001
             self.engine = engine
+            if self.session.stop.is_set():
+                engine.cancel()  # the console exited before this stage's engine existed
 
         try:
             code, status, message = self.session.run_stages(until, progress=TuiProgress(self), on_engine=hold)
         except DpoTuiError as exc:
             code, status, message = exc.exit_code, "failed", exc.console_text
+        finally:
+            self.stages_idle.set()
         self.post_message(StagesFinished(what, code, status, message))
 
     def on_stages_finished(self, message: StagesFinished) -> None:

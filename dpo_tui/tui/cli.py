@@ -33,9 +33,14 @@ def console_app(path: Path, *, plan: str | None = None, readonly: bool = False, 
 
 
 def close_console(app) -> None:  # noqa: ANN001 - DpoApp
-    """After the app exits: close the session it opened (waiting for an open still under way);
-    an error opening it is raised here, as the CLI reports it."""
+    """After the app exits: close the session it opened (waiting for an open still under way,
+    and for a stage the exit stopped to finish its calls in flight); an error opening it is
+    raised here, as the CLI reports it."""
     session = app.wait_opened()
+    if not app.stages_idle.wait(2):  # the exit stopped a stage: its calls in flight finish first
+        print("dpo-tui: stopping the running stage (calls in flight finish, endpoints are stopped)...",
+              file=sys.stderr, flush=True)
+        app.stages_idle.wait()
     if session is not None:
         session.close()
 

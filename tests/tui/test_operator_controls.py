@@ -467,3 +467,26 @@ async def test_a_stage_that_does_not_fit_the_cap_asks_for_a_higher_cap_instead_o
     # no eval endpoint (the rollouts' dedicated generator ran before training)
     assert [e for e in events_of(db, "endpoint.started") if e.payload["role"] != "generator"] == []
     assert events_of(db, "budget.cap_set")[-1].payload["cap_usd"] == 5.0
+
+
+async def test_an_exit_other_than_q_while_the_pilot_is_paused_stops_it_and_its_worker_ends(split_db):
+    """ctrl+q, a hang-up or a crash of the screen exits without the quit dialog: the stage must
+    stop as q's does (calls in flight finish, the rest resumes next time), not wait paused for
+    a resume nobody can press, holding the process open (asyncio joins the worker's thread)."""
+    app = make_app(split_db)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await _start_pilot(pilot, app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.progress.status == "paused", timeout=60)
+        assert not app.stages_idle.is_set()
+        app.exit()  # not q: no dialog, no quitting flag
+    # the worker thread ends by itself (bounded: a paused engine would wait forever)
+    assert await asyncio.to_thread(app.stages_idle.wait, 120), "the paused stage still waits after the exit"
+    with open_store(split_db, readonly=True) as store:
+        assert audit(store).ok
+        events = list(store.read())
+    started = [e for e in events if e.type == "call.started"]
+    ended = {e.payload["idempotency_key"] for e in events if e.type in ("call.completed", "call.failed")}
+    assert started and all(e.payload["idempotency_key"] in ended for e in started)  # nothing left in flight
+    stopped = {e.payload["endpoint_id"] for e in events if e.type == "endpoint.stopped"}
+    assert all(e.payload["endpoint_id"] in stopped for e in events if e.type == "endpoint.started")
